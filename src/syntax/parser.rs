@@ -107,7 +107,7 @@ fn next_char(text: &str, pos: usize) -> usize {
 
 /// `/// text` -> `text`: the marker and one leading space removed.
 fn strip_marker(rest: &str) -> String {
-    rest.strip_prefix(' ').unwrap_or(rest).to_string()
+    rest.strip_prefix(' ').unwrap_or(rest).trim_end().to_string()
 }
 
 /// Pending `///` lines: their text and spans.
