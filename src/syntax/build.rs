@@ -53,6 +53,8 @@ pub fn content_end(pair: &Pair<'_, Rule>) -> usize {
     }
     pair.clone()
         .into_inner()
+        // The follow-set lookaheads sit after the skipped trivia.
+        .filter(|p| !matches!(p.as_rule(), Rule::item_end | Rule::body_end))
         .map(|p| content_end(&p))
         .max()
         .unwrap_or_else(|| pair.as_span().end())
