@@ -186,7 +186,8 @@ impl Fmt<'_> {
             }
             out.push('\n');
             first = false;
-            forced = false;
+            // Whatever follows a block (even a comment) starts after a blank line.
+            forced = is_block(item);
             prev_item = Some(item);
         }
         let end = self.text.len() + 1;

@@ -251,10 +251,15 @@ impl<'t> Driver<'t> {
         let mut body = Vec::new();
         let mut pos = head_end;
         let end;
+        let errors_before = self.diags.len();
         loop {
             let (p, docs) = self.trivia(pos);
             if p >= text.len() {
-                self.unclosed_block(brace, "sweep");
+                // After an error in the body, recovery may have skipped the `}`: do not
+                // pile a second error on the first.
+                if self.diags.len() == errors_before {
+                    self.unclosed_block(brace, "sweep");
+                }
                 end = text.len();
                 break;
             }
