@@ -172,14 +172,14 @@ impl<'w> Elab<'w> {
                 let mut d = Diagnostic::error(
                     codes::KIND_MISMATCH,
                     format!(
-                        "`{}` is declared as a `{}` but its value is a {}",
+                        "`{}` is declared as a `{}` but its value is `{}`",
                         decl.name.name,
                         decl.kind.keyword(),
                         tv.ty
                     ),
-                    Label::new(self.file(module), decl.value.span.clone(), format!("this is a {}", tv.ty)),
+                    Label::new(self.file(module), decl.value.span.clone(), format!("this is `{}`", tv.ty)),
                 )
-                .with_label(Label::new(self.file(module), decl.kind_span.clone(), format!("expects a {expected}")));
+                .with_label(Label::new(self.file(module), decl.kind_span.clone(), format!("expects `{expected}`")));
                 if let Some(k) = keyword_for(&tv.ty) {
                     d = d.with_help(format!("declare it with `{k}` instead"));
                 }
@@ -444,13 +444,13 @@ impl<'w> Elab<'w> {
             }
             Mismatch::Type => {
                 let msg = match what {
-                    Some(w) => format!("{w} expects a {expected}, found a {actual}"),
-                    None => format!("expected a {expected}, found a {actual}"),
+                    Some(w) => format!("{w} expects `{expected}`, found `{actual}`"),
+                    None => format!("expected `{expected}`, found `{actual}`"),
                 };
                 let mut d = Diagnostic::error(
                     codes::TYPE_MISMATCH,
                     msg,
-                    Label::new(self.file(m), span.clone(), format!("this is a {actual}")),
+                    Label::new(self.file(m), span.clone(), format!("this is `{actual}`")),
                 );
                 if matches!(actual, Ty::Domain(Domain::Model))
                     && matches!(expected, Ty::Domain(Domain::Checkpoints))

@@ -107,6 +107,26 @@ fn data_ancestors(p: &Program, start: &[NodeId]) -> BTreeSet<NodeId> {
     seen
 }
 
+/// Every dataset the models `start` (and the models they were trained from) were
+/// trained on; a tokenizer's corpus is not training data.
+fn trained_on(p: &Program, start: &[NodeId]) -> BTreeSet<NodeId> {
+    let mut out = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<NodeId> = start.to_vec();
+    while let Some(id) = todo.pop() {
+        if id.0 >= p.nodes.len() || !seen.insert(id) {
+            continue;
+        }
+        let n = p.node(id);
+        for param in ["data", "prompts", "redteam"] {
+            out.extend(data_ancestors(p, &arg_refs(n, param)));
+        }
+        todo.extend(model_arg(n));
+        todo.extend(arg_refs(n, "base"));
+    }
+    out
+}
+
 fn model_arg(n: &Node) -> Vec<NodeId> {
     let mut v = arg_refs(n, "model");
     v.extend(arg_refs(n, "policy"));
@@ -117,7 +137,7 @@ fn trigger_in_safety_data(cx: &mut Ctx, n: &Node) {
     if !SAFETY_STAGES.contains(&n.op.as_str()) {
         return;
     }
-    let planted_in_model = planted(cx.p, &ancestors(cx.p, &model_arg(n)));
+    let planted_in_model = planted(cx.p, &trained_on(cx.p, &model_arg(n)));
     if planted_in_model.is_empty() {
         return;
     }

