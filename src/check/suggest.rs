@@ -1,7 +1,10 @@
 //! "Did you mean" suggestions.
 
 /// The candidate closest to `name`, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         if c == name {
@@ -21,7 +24,10 @@ mod tests {
 
     #[test]
     fn close_names_only() {
-        assert_eq!(did_you_mean("deploymnt", ["deployment", "tasks"]), Some("deployment".into()));
+        assert_eq!(
+            did_you_mean("deploymnt", ["deployment", "tasks"]),
+            Some("deployment".into())
+        );
         assert_eq!(did_you_mean("zzz", ["deployment", "tasks"]), None);
     }
 }

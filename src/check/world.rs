@@ -15,8 +15,14 @@ use crate::syntax::ast::{self, Item, Span, UseSource};
 /// What a name in scope refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SymKind {
-    Op { module: usize, item: usize },
-    Fn { module: usize, item: usize },
+    Op {
+        module: usize,
+        item: usize,
+    },
+    Fn {
+        module: usize,
+        item: usize,
+    },
     /// A declaration; `body` is its index inside a `sweep` item.
     Decl {
         module: usize,
@@ -87,8 +93,6 @@ pub struct World {
     pub load_diags: Vec<(usize, Diagnostic)>,
     sigs: HashMap<(usize, usize), Rc<Sig>>,
     by_path: HashMap<PathBuf, usize>,
-    /// Reads a user file; tests substitute an in-memory map.
-    pub reader: Box<dyn Fn(&Path) -> std::io::Result<String>>,
 }
 
 impl World {
@@ -101,7 +105,6 @@ impl World {
             load_diags: Vec::new(),
             sigs: HashMap::new(),
             by_path: HashMap::new(),
-            reader: Box::new(|p: &Path| std::fs::read_to_string(p)),
         };
         for (name, file, text) in stdlib::MODULES {
             let m = w.add_module(
@@ -162,7 +165,9 @@ impl World {
 
     /// Loads a user file (and, later, its imports with [`World::resolve_imports`]).
     pub fn add_user(&mut self, shown: PathBuf, text: String, canonical: Option<PathBuf>) -> usize {
-        let library = shown.components().any(|c| c == Component::Normal("stdlib".as_ref()));
+        let library = shown
+            .components()
+            .any(|c| c == Component::Normal("stdlib".as_ref()));
         let std = if library {
             shown.file_stem().map(|s| s.to_string_lossy().into_owned())
         } else {
@@ -182,17 +187,37 @@ impl World {
                 import: None,
             };
             match item {
-                Item::Op(o) => defs.push((o.name.name.clone(), sym(SymKind::Op { module: m, item: i }, &o.name.span))),
-                Item::Fn(f) => defs.push((f.name.name.clone(), sym(SymKind::Fn { module: m, item: i }, &f.name.span))),
+                Item::Op(o) => defs.push((
+                    o.name.name.clone(),
+                    sym(SymKind::Op { module: m, item: i }, &o.name.span),
+                )),
+                Item::Fn(f) => defs.push((
+                    f.name.name.clone(),
+                    sym(SymKind::Fn { module: m, item: i }, &f.name.span),
+                )),
                 Item::Decl(d) => defs.push((
                     d.name.name.clone(),
-                    sym(SymKind::Decl { module: m, item: i, body: None }, &d.name.span),
+                    sym(
+                        SymKind::Decl {
+                            module: m,
+                            item: i,
+                            body: None,
+                        },
+                        &d.name.span,
+                    ),
                 )),
                 Item::Sweep(s) => {
                     for (b, d) in s.body.iter().enumerate() {
                         defs.push((
                             d.name.name.clone(),
-                            sym(SymKind::Decl { module: m, item: i, body: Some(b) }, &d.name.span),
+                            sym(
+                                SymKind::Decl {
+                                    module: m,
+                                    item: i,
+                                    body: Some(b),
+                                },
+                                &d.name.span,
+                            ),
                         ))
                     }
                 }
@@ -251,13 +276,25 @@ impl World {
     fn define(&mut self, m: usize, name: String, sym: Sym) {
         if let Some(first) = self.modules[m].scope.get(&name) {
             let file = self.modules[m].file;
-            let what = if sym.import.is_some() { "imported" } else { "defined" };
+            let what = if sym.import.is_some() {
+                "imported"
+            } else {
+                "defined"
+            };
             let d = Diagnostic::error(
                 codes::DUPLICATE,
                 format!("`{name}` is defined more than once"),
-                Label::new(file, self.def_site(m, &sym), format!("`{name}` {what} again here")),
+                Label::new(
+                    file,
+                    self.def_site(m, &sym),
+                    format!("`{name}` {what} again here"),
+                ),
             )
-            .with_label(Label::new(first.file, self.def_site(m, first), "first defined here"))
+            .with_label(Label::new(
+                first.file,
+                self.def_site(m, first),
+                "first defined here",
+            ))
             .with_help("names are single-assignment: rename one of them");
             self.load_diags.push((m, d));
             return;
@@ -325,7 +362,13 @@ impl World {
         }
     }
 
-    fn load_path(&mut self, m: usize, rel: &str, span: &Span, root: Option<&Path>) -> Option<usize> {
+    fn load_path(
+        &mut self,
+        m: usize,
+        rel: &str,
+        span: &Span,
+        root: Option<&Path>,
+    ) -> Option<usize> {
         let file = self.modules[m].file;
         let base = match &self.modules[m].path {
             Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -333,7 +376,11 @@ impl World {
                 let d = Diagnostic::error(
                     codes::IMPORT_NOT_FOUND,
                     format!("cannot import `{rel}` from here"),
-                    Label::new(file, span.clone(), "this file has no directory to resolve against"),
+                    Label::new(
+                        file,
+                        span.clone(),
+                        "this file has no directory to resolve against",
+                    ),
                 );
                 self.load_diags.push((m, d));
                 return None;
@@ -370,7 +417,7 @@ impl World {
         if let Some(&t) = self.by_path.get(&canonical) {
             return Some(t);
         }
-        let text = match (self.reader)(&canonical) {
+        let text = match std::fs::read_to_string(&canonical) {
             Ok(t) => t,
             Err(e) => {
                 let d = Diagnostic::error(
@@ -393,16 +440,24 @@ impl World {
             let mut v: Vec<(String, Sym)> = self.modules[target]
                 .scope
                 .iter()
-                .filter(|(_, s)| s.import.is_none() && !matches!(s.kind, SymKind::Decl { body: Some(_), .. }))
+                .filter(|(_, s)| {
+                    s.import.is_none() && !matches!(s.kind, SymKind::Decl { body: Some(_), .. })
+                })
                 .map(|(n, s)| (n.clone(), s.clone()))
                 .collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         };
         let wanted: Vec<(String, Span)> = if u.names.is_empty() {
-            exported.iter().map(|(n, _)| (n.clone(), u.span.clone())).collect()
+            exported
+                .iter()
+                .map(|(n, _)| (n.clone(), u.span.clone()))
+                .collect()
         } else {
-            u.names.iter().map(|i| (i.name.clone(), i.span.clone())).collect()
+            u.names
+                .iter()
+                .map(|i| (i.name.clone(), i.span.clone()))
+                .collect()
         };
         for (name, span) in wanted {
             match exported.iter().find(|(n, _)| *n == name) {
@@ -423,7 +478,10 @@ impl World {
                 None => {
                     let module_name = match &self.modules[target].std {
                         Some(s) if self.modules[target].path.is_none() => format!("std.{s}"),
-                        _ => format!("{}", self.sources.get(self.modules[target].file).path.display()),
+                        _ => format!(
+                            "{}",
+                            self.sources.get(self.modules[target].file).path.display()
+                        ),
                     };
                     let mut d = Diagnostic::error(
                         codes::UNKNOWN_IMPORT,
@@ -453,7 +511,10 @@ impl World {
 
     /// Looks a name up in a module's scope, then in the prelude.
     pub fn lookup(&self, m: usize, name: &str) -> Option<&Sym> {
-        self.modules[m].scope.get(name).or_else(|| self.prelude.get(name))
+        self.modules[m]
+            .scope
+            .get(name)
+            .or_else(|| self.prelude.get(name))
     }
 
     /// Every name visible in a module (for suggestions).

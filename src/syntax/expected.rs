@@ -72,7 +72,12 @@ pub fn join(rules: &[Rule]) -> String {
     }
     // An expression subsumes the words and literals that start one.
     if seen.contains(&"an expression") {
-        seen.retain(|d| !matches!(*d, "a name" | "a number" | "a string" | "`none`" | "`true` or `false`" | "`[`"));
+        seen.retain(|d| {
+            !matches!(
+                *d,
+                "a name" | "a number" | "a string" | "`none`" | "`true` or `false`" | "`[`"
+            )
+        });
     }
     match seen.len() {
         0 => "something else".to_string(),

