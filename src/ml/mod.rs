@@ -1,1 +1,5 @@
-//! See ARCHITECTURE.md for what this module owns.
+//! The ML core (placeholder docs; see below).
+pub mod error;
+pub mod tokenizer;
+pub use error::{MlError, Result};
+pub use tokenizer::Tokenizer;
