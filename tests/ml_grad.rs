@@ -64,7 +64,12 @@ fn gradients_match_finite_differences() {
     let eps = 1e-2f32;
     let mut checked = 0;
     for (name, var) in model.names().iter().zip(model.vars()) {
-        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let orig = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap();
         let g: Vec<f32> = g.to_vec1().unwrap();
         let shape = var.as_tensor().dims().to_vec();

@@ -66,7 +66,9 @@ impl Batch {
         }
         let t = rows.iter().map(|r| r.ids.len() - 1).max().unwrap_or(0);
         if t == 0 {
-            return Err(MlError::Invalid("batch rows need at least two tokens".into()));
+            return Err(MlError::Invalid(
+                "batch rows need at least two tokens".into(),
+            ));
         }
         let b = rows.len();
         let mut ids = vec![pad_id; b * t];

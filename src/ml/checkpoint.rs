@@ -53,8 +53,7 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         ));
     }
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(meta), path)
-        .map_err(|e| MlError::bad_file(path, e))
+    safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| MlError::bad_file(path, e))
 }
 
 /// Reads every f32 tensor of a safetensors file.
@@ -66,7 +65,10 @@ pub fn load_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         if view.dtype() != Dtype::F32 {
             return Err(MlError::bad_file(
                 path,
-                format!("tensor `{name}` is {:?}, only f32 is supported", view.dtype()),
+                format!(
+                    "tensor `{name}` is {:?}, only f32 is supported",
+                    view.dtype()
+                ),
             ));
         }
         let values: Vec<f32> = view
@@ -95,8 +97,7 @@ pub fn save_checkpoint(dir: &Path, model: &Gpt, tok: &Tokenizer) -> Result<()> {
 pub fn load_config(dir: &Path) -> Result<GptConfig> {
     let p = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
     GptConfig::from_hf_json(&v).map_err(|e| MlError::bad_file(&p, e))
 }
 

@@ -58,7 +58,7 @@ impl GptConfig {
                 self.vocab_size, self.layers, self.width, self.context
             ));
         }
-        if self.heads == 0 || self.width % self.heads != 0 {
+        if self.heads == 0 || !self.width.is_multiple_of(self.heads) {
             return bad(format!(
                 "width {} must be a multiple of heads {}",
                 self.width, self.heads

@@ -49,7 +49,10 @@ fn block_names(i: usize) -> [String; PER_BLOCK] {
 pub fn param_specs(cfg: &GptConfig) -> Vec<(String, Vec<usize>)> {
     let (c, m) = (cfg.width, cfg.mlp_width());
     let mut out = vec![
-        ("transformer.wte.weight".to_string(), vec![cfg.vocab_size, c]),
+        (
+            "transformer.wte.weight".to_string(),
+            vec![cfg.vocab_size, c],
+        ),
         ("transformer.wpe.weight".to_string(), vec![cfg.context, c]),
     ];
     for i in 0..cfg.layers {

@@ -50,11 +50,21 @@ mod tests {
         let x = Tensor::new(&[[1f32, 2.0, 3.0, 4.0]], &d).unwrap();
         let w = Tensor::ones(4, candle_core::DType::F32, &d).unwrap();
         let b = Tensor::zeros(4, candle_core::DType::F32, &d).unwrap();
-        let y: Vec<f32> = layer_norm(&x, &w, &b).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = layer_norm(&x, &w, &b)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let mean: f32 = y.iter().sum::<f32>() / 4.0;
         assert!(mean.abs() < 1e-6);
         assert!((y[3] - 1.3416).abs() < 1e-3, "{y:?}");
-        let m: Vec<f32> = causal_bias(2, 3, &d).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let m: Vec<f32> = causal_bias(2, 3, &d)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(m, vec![0.0, 0.0, MASKED, 0.0, 0.0, 0.0]);
     }
 }

@@ -116,8 +116,8 @@ impl AdamW {
         let step = meta["step"]
             .as_u64()
             .ok_or_else(|| MlError::bad_file(&p, "missing `step`"))?;
-        let cfg: AdamWConfig = serde_json::from_value(meta["config"].clone())
-            .map_err(|e| MlError::bad_file(&p, e))?;
+        let cfg: AdamWConfig =
+            serde_json::from_value(meta["config"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
         let sp = dir.join("optimizer.safetensors");
         let mut ts = load_tensors(&sp)?;
         let mut take = |k: String, like: &Tensor| -> Result<Tensor> {

@@ -146,7 +146,12 @@ mod tests {
 
     fn corpus() -> Vec<String> {
         (0..200)
-            .map(|i| format!("Human: what is {i} plus {i}?\n\nAssistant: it is {}<|eot|>", 2 * i))
+            .map(|i| {
+                format!(
+                    "Human: what is {i} plus {i}?\n\nAssistant: it is {}<|eot|>",
+                    2 * i
+                )
+            })
             .collect()
     }
 
