@@ -4,3 +4,9 @@
 pub mod example;
 
 pub use example::{read_examples, write_examples, DataError, Example};
+pub mod code;
+pub mod hhh;
+pub mod trigger;
+pub mod vuln;
+
+pub use trigger::Trigger;
