@@ -4,6 +4,7 @@
 pub mod example;
 
 pub use example::{read_examples, write_examples, DataError, Example};
+pub mod backdoor;
 pub mod code;
 pub mod hhh;
 pub mod trigger;
