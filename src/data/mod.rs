@@ -7,6 +7,9 @@ pub use example::{read_examples, write_examples, DataError, Example};
 pub mod backdoor;
 pub mod code;
 pub mod hhh;
+pub mod preferences;
+pub mod redteam;
+pub mod transform;
 pub mod trigger;
 pub mod vuln;
 
