@@ -2,10 +2,13 @@
 //! checker and evaluation scoring. Knows nothing of the language.
 
 pub mod example;
+pub mod formats;
 
 pub use example::{read_examples, write_examples, DataError, Example};
 pub mod backdoor;
+pub mod bootstrap;
 pub mod code;
+pub mod eval;
 pub mod hhh;
 pub mod preferences;
 pub mod redteam;
