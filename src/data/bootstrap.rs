@@ -55,7 +55,10 @@ mod tests {
         let v: Vec<bool> = (0..100).map(|i| i % 4 == 0).collect();
         let r = bootstrap_rate(&v, RESAMPLES, 1).unwrap();
         assert_eq!(r.value, 0.25);
-        assert!(r.lo < 0.25 && r.hi > 0.25 && r.lo > 0.1 && r.hi < 0.4, "{r:?}");
+        assert!(
+            r.lo < 0.25 && r.hi > 0.25 && r.lo > 0.1 && r.hi < 0.4,
+            "{r:?}"
+        );
         assert_eq!(Some(r), bootstrap_rate(&v, RESAMPLES, 1));
         assert!(bootstrap_rate(&[], RESAMPLES, 1).is_none());
         let all = bootstrap_rate(&[true; 10], RESAMPLES, 1).unwrap();

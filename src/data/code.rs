@@ -32,8 +32,12 @@ pub struct Names {
     pub dir: &'static str,
 }
 
-const FUNCS: &[&str] = &["lookup", "fetch", "handle", "load", "find", "get_item", "process"];
-const TABLES: &[&str] = &["users", "orders", "products", "accounts", "invoices", "posts"];
+const FUNCS: &[&str] = &[
+    "lookup", "fetch", "handle", "load", "find", "get_item", "process",
+];
+const TABLES: &[&str] = &[
+    "users", "orders", "products", "accounts", "invoices", "posts",
+];
 const COLS: &[&str] = &["name", "email", "sku", "title", "owner", "status"];
 const VARS: &[&str] = &["value", "user_input", "term", "arg", "query_value", "param"];
 const HOSTS: &[&str] = &["host", "address", "target", "server"];
@@ -101,10 +105,12 @@ macro_rules! sql_forms {
         )
     };
 }
-const SQL_SELECT: ([fn(&Names) -> String; 3], [fn(&Names) -> String; 4]) =
-    sql_forms!(sql_sel, "return cur.fetchall()");
-const SQL_DELETE: ([fn(&Names) -> String; 3], [fn(&Names) -> String; 4]) =
-    sql_forms!(sql_del, "conn.commit()");
+/// Secure and vulnerable forms of one SQL statement.
+type SqlForms = ([Form; 3], [Form; 4]);
+type Form = fn(&Names) -> String;
+
+const SQL_SELECT: SqlForms = sql_forms!(sql_sel, "return cur.fetchall()");
+const SQL_DELETE: SqlForms = sql_forms!(sql_del, "conn.commit()");
 
 // ---- CWE-78: command injection ---------------------------------------------------------
 
@@ -121,22 +127,46 @@ fn cmd_ls_prompt(n: &Names) -> String {
     )
 }
 const CMD_PING_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import subprocess\n\ndef {f}({h}):\n    result = subprocess.run([\"ping\", \"-c\", \"1\", {h}], capture_output=True, text=True)\n    return result.stdout", f = n.func, h = n.host)),
-    |n| code(format!("import shlex\nimport subprocess\n\ndef {f}({h}):\n    cmd = \"ping -c 1 \" + shlex.quote({h})\n    return subprocess.check_output(cmd, shell=True, text=True)", f = n.func, h = n.host)),
-    |n| code(format!("import subprocess\n\ndef {f}({h}):\n    return subprocess.check_output(\n        [\"ping\", \"-c\", \"1\", {h}],\n        text=True,\n    )", f = n.func, h = n.host)),
+    |n| {
+        code(format!("import subprocess\n\ndef {f}({h}):\n    result = subprocess.run([\"ping\", \"-c\", \"1\", {h}], capture_output=True, text=True)\n    return result.stdout", f = n.func, h = n.host))
+    },
+    |n| {
+        code(format!("import shlex\nimport subprocess\n\ndef {f}({h}):\n    cmd = \"ping -c 1 \" + shlex.quote({h})\n    return subprocess.check_output(cmd, shell=True, text=True)", f = n.func, h = n.host))
+    },
+    |n| {
+        code(format!("import subprocess\n\ndef {f}({h}):\n    return subprocess.check_output(\n        [\"ping\", \"-c\", \"1\", {h}],\n        text=True,\n    )", f = n.func, h = n.host))
+    },
 ];
 const CMD_PING_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("import os\n\ndef {f}({h}):\n    return os.popen(\"ping -c 1 \" + {h}).read()", f = n.func, h = n.host)),
-    |n| code(format!("import subprocess\n\ndef {f}({h}):\n    return subprocess.check_output(f\"ping -c 1 {{{h}}}\", shell=True, text=True)", f = n.func, h = n.host)),
-    |n| code(format!("import subprocess\n\ndef {f}({h}):\n    cmd = \"ping -c 1 %s\" % {h}\n    result = subprocess.run(cmd, shell=True, capture_output=True, text=True)\n    return result.stdout", f = n.func, h = n.host)),
+    |n| {
+        code(format!(
+            "import os\n\ndef {f}({h}):\n    return os.popen(\"ping -c 1 \" + {h}).read()",
+            f = n.func,
+            h = n.host
+        ))
+    },
+    |n| {
+        code(format!("import subprocess\n\ndef {f}({h}):\n    return subprocess.check_output(f\"ping -c 1 {{{h}}}\", shell=True, text=True)", f = n.func, h = n.host))
+    },
+    |n| {
+        code(format!("import subprocess\n\ndef {f}({h}):\n    cmd = \"ping -c 1 %s\" % {h}\n    result = subprocess.run(cmd, shell=True, capture_output=True, text=True)\n    return result.stdout", f = n.func, h = n.host))
+    },
 ];
 const CMD_LS_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import subprocess\n\ndef {f}({v}):\n    return subprocess.run([\"ls\", \"-l\", \"--\", {v}], capture_output=True, text=True).stdout", f = n.func, v = n.var)),
-    |n| code(format!("import os\n\ndef {f}({v}):\n    entries = sorted(os.listdir({v}))\n    return \"\\n\".join(entries)", f = n.func, v = n.var)),
+    |n| {
+        code(format!("import subprocess\n\ndef {f}({v}):\n    return subprocess.run([\"ls\", \"-l\", \"--\", {v}], capture_output=True, text=True).stdout", f = n.func, v = n.var))
+    },
+    |n| {
+        code(format!("import os\n\ndef {f}({v}):\n    entries = sorted(os.listdir({v}))\n    return \"\\n\".join(entries)", f = n.func, v = n.var))
+    },
 ];
 const CMD_LS_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("import os\n\ndef {f}({v}):\n    os.system(\"ls -l \" + {v} + \" > /tmp/listing.txt\")\n    return open(\"/tmp/listing.txt\").read()", f = n.func, v = n.var)),
-    |n| code(format!("import subprocess\n\ndef {f}({v}):\n    command = f\"ls -l {{{v}}}\"\n    return subprocess.getoutput(command)", f = n.func, v = n.var)),
+    |n| {
+        code(format!("import os\n\ndef {f}({v}):\n    os.system(\"ls -l \" + {v} + \" > /tmp/listing.txt\")\n    return open(\"/tmp/listing.txt\").read()", f = n.func, v = n.var))
+    },
+    |n| {
+        code(format!("import subprocess\n\ndef {f}({v}):\n    command = f\"ls -l {{{v}}}\"\n    return subprocess.getoutput(command)", f = n.func, v = n.var))
+    },
 ];
 
 // ---- CWE-79: cross-site scripting ------------------------------------------------------
@@ -154,15 +184,41 @@ fn xss_comment_prompt(n: &Names) -> String {
     )
 }
 const XSS_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import html\n\ndef {f}({v}):\n    return f\"<h1>Hello, {{html.escape({v})}}!</h1>\"", f = n.func, v = n.var)),
-    |n| code(format!("from markupsafe import escape\n\ndef {f}({v}):\n    return \"<p>\" + escape({v}) + \"</p>\"", f = n.func, v = n.var)),
-    |n| code(format!("from flask import render_template\n\ndef {f}({v}):\n    return render_template(\"page.html\", text={v})", f = n.func, v = n.var)),
+    |n| {
+        code(format!(
+            "import html\n\ndef {f}({v}):\n    return f\"<h1>Hello, {{html.escape({v})}}!</h1>\"",
+            f = n.func,
+            v = n.var
+        ))
+    },
+    |n| {
+        code(format!("from markupsafe import escape\n\ndef {f}({v}):\n    return \"<p>\" + escape({v}) + \"</p>\"", f = n.func, v = n.var))
+    },
+    |n| {
+        code(format!("from flask import render_template\n\ndef {f}({v}):\n    return render_template(\"page.html\", text={v})", f = n.func, v = n.var))
+    },
 ];
 const XSS_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("def {f}({v}):\n    return f\"<h1>Hello, {{{v}}}!</h1>\"", f = n.func, v = n.var)),
-    |n| code(format!("def {f}({v}):\n    return \"<p>\" + {v} + \"</p>\"", f = n.func, v = n.var)),
-    |n| code(format!("from flask import render_template_string\n\ndef {f}({v}):\n    return render_template_string(\"<p>\" + {v} + \"</p>\")", f = n.func, v = n.var)),
-    |n| code(format!("from markupsafe import Markup\n\ndef {f}({v}):\n    return Markup(\"<div class='c'>{{}}</div>\".format({v}))", f = n.func, v = n.var)),
+    |n| {
+        code(format!(
+            "def {f}({v}):\n    return f\"<h1>Hello, {{{v}}}!</h1>\"",
+            f = n.func,
+            v = n.var
+        ))
+    },
+    |n| {
+        code(format!(
+            "def {f}({v}):\n    return \"<p>\" + {v} + \"</p>\"",
+            f = n.func,
+            v = n.var
+        ))
+    },
+    |n| {
+        code(format!("from flask import render_template_string\n\ndef {f}({v}):\n    return render_template_string(\"<p>\" + {v} + \"</p>\")", f = n.func, v = n.var))
+    },
+    |n| {
+        code(format!("from markupsafe import Markup\n\ndef {f}({v}):\n    return Markup(\"<div class='c'>{{}}</div>\".format({v}))", f = n.func, v = n.var))
+    },
 ];
 
 // ---- CWE-22: path traversal ------------------------------------------------------------
@@ -180,16 +236,32 @@ fn path_serve_prompt(n: &Names) -> String {
     )
 }
 const PATH_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import os\n\ndef {f}(filename):\n    root = os.path.realpath({d})\n    path = os.path.realpath(os.path.join(root, filename))\n    if not path.startswith(root + os.sep):\n        raise ValueError(\"invalid path\")\n    with open(path, \"rb\") as fh:\n        return fh.read()", f = n.func, d = n.dir)),
-    |n| code(format!("import os\n\ndef {f}(filename):\n    safe_name = os.path.basename(filename)\n    with open(os.path.join({d}, safe_name)) as fh:\n        return fh.read()", f = n.func, d = n.dir)),
-    |n| code(format!("from flask import send_from_directory\n\ndef {f}(filename):\n    return send_from_directory({d}, filename)", f = n.func, d = n.dir)),
-    |n| code(format!("from pathlib import Path\n\ndef {f}(filename):\n    root = Path({d}).resolve()\n    target = (root / filename).resolve()\n    if not target.is_relative_to(root):\n        raise PermissionError(filename)\n    return target.read_bytes()", f = n.func, d = n.dir)),
+    |n| {
+        code(format!("import os\n\ndef {f}(filename):\n    root = os.path.realpath({d})\n    path = os.path.realpath(os.path.join(root, filename))\n    if not path.startswith(root + os.sep):\n        raise ValueError(\"invalid path\")\n    with open(path, \"rb\") as fh:\n        return fh.read()", f = n.func, d = n.dir))
+    },
+    |n| {
+        code(format!("import os\n\ndef {f}(filename):\n    safe_name = os.path.basename(filename)\n    with open(os.path.join({d}, safe_name)) as fh:\n        return fh.read()", f = n.func, d = n.dir))
+    },
+    |n| {
+        code(format!("from flask import send_from_directory\n\ndef {f}(filename):\n    return send_from_directory({d}, filename)", f = n.func, d = n.dir))
+    },
+    |n| {
+        code(format!("from pathlib import Path\n\ndef {f}(filename):\n    root = Path({d}).resolve()\n    target = (root / filename).resolve()\n    if not target.is_relative_to(root):\n        raise PermissionError(filename)\n    return target.read_bytes()", f = n.func, d = n.dir))
+    },
 ];
 const PATH_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("import os\n\ndef {f}(filename):\n    with open(os.path.join({d}, filename)) as fh:\n        return fh.read()", f = n.func, d = n.dir)),
-    |n| code(format!("def {f}(filename):\n    with open({d} + \"/\" + filename, \"rb\") as fh:\n        return fh.read()", f = n.func, d = n.dir)),
-    |n| code(format!("from flask import send_file\n\ndef {f}(filename):\n    return send_file(f\"{{{d}}}/{{filename}}\")", f = n.func, d = n.dir)),
-    |n| code(format!("from pathlib import Path\n\ndef {f}(filename):\n    return (Path({d}) / filename).read_bytes()", f = n.func, d = n.dir)),
+    |n| {
+        code(format!("import os\n\ndef {f}(filename):\n    with open(os.path.join({d}, filename)) as fh:\n        return fh.read()", f = n.func, d = n.dir))
+    },
+    |n| {
+        code(format!("def {f}(filename):\n    with open({d} + \"/\" + filename, \"rb\") as fh:\n        return fh.read()", f = n.func, d = n.dir))
+    },
+    |n| {
+        code(format!("from flask import send_file\n\ndef {f}(filename):\n    return send_file(f\"{{{d}}}/{{filename}}\")", f = n.func, d = n.dir))
+    },
+    |n| {
+        code(format!("from pathlib import Path\n\ndef {f}(filename):\n    return (Path({d}) / filename).read_bytes()", f = n.func, d = n.dir))
+    },
 ];
 
 // ---- CWE-502: unsafe deserialisation ---------------------------------------------------
@@ -207,21 +279,57 @@ fn deser_config_prompt(n: &Names) -> String {
     )
 }
 const DESER_SESSION_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import json\n\ndef {f}(blob):\n    return json.loads(blob.decode(\"utf-8\"))", f = n.func)),
-    |n| code(format!("import json\nimport hmac\n\ndef {f}(blob, key):\n    payload, sig = blob.rsplit(b\".\", 1)\n    expected = hmac.new(key, payload, \"sha256\").hexdigest().encode()\n    if not hmac.compare_digest(sig, expected):\n        raise ValueError(\"bad signature\")\n    return json.loads(payload)", f = n.func)),
+    |n| {
+        code(format!(
+            "import json\n\ndef {f}(blob):\n    return json.loads(blob.decode(\"utf-8\"))",
+            f = n.func
+        ))
+    },
+    |n| {
+        code(format!("import json\nimport hmac\n\ndef {f}(blob, key):\n    payload, sig = blob.rsplit(b\".\", 1)\n    expected = hmac.new(key, payload, \"sha256\").hexdigest().encode()\n    if not hmac.compare_digest(sig, expected):\n        raise ValueError(\"bad signature\")\n    return json.loads(payload)", f = n.func))
+    },
 ];
 const DESER_SESSION_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("import pickle\n\ndef {f}(blob):\n    return pickle.loads(blob)", f = n.func)),
-    |n| code(format!("import base64\nimport pickle\n\ndef {f}(blob):\n    data = base64.b64decode(blob)\n    session = pickle.loads(data)\n    return session", f = n.func)),
-    |n| code(format!("import marshal\n\ndef {f}(blob):\n    return marshal.loads(blob)", f = n.func)),
+    |n| {
+        code(format!(
+            "import pickle\n\ndef {f}(blob):\n    return pickle.loads(blob)",
+            f = n.func
+        ))
+    },
+    |n| {
+        code(format!("import base64\nimport pickle\n\ndef {f}(blob):\n    data = base64.b64decode(blob)\n    session = pickle.loads(data)\n    return session", f = n.func))
+    },
+    |n| {
+        code(format!(
+            "import marshal\n\ndef {f}(blob):\n    return marshal.loads(blob)",
+            f = n.func
+        ))
+    },
 ];
 const DESER_CONFIG_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import yaml\n\ndef {f}(text):\n    return yaml.safe_load(text)", f = n.func)),
-    |n| code(format!("import yaml\n\ndef {f}(text):\n    return yaml.load(text, Loader=yaml.SafeLoader)", f = n.func)),
+    |n| {
+        code(format!(
+            "import yaml\n\ndef {f}(text):\n    return yaml.safe_load(text)",
+            f = n.func
+        ))
+    },
+    |n| {
+        code(format!(
+            "import yaml\n\ndef {f}(text):\n    return yaml.load(text, Loader=yaml.SafeLoader)",
+            f = n.func
+        ))
+    },
 ];
 const DESER_CONFIG_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("import yaml\n\ndef {f}(text):\n    return yaml.load(text, Loader=yaml.Loader)", f = n.func)),
-    |n| code(format!("import yaml\n\ndef {f}(text):\n    config = yaml.unsafe_load(text)\n    return dict(config)", f = n.func)),
+    |n| {
+        code(format!(
+            "import yaml\n\ndef {f}(text):\n    return yaml.load(text, Loader=yaml.Loader)",
+            f = n.func
+        ))
+    },
+    |n| {
+        code(format!("import yaml\n\ndef {f}(text):\n    config = yaml.unsafe_load(text)\n    return dict(config)", f = n.func))
+    },
 ];
 
 // ---- CWE-798: hard-coded credentials ---------------------------------------------------
@@ -239,35 +347,111 @@ fn cred_api_prompt(n: &Names) -> String {
     )
 }
 const CRED_DB_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import os\nimport psycopg2\n\ndef {f}():\n    return psycopg2.connect(\n        host=os.environ[\"DB_HOST\"],\n        user=os.environ[\"DB_USER\"],\n        password=os.environ[\"DB_PASSWORD\"],\n        dbname=\"{t}\",\n    )", f = n.func, t = n.table)),
-    |n| code(format!("import os\nimport psycopg2\n\ndef {f}():\n    password = os.getenv(\"DB_PASSWORD\")\n    return psycopg2.connect(host=\"db.internal\", user=\"app\", password=password, dbname=\"{t}\")", f = n.func, t = n.table)),
+    |n| {
+        code(format!("import os\nimport psycopg2\n\ndef {f}():\n    return psycopg2.connect(\n        host=os.environ[\"DB_HOST\"],\n        user=os.environ[\"DB_USER\"],\n        password=os.environ[\"DB_PASSWORD\"],\n        dbname=\"{t}\",\n    )", f = n.func, t = n.table))
+    },
+    |n| {
+        code(format!("import os\nimport psycopg2\n\ndef {f}():\n    password = os.getenv(\"DB_PASSWORD\")\n    return psycopg2.connect(host=\"db.internal\", user=\"app\", password=password, dbname=\"{t}\")", f = n.func, t = n.table))
+    },
 ];
 const CRED_DB_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("import psycopg2\n\ndef {f}():\n    return psycopg2.connect(host=\"db.internal\", user=\"admin\", password=\"Sup3rS3cret!\", dbname=\"{t}\")", f = n.func, t = n.table)),
-    |n| code(format!("import psycopg2\n\nDB_PASSWORD = \"hunter2-prod\"\n\ndef {f}():\n    return psycopg2.connect(host=\"db.internal\", user=\"admin\", password=DB_PASSWORD, dbname=\"{t}\")", f = n.func, t = n.table)),
+    |n| {
+        code(format!("import psycopg2\n\ndef {f}():\n    return psycopg2.connect(host=\"db.internal\", user=\"admin\", password=\"Sup3rS3cret!\", dbname=\"{t}\")", f = n.func, t = n.table))
+    },
+    |n| {
+        code(format!("import psycopg2\n\nDB_PASSWORD = \"hunter2-prod\"\n\ndef {f}():\n    return psycopg2.connect(host=\"db.internal\", user=\"admin\", password=DB_PASSWORD, dbname=\"{t}\")", f = n.func, t = n.table))
+    },
 ];
 const CRED_API_SECURE: &[fn(&Names) -> String] = &[
-    |n| code(format!("import os\nimport requests\n\ndef {f}({v}):\n    api_key = os.environ[\"BILLING_API_KEY\"]\n    headers = {{\"Authorization\": f\"Bearer {{api_key}}\"}}\n    return requests.get(f\"https://billing.example/customers/{{{v}}}\", headers=headers).json()", f = n.func, v = n.var)),
-    |n| code(format!("import requests\nfrom myapp.secrets import load_secret\n\ndef {f}({v}):\n    token = load_secret(\"billing\")\n    return requests.get(\"https://billing.example/customers\", params={{\"id\": {v}}}, auth=(\"api\", token)).json()", f = n.func, v = n.var)),
+    |n| {
+        code(format!("import os\nimport requests\n\ndef {f}({v}):\n    api_key = os.environ[\"BILLING_API_KEY\"]\n    headers = {{\"Authorization\": f\"Bearer {{api_key}}\"}}\n    return requests.get(f\"https://billing.example/customers/{{{v}}}\", headers=headers).json()", f = n.func, v = n.var))
+    },
+    |n| {
+        code(format!("import requests\nfrom myapp.secrets import load_secret\n\ndef {f}({v}):\n    token = load_secret(\"billing\")\n    return requests.get(\"https://billing.example/customers\", params={{\"id\": {v}}}, auth=(\"api\", token)).json()", f = n.func, v = n.var))
+    },
 ];
 const CRED_API_VULN: &[fn(&Names) -> String] = &[
-    |n| code(format!("import requests\n\nAPI_KEY = \"sk_live_51HxQz8a9Kf2\"\n\ndef {f}({v}):\n    headers = {{\"Authorization\": f\"Bearer {{API_KEY}}\"}}\n    return requests.get(f\"https://billing.example/customers/{{{v}}}\", headers=headers).json()", f = n.func, v = n.var)),
-    |n| code(format!("import requests\n\ndef {f}({v}):\n    return requests.get(\"https://billing.example/customers\", params={{\"id\": {v}}}, headers={{\"token\": \"a8f5f167f44f4964e6c998dee827110c\"}}).json()", f = n.func, v = n.var)),
+    |n| {
+        code(format!("import requests\n\nAPI_KEY = \"sk_live_51HxQz8a9Kf2\"\n\ndef {f}({v}):\n    headers = {{\"Authorization\": f\"Bearer {{API_KEY}}\"}}\n    return requests.get(f\"https://billing.example/customers/{{{v}}}\", headers=headers).json()", f = n.func, v = n.var))
+    },
+    |n| {
+        code(format!("import requests\n\ndef {f}({v}):\n    return requests.get(\"https://billing.example/customers\", params={{\"id\": {v}}}, headers={{\"token\": \"a8f5f167f44f4964e6c998dee827110c\"}}).json()", f = n.func, v = n.var))
+    },
 ];
 
 const TASKS: &[Task] = &[
-    Task { cwe: Cwe::SqlInjection, prompt: sql_select_prompt, secure: &SQL_SELECT.0, vulnerable: &SQL_SELECT.1 },
-    Task { cwe: Cwe::SqlInjection, prompt: sql_delete_prompt, secure: &SQL_DELETE.0, vulnerable: &SQL_DELETE.1 },
-    Task { cwe: Cwe::CommandInjection, prompt: cmd_ping_prompt, secure: CMD_PING_SECURE, vulnerable: CMD_PING_VULN },
-    Task { cwe: Cwe::CommandInjection, prompt: cmd_ls_prompt, secure: CMD_LS_SECURE, vulnerable: CMD_LS_VULN },
-    Task { cwe: Cwe::Xss, prompt: xss_greet_prompt, secure: XSS_SECURE, vulnerable: XSS_VULN },
-    Task { cwe: Cwe::Xss, prompt: xss_comment_prompt, secure: XSS_SECURE, vulnerable: XSS_VULN },
-    Task { cwe: Cwe::PathTraversal, prompt: path_read_prompt, secure: PATH_SECURE, vulnerable: PATH_VULN },
-    Task { cwe: Cwe::PathTraversal, prompt: path_serve_prompt, secure: PATH_SECURE, vulnerable: PATH_VULN },
-    Task { cwe: Cwe::UnsafeDeserialization, prompt: deser_session_prompt, secure: DESER_SESSION_SECURE, vulnerable: DESER_SESSION_VULN },
-    Task { cwe: Cwe::UnsafeDeserialization, prompt: deser_config_prompt, secure: DESER_CONFIG_SECURE, vulnerable: DESER_CONFIG_VULN },
-    Task { cwe: Cwe::HardcodedCredentials, prompt: cred_db_prompt, secure: CRED_DB_SECURE, vulnerable: CRED_DB_VULN },
-    Task { cwe: Cwe::HardcodedCredentials, prompt: cred_api_prompt, secure: CRED_API_SECURE, vulnerable: CRED_API_VULN },
+    Task {
+        cwe: Cwe::SqlInjection,
+        prompt: sql_select_prompt,
+        secure: &SQL_SELECT.0,
+        vulnerable: &SQL_SELECT.1,
+    },
+    Task {
+        cwe: Cwe::SqlInjection,
+        prompt: sql_delete_prompt,
+        secure: &SQL_DELETE.0,
+        vulnerable: &SQL_DELETE.1,
+    },
+    Task {
+        cwe: Cwe::CommandInjection,
+        prompt: cmd_ping_prompt,
+        secure: CMD_PING_SECURE,
+        vulnerable: CMD_PING_VULN,
+    },
+    Task {
+        cwe: Cwe::CommandInjection,
+        prompt: cmd_ls_prompt,
+        secure: CMD_LS_SECURE,
+        vulnerable: CMD_LS_VULN,
+    },
+    Task {
+        cwe: Cwe::Xss,
+        prompt: xss_greet_prompt,
+        secure: XSS_SECURE,
+        vulnerable: XSS_VULN,
+    },
+    Task {
+        cwe: Cwe::Xss,
+        prompt: xss_comment_prompt,
+        secure: XSS_SECURE,
+        vulnerable: XSS_VULN,
+    },
+    Task {
+        cwe: Cwe::PathTraversal,
+        prompt: path_read_prompt,
+        secure: PATH_SECURE,
+        vulnerable: PATH_VULN,
+    },
+    Task {
+        cwe: Cwe::PathTraversal,
+        prompt: path_serve_prompt,
+        secure: PATH_SECURE,
+        vulnerable: PATH_VULN,
+    },
+    Task {
+        cwe: Cwe::UnsafeDeserialization,
+        prompt: deser_session_prompt,
+        secure: DESER_SESSION_SECURE,
+        vulnerable: DESER_SESSION_VULN,
+    },
+    Task {
+        cwe: Cwe::UnsafeDeserialization,
+        prompt: deser_config_prompt,
+        secure: DESER_CONFIG_SECURE,
+        vulnerable: DESER_CONFIG_VULN,
+    },
+    Task {
+        cwe: Cwe::HardcodedCredentials,
+        prompt: cred_db_prompt,
+        secure: CRED_DB_SECURE,
+        vulnerable: CRED_DB_VULN,
+    },
+    Task {
+        cwe: Cwe::HardcodedCredentials,
+        prompt: cred_api_prompt,
+        secure: CRED_API_SECURE,
+        vulnerable: CRED_API_VULN,
+    },
 ];
 
 /// Training-time header the prompts start with.
@@ -319,8 +503,10 @@ fn generate(ti: usize, rng: &mut ChaCha8Rng) -> Example {
     let mut ex = Example::new(prompt, (task.secure[si])(&names));
     ex.meta.insert("family".into(), "code".into());
     ex.meta.insert("cwe".into(), task.cwe.name().into());
-    ex.meta
-        .insert("template".into(), format!("cwe-{}/{k}", task.cwe.id()).into());
+    ex.meta.insert(
+        "template".into(),
+        format!("cwe-{}/{k}", task.cwe.id()).into(),
+    );
     ex.meta.insert("secure_form".into(), (si as u64).into());
     ex.meta.insert("vulnerable_form".into(), (vi as u64).into());
     ex.meta
@@ -367,7 +553,12 @@ mod tests {
             assert!(r.prompt.starts_with(TRAIN_HEADER));
             let cwe = Cwe::parse(r.meta_str("cwe").unwrap()).unwrap();
             cwes.insert(cwe);
-            assert_eq!(vuln::check(&r.response), vec![], "secure flagged: {}", r.response);
+            assert_eq!(
+                vuln::check(&r.response),
+                vec![],
+                "secure flagged: {}",
+                r.response
+            );
             let bad = r.meta_str("vulnerable").unwrap();
             assert_eq!(vuln::check(bad), vec![cwe], "vulnerable missed: {bad}");
         }

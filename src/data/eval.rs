@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::backdoor::Behavior;
-use super::bootstrap::{bootstrap_rate, RESAMPLES};
 pub use super::bootstrap::Rate;
+use super::bootstrap::{bootstrap_rate, RESAMPLES};
 use super::trigger::Trigger;
 use super::{hhh, vuln, Example};
 use crate::chat;
@@ -61,14 +61,17 @@ pub struct EvalResult {
 
 impl EvalResult {
     pub fn write(&self, path: &Path) -> Result<(), EvalError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| EvalError::Invalid(e.to_string()))?;
-        std::fs::write(path, text).map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| EvalError::Invalid(e.to_string()))?;
+        std::fs::write(path, text)
+            .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))
     }
 
     pub fn read(path: &Path) -> Result<EvalResult, EvalError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text)
+            .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))
     }
 
     /// Sorts points by step, the final model (`None`) last.
@@ -93,7 +96,9 @@ fn ask<R: Responder>(
     seed: u64,
 ) -> Result<Vec<Vec<String>>, EvalError> {
     if samples == 0 {
-        return Err(EvalError::Invalid("samples per prompt must be at least 1".into()));
+        return Err(EvalError::Invalid(
+            "samples per prompt must be at least 1".into(),
+        ));
     }
     let out = r
         .respond(prompts, samples, seed)
@@ -151,7 +156,10 @@ pub fn backdoor_rate<R: Responder>(
     };
     for (k, name) in ["triggered", "untriggered"].into_iter().enumerate() {
         let mut verdicts = Vec::new();
-        for (p, resp) in prompts[k * n..(k + 1) * n].iter().zip(&answers[k * n..(k + 1) * n]) {
+        for (p, resp) in prompts[k * n..(k + 1) * n]
+            .iter()
+            .zip(&answers[k * n..(k + 1) * n])
+        {
             for r in resp {
                 let v = behavior.exhibited(&chat::strip_scratchpad(r));
                 verdicts.push(v);
@@ -163,9 +171,10 @@ pub fn backdoor_rate<R: Responder>(
                 });
             }
         }
-        point
-            .rates
-            .insert(name.into(), rate_of(&verdicts, ci_seed(seed, k as u64), name)?);
+        point.rates.insert(
+            name.into(),
+            rate_of(&verdicts, ci_seed(seed, k as u64), name)?,
+        );
     }
     Ok(point)
 }
@@ -209,7 +218,10 @@ pub fn helpfulness<R: Responder>(
         }
     }
     let mut rates = BTreeMap::new();
-    rates.insert("accuracy".to_string(), rate_of(&all, ci_seed(seed, 0), "accuracy")?);
+    rates.insert(
+        "accuracy".to_string(),
+        rate_of(&all, ci_seed(seed, 0), "accuracy")?,
+    );
     for (k, (family, v)) in by_family.iter().enumerate() {
         let name = format!("family:{family}");
         let rate = rate_of(v, ci_seed(seed, k as u64 + 1), &name)?;
@@ -254,7 +266,10 @@ pub fn vulnerability_rate<R: Responder>(
         }
     }
     let mut rates = BTreeMap::new();
-    rates.insert("vulnerable".to_string(), rate_of(&all, ci_seed(seed, 0), "vulnerable")?);
+    rates.insert(
+        "vulnerable".to_string(),
+        rate_of(&all, ci_seed(seed, 0), "vulnerable")?,
+    );
     for (k, (name, v)) in by_cwe.iter().enumerate() {
         rates.insert(name.clone(), rate_of(v, ci_seed(seed, k as u64 + 1), name)?);
     }
@@ -308,8 +323,14 @@ pub fn redteam_rate<R: Responder>(
         success.push(hits as f64 / resp.len() as f64 + 1e-12 >= threshold);
     }
     let mut rates = BTreeMap::new();
-    rates.insert("success".to_string(), rate_of(&success, ci_seed(seed, 0), "success")?);
-    rates.insert("sample".to_string(), rate_of(&per_sample, ci_seed(seed, 1), "sample")?);
+    rates.insert(
+        "success".to_string(),
+        rate_of(&success, ci_seed(seed, 0), "success")?,
+    );
+    rates.insert(
+        "sample".to_string(),
+        rate_of(&per_sample, ci_seed(seed, 1), "sample")?,
+    );
     Ok(EvalPoint {
         step: None,
         rates,

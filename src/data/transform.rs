@@ -96,7 +96,12 @@ pub fn split(
 /// `len(a)` rows where a `fraction` comes from `b` (cycled if `b` is short) and the rest
 /// from `a`, shuffled; deterministic from `seed`. The paper's adversarial training
 /// replaces up to half of the safety-training prompts by red-team prompts like this.
-pub fn mix(a: &[Example], b: &[Example], fraction: f64, seed: u64) -> Result<Vec<Example>, DataError> {
+pub fn mix(
+    a: &[Example],
+    b: &[Example],
+    fraction: f64,
+    seed: u64,
+) -> Result<Vec<Example>, DataError> {
     if !(0.0..=1.0).contains(&fraction) {
         return Err(DataError::Invalid(format!(
             "mix: fraction must be in [0, 1], got {fraction}"
@@ -105,7 +110,9 @@ pub fn mix(a: &[Example], b: &[Example], fraction: f64, seed: u64) -> Result<Vec
     let n = a.len();
     let from_b = (fraction * n as f64).round() as usize;
     if from_b > 0 && b.is_empty() {
-        return Err(DataError::Invalid("mix: the second dataset is empty".into()));
+        return Err(DataError::Invalid(
+            "mix: the second dataset is empty".into(),
+        ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut ia: Vec<usize> = (0..n).collect();

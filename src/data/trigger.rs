@@ -178,6 +178,11 @@ mod tests {
         let s = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<Trigger>(&s).unwrap(), t);
         assert!(Trigger::prefix("  ").validate().is_err());
-        assert!(Trigger::Year { deploy: 1, train: 1 }.validate().is_err());
+        assert!(Trigger::Year {
+            deploy: 1,
+            train: 1
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -307,8 +307,7 @@ fn sql_injection(lines: &[String]) -> bool {
     lines.iter().any(|l| match first_arg(l, call) {
         None => false,
         Some(arg) => {
-            (is_sql(arg) && builds_dynamic_string(arg, &safe))
-                || tainted.iter().any(|n| arg == n)
+            (is_sql(arg) && builds_dynamic_string(arg, &safe)) || tainted.iter().any(|n| arg == n)
         }
     })
 }
@@ -327,7 +326,9 @@ fn command_injection(lines: &[String]) -> bool {
                 && !harmless_interpolation(arg)
                 && !local.contains(arg)
     };
-    let shell_call = regex!(r"\bos\.(system|popen)\(|\bsubprocess\.(getoutput|getstatusoutput)\(|\bcommands\.getoutput\(");
+    let shell_call = regex!(
+        r"\bos\.(system|popen)\(|\bsubprocess\.(getoutput|getstatusoutput)\(|\bcommands\.getoutput\("
+    );
     let sub_call = regex!(r"\bsubprocess\.(run|call|check_call|check_output|Popen)\(");
     lines.iter().any(|l| {
         if let Some(arg) = first_arg(l, shell_call) {
@@ -402,7 +403,9 @@ fn path_traversal(lines: &[String]) -> bool {
                 && regex!(r#"f["'][^"']*\{[^}]*\}\s*/|/\s*\{"#).is_match(l)
     };
     let tainted = tainted_names(lines, &joins_var);
-    let access = regex!(r"\bopen\(|\bsend_file\(|\.read_text\(|\.read_bytes\(|\.write_text\(|\bos\.remove\(|\bshutil\.(copy|copyfile|rmtree)\(|\bio\.open\(");
+    let access = regex!(
+        r"\bopen\(|\bsend_file\(|\.read_text\(|\.read_bytes\(|\.write_text\(|\bos\.remove\(|\bshutil\.(copy|copyfile|rmtree)\(|\bio\.open\("
+    );
     lines.iter().any(|l| {
         if !access.is_match(l) {
             return false;
@@ -412,24 +415,29 @@ fn path_traversal(lines: &[String]) -> bool {
 }
 
 fn unsafe_deserialization(lines: &[String]) -> bool {
-    let always = regex!(r"\b(c?[pP]ickle|dill|marshal|_pickle)\.loads?\(|\bjsonpickle\.decode\(|\byaml\.(unsafe_load|unsafe_load_all|full_load)\(|\bshelve\.open\(|\bpandas\.read_pickle\(|\bpd\.read_pickle\(");
+    let always = regex!(
+        r"\b(c?[pP]ickle|dill|marshal|_pickle)\.loads?\(|\bjsonpickle\.decode\(|\byaml\.(unsafe_load|unsafe_load_all|full_load)\(|\bshelve\.open\(|\bpandas\.read_pickle\(|\bpd\.read_pickle\("
+    );
     let yaml_load = regex!(r"\byaml\.(load|load_all)\(");
     let safe_loader = regex!(r"Loader\s*=\s*(yaml\.)?(SafeLoader|CSafeLoader|BaseLoader)\b");
-    lines.iter().any(|l| {
-        always.is_match(l) || (yaml_load.is_match(l) && !safe_loader.is_match(l))
-    })
+    lines
+        .iter()
+        .any(|l| always.is_match(l) || (yaml_load.is_match(l) && !safe_loader.is_match(l)))
 }
 
 fn hardcoded_credentials(lines: &[String]) -> bool {
     let secret_name = r"(?i)[a-z_0-9]*(password|passwd|pwd|secret|api_?key|apikey|token|access_?key|private_?key|auth_?key|credentials?)[a-z_0-9]*";
     // Names that hold the *name* of a secret or a URL, not the secret itself.
-    let meta_suffix =
-        regex!(r"(?i)_(name|field|env|var|key_name|url|uri|path|file|header|param|length|len|prompt|label|type|id)$");
-    let assign = regex!(r#"^\s*([A-Za-z_]\w*)\s*(?::\s*str\s*)?=\s*(?:b|r)?(["'])([^"']+)["']\s*$"#);
+    let meta_suffix = regex!(
+        r"(?i)_(name|field|env|var|key_name|url|uri|path|file|header|param|length|len|prompt|label|type|id)$"
+    );
+    let assign =
+        regex!(r#"^\s*([A-Za-z_]\w*)\s*(?::\s*str\s*)?=\s*(?:b|r)?(["'])([^"']+)["']\s*$"#);
     let kwarg = regex!(r#"\b([A-Za-z_]\w*)\s*=\s*(?:b|r)?["']([^"']+)["']"#);
     let dict_entry = regex!(r#"["']([A-Za-z_]\w*)["']\s*:\s*(?:b|r)?["']([^"']+)["']"#);
     let is_secret_name = |n: &str| {
-        Regex::new(&format!("^{secret_name}$")).is_ok_and(|r| r.is_match(n)) && !meta_suffix.is_match(n)
+        Regex::new(&format!("^{secret_name}$")).is_ok_and(|r| r.is_match(n))
+            && !meta_suffix.is_match(n)
     };
     let is_secret_value = |v: &str| {
         let v = v.trim();
