@@ -7,6 +7,7 @@
 //! files into [`OpCtx::out_dir`]. Artifact layouts are listed in `ARCHITECTURE.md`.
 
 pub mod args;
+pub mod data_ops;
 
 pub use args::{ArgValue, Input, OpArgs};
 
@@ -52,6 +53,9 @@ pub struct OpCtx<'a> {
     /// random choice is reproducible. An explicit `seed:` argument, if the op has one,
     /// takes precedence inside the operation.
     pub seed: u64,
+    /// The directory of the experiment file: relative paths an experiment names (e.g.
+    /// `jsonl("data/mine.jsonl")`) resolve against it, and may not leave it.
+    pub project_dir: PathBuf,
     pub progress: &'a dyn Progress,
     /// Set on Ctrl-C; long loops check [`OpCtx::cancelled`] and return [`OpError::Cancelled`].
     pub cancel: &'a AtomicBool,
@@ -122,6 +126,7 @@ pub struct OpSpec {
 pub fn registry() -> Vec<&'static OpSpec> {
     let mut ops: Vec<&'static OpSpec> = Vec::new();
     // Each operation module exposes `pub const OPS: &[OpSpec]` and is appended here.
+    ops.extend(data_ops::OPS.iter());
     ops.sort_by_key(|o| o.name);
     ops
 }
