@@ -261,16 +261,11 @@ impl Runner<'_> {
             let outcome = if self.opts.cancel.load(std::sync::atomic::Ordering::Relaxed) {
                 self.outcome(id, NodeStatus::Cancelled, None)
             } else {
-                // A panicking operation fails its node, not the run.
+                // Last resort: a bug in the executor itself fails the node, not the run.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(id)))
                     .unwrap_or_else(|p| {
-                        let msg = p
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
                         let mut o = self.outcome(id, NodeStatus::Failed, None);
-                        o.error = Some(format!("the operation panicked: {msg}"));
+                        o.error = Some(format!("internal error: {}", panic_text(&*p)));
                         o
                     })
             };
@@ -454,7 +449,12 @@ impl Runner<'_> {
             cancel: self.opts.cancel,
             project_dir: self.opts.project_dir.clone(),
         };
-        let result = self.registry.run(&node.op, &ctx, &OpArgs::new(args));
+        let op_args = OpArgs::new(args);
+        // A panicking operation fails its node, not the run, and its staging dir is removed.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.registry.run(&node.op, &ctx, &op_args)
+        }))
+        .unwrap_or_else(|p| Err(OpError::failed(format!("the operation panicked: {}", panic_text(&*p)))));
         o.metrics = progress.metrics.into_inner().unwrap_or_default();
         match result {
             Ok(()) => {
@@ -520,4 +520,11 @@ enum Stop {
     Cancelled,
     Op(OpError),
     Exec(ExecError),
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
