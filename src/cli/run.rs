@@ -62,8 +62,8 @@ fn run_file(args: Args) -> Result<i32, Exit> {
         eprintln!("interrupted: stopping running operations (Ctrl-C again to kill)");
     });
     let started = exec::record::unix_now();
-    let report = exec::execute(&program, &StdRegistry, &cache, &opts, &Console::new())
-        .map_err(|e| {
+    let report =
+        exec::execute(&program, &StdRegistry, &cache, &opts, &Console::new()).map_err(|e| {
             eprintln!("error: {e}");
             Exit(super::EXIT_USAGE)
         })?;

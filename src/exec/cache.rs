@@ -30,9 +30,13 @@ pub struct Cache {
 pub enum EntryState {
     Missing,
     /// A complete entry whose files match its manifest; `content` is its content hash.
-    Valid { content: String },
+    Valid {
+        content: String,
+    },
     /// Present but not trustworthy (missing manifest, truncated or changed file, ...).
-    Corrupt { reason: String },
+    Corrupt {
+        reason: String,
+    },
 }
 
 /// An exclusive per-node lock; released when dropped.

@@ -21,10 +21,9 @@ pub struct EntryInfo {
 pub fn list(cache: &Cache) -> Result<Vec<EntryInfo>, ExecError> {
     let mut out = Vec::new();
     for key in cache.entry_keys()? {
-        let manifest: Option<Manifest> =
-            std::fs::read(cache.entry_dir(&key).join(MANIFEST_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+        let manifest: Option<Manifest> = std::fs::read(cache.entry_dir(&key).join(MANIFEST_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         out.push(EntryInfo {
             files: manifest.as_ref().map_or(0, |m| m.files.len()),
             bytes: manifest

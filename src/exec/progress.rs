@@ -101,7 +101,7 @@ impl Events for Console {
             }
             return;
         }
-        let tenth = if u.total > 0 { u.step * 10 / u.total } else { 0 };
+        let tenth = (u.step * 10).checked_div(u.total).unwrap_or(0);
         let mut printed = match self.printed.lock() {
             Ok(p) => p,
             Err(_) => return,

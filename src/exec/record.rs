@@ -28,11 +28,7 @@ pub fn unix_now() -> f64 {
 
 impl Cache {
     /// Writes the run record of `report`; returns its path.
-    pub fn write_run_record(
-        &self,
-        report: &RunReport,
-        started: f64,
-    ) -> Result<PathBuf, ExecError> {
+    pub fn write_run_record(&self, report: &RunReport, started: f64) -> Result<PathBuf, ExecError> {
         let finished = unix_now();
         let record = RunRecord {
             experiment: &report.experiment,
@@ -69,11 +65,9 @@ pub fn write_results(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    results.0.retain(|name, _| {
-        program
-            .find(name)
-            .is_some_and(|n| n.kind == DeclKind::Eval)
-    });
+    results
+        .0
+        .retain(|name, _| program.find(name).is_some_and(|n| n.kind == DeclKind::Eval));
     let mut n = 0;
     for o in &report.outcomes {
         if program.node(o.node).kind != DeclKind::Eval || o.content.is_none() {

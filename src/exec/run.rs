@@ -454,7 +454,12 @@ impl Runner<'_> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.registry.run(&node.op, &ctx, &op_args)
         }))
-        .unwrap_or_else(|p| Err(OpError::failed(format!("the operation panicked: {}", panic_text(&*p)))));
+        .unwrap_or_else(|p| {
+            Err(OpError::failed(format!(
+                "the operation panicked: {}",
+                panic_text(&*p)
+            )))
+        });
         o.metrics = progress.metrics.into_inner().unwrap_or_default();
         match result {
             Ok(()) => {

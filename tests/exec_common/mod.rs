@@ -67,9 +67,19 @@ pub fn pipeline(text: &str) -> Program {
         "pipe",
         7,
         vec![
-            ("base", DeclKind::Dataset, "gen", vec![("text", s(text)), ("n", int(3))]),
+            (
+                "base",
+                DeclKind::Dataset,
+                "gen",
+                vec![("text", s(text)), ("n", int(3))],
+            ),
             ("up", DeclKind::Dataset, "upper", vec![("data", r(0))]),
-            ("side", DeclKind::Dataset, "gen", vec![("text", s("side")), ("n", int(1))]),
+            (
+                "side",
+                DeclKind::Dataset,
+                "gen",
+                vec![("text", s("side")), ("n", int(1))],
+            ),
             (
                 "joined",
                 DeclKind::Dataset,
@@ -195,7 +205,10 @@ impl Registry for Fake {
                     });
                     ctx.progress.metric("loss", step, 1.0 / step as f64);
                     std::fs::write(&ckpt, step.to_string()).map_err(|e| OpError::io(&ckpt, e))?;
-                    if step == 2 && self.fail_once.swap(false, std::sync::atomic::Ordering::SeqCst)
+                    if step == 2
+                        && self
+                            .fail_once
+                            .swap(false, std::sync::atomic::Ordering::SeqCst)
                     {
                         return Err(OpError::failed("killed"));
                     }
