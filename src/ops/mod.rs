@@ -59,9 +59,6 @@ pub struct OpCtx<'a> {
     pub progress: &'a dyn Progress,
     /// Set on Ctrl-C; long loops check [`OpCtx::cancelled`] and return [`OpError::Cancelled`].
     pub cancel: &'a AtomicBool,
-    /// The directory of the experiment file: user paths (e.g. `jsonl("data/x.jsonl")`)
-    /// resolve against it. Added by the executor; not part of any result.
-    pub project_dir: PathBuf,
 }
 
 impl OpCtx<'_> {
