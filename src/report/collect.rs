@@ -1,0 +1,266 @@
+//! Gathering what a report shows, from the cache only: each node's cache state (through
+//! [`Plan::compute`], which never runs anything), every cached eval's `result.json`, and
+//! the run records' timings. A node without a cached result is "not run yet", never an
+//! error: a report of a half-run experiment is still a report.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::ReportError;
+use crate::data::eval::EvalResult;
+use crate::exec::{Cache, Registry};
+use crate::ir::{NodeId, Program, Report, Value};
+use crate::plan::{Plan, Status};
+use crate::syntax::ast::DeclKind;
+
+/// Where a node stands in the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeState {
+    Cached,
+    NotRun,
+    /// The operation has no implementation in this build.
+    NotImplemented,
+    /// An input (transitively) has no implementation.
+    Blocked(Vec<String>),
+}
+
+impl NodeState {
+    pub fn describe(&self) -> String {
+        match self {
+            NodeState::Cached => "cached".into(),
+            NodeState::NotRun => "not run yet".into(),
+            NodeState::NotImplemented => "not implemented".into(),
+            NodeState::Blocked(by) => format!("blocked by {}", by.join(", ")),
+        }
+    }
+}
+
+/// Provenance of one node.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub id: NodeId,
+    pub name: String,
+    pub kind: DeclKind,
+    pub op: String,
+    pub op_version: Option<u32>,
+    pub key: Option<String>,
+    /// The node seed (derived from the experiment seed and the key parts).
+    pub seed: Option<u64>,
+    pub state: NodeState,
+    /// Wall-clock seconds of the run that computed it, from the run records.
+    pub seconds: Option<f64>,
+    pub doc: Option<String>,
+}
+
+/// One eval node and its result, if cached.
+#[derive(Debug, Clone)]
+pub struct EvalEntry {
+    pub id: NodeId,
+    pub name: String,
+    pub base: String,
+    /// Sweep bindings, values rendered as text (`width` -> `128`).
+    pub sweep: Vec<(String, String)>,
+    pub op: String,
+    /// The node the eval measures (its `model` argument).
+    pub model: Option<String>,
+    pub doc: Option<String>,
+    pub state: NodeState,
+    pub result: Option<EvalResult>,
+    /// Set when a cached `result.json` could not be read.
+    pub problem: Option<String>,
+}
+
+impl EvalEntry {
+    /// The last point (the final model, else the latest checkpoint).
+    pub fn last_point(&self) -> Option<&crate::data::eval::EvalPoint> {
+        self.result.as_ref().and_then(|r| r.points.last())
+    }
+}
+
+/// Everything a report needs, already read from the cache.
+#[derive(Debug, Clone)]
+pub struct ReportData {
+    pub experiment: String,
+    pub docs: Vec<String>,
+    pub seed: u64,
+    pub settings: Vec<(String, String)>,
+    pub tool_version: String,
+    pub nodes: Vec<NodeRow>,
+    pub evals: Vec<EvalEntry>,
+    pub reports: Vec<Report>,
+    /// How many run records of this experiment the cache holds.
+    pub runs: usize,
+}
+
+impl ReportData {
+    pub fn eval(&self, id: NodeId) -> Option<&EvalEntry> {
+        self.evals.iter().find(|e| e.id == id)
+    }
+}
+
+/// Renders a value the way a reader wrote it (`128`, `cot`, `"text"`).
+pub fn value_text(program: &Program, v: &Value) -> String {
+    match v {
+        Value::None => "none".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => format!("{f}"),
+        Value::Str(s) => format!("{s:?}"),
+        Value::Enum(e) => e.clone(),
+        Value::List(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| value_text(program, i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Call { op, args } => format!(
+            "{op}({})",
+            args.iter()
+                .map(|(k, v)| format!("{k}: {}", value_text(program, v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Ref { node, field } => {
+            let name = program
+                .nodes
+                .get(node.0)
+                .map(|n| n.name.as_str())
+                .unwrap_or("?");
+            match field {
+                Some(f) => format!("{name}.{f}"),
+                None => name.to_string(),
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RecordFile {
+    experiment: String,
+    #[serde(default)]
+    finished: f64,
+    #[serde(default)]
+    nodes: Vec<RecordNode>,
+}
+
+#[derive(Deserialize)]
+struct RecordNode {
+    key: Option<String>,
+    status: String,
+    #[serde(default)]
+    seconds: f64,
+}
+
+/// Seconds each key took when it was computed, from `<cache>/runs/*.json` (the latest
+/// record wins). Unreadable records are skipped: they only add timings.
+fn run_timings(cache: &Cache, experiment: &str) -> (usize, BTreeMap<String, f64>) {
+    let mut records: Vec<RecordFile> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(cache.root().join("runs")) {
+        for entry in dir.flatten() {
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            if let Ok(r) = serde_json::from_slice::<RecordFile>(&bytes) {
+                if r.experiment == experiment {
+                    records.push(r);
+                }
+            }
+        }
+    }
+    records.sort_by(|a, b| a.finished.total_cmp(&b.finished));
+    let mut out = BTreeMap::new();
+    for r in &records {
+        for n in &r.nodes {
+            if let (Some(k), "computed") = (&n.key, n.status.as_str()) {
+                out.insert(k.clone(), n.seconds);
+            }
+        }
+    }
+    (records.len(), out)
+}
+
+fn read_result(dir: &Path) -> Result<EvalResult, String> {
+    let mut r = EvalResult::read(&dir.join("result.json")).map_err(|e| e.to_string())?;
+    r.sort_points();
+    Ok(r)
+}
+
+/// Reads the state of every node of `program` and the results of its cached evals.
+/// Never runs an operation.
+pub fn collect(
+    program: &Program,
+    registry: &dyn Registry,
+    cache: &Cache,
+) -> Result<ReportData, ReportError> {
+    let plan = Plan::compute(program, registry, cache, &[], &[])
+        .map_err(|e| ReportError::Plan(e.to_string()))?;
+    let (runs, timings) = run_timings(cache, &program.name);
+    let mut nodes = Vec::new();
+    let mut evals = Vec::new();
+    for p in &plan.nodes {
+        let node = program.node(p.id);
+        let state = match &p.status {
+            Status::Cached => NodeState::Cached,
+            Status::ToRun { .. } => NodeState::NotRun,
+            Status::NotImplemented => NodeState::NotImplemented,
+            Status::Blocked { by } => NodeState::Blocked(by.clone()),
+        };
+        let key = p.key.clone().filter(|_| state == NodeState::Cached);
+        nodes.push(NodeRow {
+            id: p.id,
+            name: p.name.clone(),
+            kind: p.kind,
+            op: p.op.clone(),
+            op_version: p.parts.as_ref().map(|k| k.op_version),
+            key: key.clone(),
+            seed: p.parts.as_ref().map(|k| k.seed),
+            seconds: key.as_ref().and_then(|k| timings.get(k).copied()),
+            state: state.clone(),
+            doc: node.doc.clone(),
+        });
+        if node.kind != DeclKind::Eval {
+            continue;
+        }
+        let (result, problem) = match &key {
+            Some(k) => match read_result(&cache.artifact_dir(k)) {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(e)),
+            },
+            None => (None, None),
+        };
+        evals.push(EvalEntry {
+            id: p.id,
+            name: node.name.clone(),
+            base: node.base.clone(),
+            sweep: node
+                .sweep
+                .iter()
+                .map(|(k, v)| (k.clone(), value_text(program, v)))
+                .collect(),
+            op: node.op.clone(),
+            model: node.args.get("model").map(|v| value_text(program, v)),
+            doc: node.doc.clone(),
+            state,
+            result,
+            problem,
+        });
+    }
+    Ok(ReportData {
+        experiment: program.name.clone(),
+        docs: program.docs.clone(),
+        seed: program.seed,
+        settings: program
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(program, v)))
+            .collect(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        nodes,
+        evals,
+        reports: program.reports.clone(),
+        runs,
+    })
+}
