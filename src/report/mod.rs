@@ -6,6 +6,7 @@
 pub mod collect;
 pub mod doc;
 pub mod render;
+pub mod sample;
 pub mod svg;
 
 pub use collect::{collect, EvalEntry, NodeRow, NodeState, ReportData};

