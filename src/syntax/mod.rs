@@ -23,5 +23,7 @@ mod grammar;
 mod lex;
 mod parser;
 
-pub use fmt::{flat as format_expr, flat_ty as format_type, format, quote as quote_string, MAX_WIDTH};
+pub use fmt::{
+    flat as format_expr, flat_ty as format_type, format, quote as quote_string, MAX_WIDTH,
+};
 pub use parser::parse;

