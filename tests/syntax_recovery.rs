@@ -283,3 +283,15 @@ fn non_ascii_input_keeps_spans_on_char_boundaries() {
         }
     }
 }
+
+#[test]
+fn unclosed_blocks_at_end_of_file() {
+    let text = "experiment e {\n  seed = 1\n";
+    let d = errors(text);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].code, "E0004");
+    assert_eq!(d[0].primary.span, 13..14);
+    let d = errors("report r {\n  plot x\n\ndataset d = f(1)\n");
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(names("report r {\n  plot x\n\ndataset d = f(1)\n"), vec!["d"]);
+}
