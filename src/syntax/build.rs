@@ -6,6 +6,7 @@ use pest::iterators::Pair;
 
 use super::ast::*;
 use super::grammar::Rule;
+use super::lex::MAX_DEPTH;
 use crate::diag::{Diagnostic, FileId, Label};
 
 pub struct Builder<'d> {
@@ -65,6 +66,10 @@ pub fn content_end(pair: &Pair<'_, Rule>) -> usize {
             None => return p.as_span().end(),
         }
     }
+}
+
+fn field_end(p: &Pair<'_, Rule>, base: usize) -> usize {
+    base + p.as_span().end()
 }
 
 fn content(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
@@ -388,8 +393,12 @@ impl Builder<'_> {
     }
 
     fn constraint(&mut self, pair: Pair<'_, Rule>) -> Expr {
+        let span = self.span(&pair);
         let mut acc: Option<Expr> = None;
-        for chain in content(pair) {
+        for (n, chain) in content(pair).enumerate() {
+            if n >= MAX_DEPTH {
+                return self.too_deep(span);
+            }
             let e = self.cmp_chain(chain);
             acc = Some(match acc {
                 None => e,
@@ -443,6 +452,21 @@ impl Builder<'_> {
         }
     }
 
+    fn too_deep(&mut self, span: Span) -> Expr {
+        self.diags.push(
+            Diagnostic::error(
+                "E0007",
+                format!("expression nested deeper than {MAX_DEPTH} levels"),
+                Label::new(self.file, span.clone(), "too deeply nested"),
+            )
+            .with_help("split it into several declarations"),
+        );
+        Expr {
+            kind: ExprKind::Error,
+            span,
+        }
+    }
+
     pub fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
         let mut it = content(pair);
         let mut e = match it.next() {
@@ -454,7 +478,11 @@ impl Builder<'_> {
                 }
             }
         };
-        for field in it {
+        for (n, field) in it.enumerate() {
+            // Each `.field` nests the AST one level deeper; bound it like brackets.
+            if n >= MAX_DEPTH {
+                return self.too_deep(e.span.start..field_end(&field, self.base));
+            }
             let field = self.ident(field);
             let span = e.span.start..field.span.end;
             e = Expr {
