@@ -316,3 +316,45 @@ fn long_field_and_constraint_chains_are_bounded() {
     let text = format!("dataset x = a{}", ".b".repeat(32));
     assert!(errors(&text).is_empty());
 }
+
+#[test]
+fn blocks_recover_member_by_member() {
+    let text = "\
+experiment e {
+  seed =
+  device = cpu
+  dtype f32
+  steps = 3
+}
+report r {
+  title = \"x
+  table [
+    a,
+    b
+  ]
+  plot
+  samples a, n 3
+}
+dataset d = f(1)
+";
+    assert_eq!(
+        summary(text),
+        vec![
+            "E0001@3:3 expected an expression, found `device`",
+            "E0001@4:9 expected `=`, found `f32`",
+            "E0002@8:11 unterminated string",
+            "E0001@14:16 expected `,`, `(`, `:`, `.` or the end of the entry, found number `3`",
+        ]
+    );
+    let (file, _) = parse(text, FileId(0));
+    let Some(Item::Experiment(e)) = file.items.first() else {
+        panic!("experiment kept");
+    };
+    let keys: Vec<&str> = e.settings.iter().map(|s| s.key.name.as_str()).collect();
+    assert_eq!(keys, vec!["device", "steps"]);
+    let Some(Item::Report(r)) = file.items.get(1) else {
+        panic!("report kept");
+    };
+    assert_eq!(r.items.len(), 2, "{:#?}", r.items);
+    assert_eq!(names(text), vec!["d"]);
+}

@@ -20,6 +20,7 @@ fn is_token(rule: Rule) -> bool {
     matches!(
         rule,
         Rule::lparen
+            | Rule::member_end
             | Rule::rparen
             | Rule::lbracket
             | Rule::rbracket
@@ -59,7 +60,12 @@ pub fn content_end(pair: &Pair<'_, Rule>) -> usize {
         let last = p
             .clone()
             .into_inner()
-            .filter(|c| !matches!(c.as_rule(), Rule::item_end | Rule::body_end))
+            .filter(|c| {
+                !matches!(
+                    c.as_rule(),
+                    Rule::item_end | Rule::body_end | Rule::member_end
+                )
+            })
             .last();
         match last {
             Some(c) => p = c,
@@ -97,8 +103,6 @@ impl Builder<'_> {
         };
         Some(match pair.as_rule() {
             Rule::use_decl => Item::Use(self.use_decl(pair)),
-            Rule::experiment => Item::Experiment(self.experiment(pair, doc)),
-            Rule::report => Item::Report(self.report(pair, doc)),
             Rule::decl => Item::Decl(self.decl(pair, doc)?),
             Rule::op_decl => Item::Op(self.op_decl(pair, doc)?),
             Rule::fn_decl => Item::Fn(self.fn_decl(pair, doc)?),
@@ -146,23 +150,7 @@ impl Builder<'_> {
         }
     }
 
-    fn experiment(&mut self, pair: Pair<'_, Rule>, doc: Vec<String>) -> Experiment {
-        let span = self.span(&pair);
-        let mut it = content(pair);
-        let name = it.next().map(|p| self.ident(p)).unwrap_or_else(|| Ident {
-            name: String::new(),
-            span: span.clone(),
-        });
-        let settings = it.map(|p| self.setting(p)).collect();
-        Experiment {
-            doc,
-            name,
-            settings,
-            span,
-        }
-    }
-
-    fn setting(&mut self, pair: Pair<'_, Rule>) -> Setting {
+    pub fn setting(&mut self, pair: Pair<'_, Rule>) -> Setting {
         let span = self.span(&pair);
         let mut it = content(pair);
         let key = it.next().map(|p| self.ident(p));
@@ -180,41 +168,30 @@ impl Builder<'_> {
         }
     }
 
-    fn report(&mut self, pair: Pair<'_, Rule>, doc: Vec<String>) -> Report {
-        let span = self.span(&pair);
-        let mut it = content(pair);
-        let name = it.next().map(|p| self.ident(p)).unwrap_or_else(|| Ident {
-            name: String::new(),
-            span: span.clone(),
-        });
-        let mut items = Vec::new();
-        for p in it {
-            match p.as_rule() {
-                Rule::setting => items.push(ReportItem::Setting(self.setting(p))),
-                Rule::directive => {
-                    let dspan = self.span(&p);
-                    let mut inner = p.into_inner();
-                    let Some(word) = inner.next() else { continue };
-                    let name = self.ident(word);
-                    let args = match inner.next() {
-                        Some(a) => content(a).map(|x| self.arg(x)).collect(),
-                        None => Vec::new(),
-                    };
-                    items.push(ReportItem::Directive {
-                        name,
-                        args,
-                        span: dspan,
-                    });
-                }
-                _ => {}
+    /// A report member: `title = "..."` or a directive such as `table [a, b]`.
+    pub fn report_item(&mut self, pair: Pair<'_, Rule>) -> Option<ReportItem> {
+        match pair.as_rule() {
+            Rule::setting => Some(ReportItem::Setting(self.setting(pair))),
+            Rule::directive => {
+                let span = self.span(&pair);
+                let mut inner = pair.into_inner();
+                let name = self.ident(inner.next()?);
+                let args = match inner.next() {
+                    Some(a) => content(a).map(|x| self.arg(x)).collect(),
+                    None => Vec::new(),
+                };
+                Some(ReportItem::Directive { name, args, span })
             }
+            _ => None,
         }
-        Report {
-            doc,
-            name,
-            items,
-            span,
-        }
+    }
+
+    /// The name in a `block_head` pair and whether the block is a report.
+    pub fn block_head(&mut self, pair: Pair<'_, Rule>) -> Option<(bool, Ident)> {
+        let mut it = pair.into_inner();
+        let is_report = it.next()?.as_rule() == Rule::kw_report;
+        let name = self.ident(it.next()?);
+        Some((is_report, name))
     }
 
     pub fn decl(&mut self, pair: Pair<'_, Rule>, doc: Vec<String>) -> Option<Decl> {

