@@ -48,6 +48,7 @@ pub mod layers;
 pub mod logprobs;
 pub mod optim;
 pub mod sample;
+pub mod scratchpad;
 pub mod sft;
 pub mod tokenizer;
 

@@ -7,6 +7,7 @@
 //! files into [`OpCtx::out_dir`]. Artifact layouts are listed in `ARCHITECTURE.md`.
 
 pub mod args;
+pub mod ml_ops;
 
 pub use args::{ArgValue, Input, OpArgs};
 
@@ -122,6 +123,7 @@ pub struct OpSpec {
 pub fn registry() -> Vec<&'static OpSpec> {
     let mut ops: Vec<&'static OpSpec> = Vec::new();
     // Each operation module exposes `pub const OPS: &[OpSpec]` and is appended here.
+    ops.extend(ml_ops::OPS.iter());
     ops.sort_by_key(|o| o.name);
     ops
 }
