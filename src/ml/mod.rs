@@ -42,6 +42,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod gpt;
 pub mod init;
 pub mod layers;
