@@ -23,6 +23,14 @@ pub enum What {
     Train(Model),
     /// Generation tokens per second with the key/value cache.
     Generate(Model),
+    /// Writes a checkpoint directory plus `logits.json` (ids and our logits) for
+    /// `bench/parity.py` to compare against `transformers.GPT2LMHeadModel`.
+    ParityDump {
+        /// Output directory.
+        out: std::path::PathBuf,
+        #[arg(long, default_value = "gelu")]
+        activation: String,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -56,6 +64,7 @@ pub fn run(args: Args) -> i32 {
     let result = match args.what {
         What::Train(m) => train(&m),
         What::Generate(m) => generate(&m),
+        What::ParityDump { out, activation } => parity_dump(&out, &activation),
     };
     match result {
         Ok(line) => {
@@ -180,4 +189,41 @@ fn generate(m: &Model) -> Result<String, MlError> {
         "peak_rss_mib": peak_rss_mib(),
     })
     .to_string())
+}
+
+fn parity_dump(out: &std::path::Path, activation: &str) -> Result<String, MlError> {
+    use crate::ml::{save_checkpoint, Tokenizer};
+    let corpus: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "{}{}",
+                crate::chat::render_prompt(&format!("what is {i} times three?")),
+                crate::chat::render_response(&format!("<scratchpad>{i}*3</scratchpad> {}", 3 * i))
+            )
+        })
+        .collect();
+    let tok = Tokenizer::train(&corpus, 400)?;
+    let cfg = GptConfig {
+        vocab_size: tok.vocab_size(),
+        layers: 2,
+        width: 64,
+        heads: 4,
+        context: 32,
+        mlp_ratio: 4,
+        activation: Activation::parse(activation)?,
+    };
+    // Larger-than-GPT-2 init so the logits are not all near zero.
+    let gpt = Gpt::init(&cfg, 7)?;
+    for v in gpt.vars() {
+        v.set(&(v.as_tensor() * 10.0)?)?;
+    }
+    save_checkpoint(out, &gpt, &tok)?;
+    let ids = tok.encode(&corpus[17])?;
+    let ids: Vec<u32> = ids.into_iter().take(cfg.context).collect();
+    let t = Tensor::from_vec(ids.clone(), (1, ids.len()), gpt.device())?;
+    let logits: Vec<Vec<f32>> = gpt.forward(&t)?.squeeze(0)?.to_vec2()?;
+    let path = out.join("logits.json");
+    let body = serde_json::json!({"ids": ids, "logits": logits}).to_string();
+    std::fs::write(&path, body).map_err(|e| MlError::io(&path, e))?;
+    Ok(serde_json::json!({"checkpoint": out, "tokens": ids.len()}).to_string())
 }
