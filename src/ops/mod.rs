@@ -52,12 +52,12 @@ pub struct OpCtx<'a> {
     /// random choice is reproducible. An explicit `seed:` argument, if the op has one,
     /// takes precedence inside the operation.
     pub seed: u64,
+    /// The directory of the experiment file: relative paths an experiment names (e.g.
+    /// `jsonl("data/mine.jsonl")`) resolve against it, and may not leave it.
+    pub project_dir: PathBuf,
     pub progress: &'a dyn Progress,
     /// Set on Ctrl-C; long loops check [`OpCtx::cancelled`] and return [`OpError::Cancelled`].
     pub cancel: &'a AtomicBool,
-    /// The directory of the experiment file: user paths (e.g. `jsonl("data/x.jsonl")`)
-    /// resolve against it. Added by the executor; not part of any result.
-    pub project_dir: PathBuf,
 }
 
 impl OpCtx<'_> {
