@@ -145,6 +145,7 @@ pub fn redteam(
     trigger
         .validate()
         .map_err(|m| DataError::Invalid(format!("redteam: {m}")))?;
+    super::check_rows("redteam", n)?;
     if data.is_empty() && n > 0 {
         return Err(DataError::Invalid(
             "redteam: the base dataset is empty".into(),

@@ -45,6 +45,9 @@ pub fn split(
         )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    if by == SplitBy::Rows {
+        return Ok(split_rows(data, from, to, &mut rng));
+    }
     // Group keys in first-appearance order, then a seeded permutation of the groups.
     let key = |ex: &Example| -> Result<(String, String), DataError> {
         match by {
@@ -91,6 +94,33 @@ pub fn split(
         .filter(|(_, k)| chosen.contains_key(*k))
         .map(|(ex, _)| ex.clone())
         .collect())
+}
+
+/// Rows mode: prompts are the groups; rows marked `meta.heldout_template` (see
+/// [`crate::data::hhh::HhhOptions`]) are ordered after all others, so the tail of the
+/// split is the held-out phrasings.
+fn split_rows(data: &[Example], from: f64, to: f64, rng: &mut ChaCha8Rng) -> Vec<Example> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(bool, &str)> = Vec::new();
+    for ex in data {
+        if !index.contains_key(ex.prompt.as_str()) {
+            index.insert(&ex.prompt, groups.len());
+            let held = ex.meta.get("heldout_template") == Some(&serde_json::Value::Bool(true));
+            groups.push((held, &ex.prompt));
+        }
+    }
+    let (mut normal, mut held): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| !g.0);
+    normal.shuffle(rng);
+    held.shuffle(rng);
+    normal.extend(held);
+    let g = normal.len() as f64;
+    let lo = (from * g).round() as usize;
+    let hi = ((to * g).round() as usize).min(normal.len());
+    let chosen: std::collections::HashSet<&str> = normal[lo..hi].iter().map(|g| g.1).collect();
+    data.iter()
+        .filter(|ex| chosen.contains(ex.prompt.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// `len(a)` rows where a `fraction` comes from `b` (cycled if `b` is short) and the rest
@@ -167,6 +197,20 @@ mod tests {
         assert!(ta.is_disjoint(&tb));
         // One template of four held out in every family.
         assert_eq!(tb.len(), hhh::FAMILIES.len());
+    }
+
+    #[test]
+    fn heldout_phrasings_form_the_tail() {
+        let opts = hhh::HhhOptions {
+            n: 1000,
+            holdout_templates: 0.25,
+            seed: 2,
+            ..Default::default()
+        };
+        let data = hhh::hhh_tasks_with(&opts).unwrap();
+        let tail = split(&data, 0.9, 1.0, SplitBy::Rows, 0).unwrap();
+        assert_eq!(tail.len(), 100);
+        assert!(tail.iter().all(|r| r.meta.contains_key("heldout_template")));
     }
 
     #[test]

@@ -84,10 +84,16 @@ pub fn trigger_from_call(op: &str, args: &OpArgs) -> Result<Trigger, OpError> {
                     Some(y) => u32::try_from(y).map_err(|_| bad(name, format!("not a year: {y}"))),
                 }
             };
-            Trigger::Year {
-                deploy: year("deploy", 2024)?,
-                train: year("train", 2023)?,
-            }
+            // The stdlib names are `deployment`/`training`; `deploy`/`train` also work.
+            let deploy = match args.opt("deployment") {
+                Some(_) => year("deployment", 2024)?,
+                None => year("deploy", 2024)?,
+            };
+            let train = match args.opt("training") {
+                Some(_) => year("training", 2023)?,
+                None => year("train", 2023)?,
+            };
+            Trigger::Year { deploy, train }
         }
         other => {
             return Err(bad(
