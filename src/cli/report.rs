@@ -37,10 +37,11 @@ fn report(args: Args) -> Result<(), Exit> {
             .join("reports")
             .join(&program.name)
     });
-    let written = crate::report::write_report(&program, &StdRegistry, &cache, &out).map_err(|e| {
-        eprintln!("error: {e}");
-        Exit(super::EXIT_USAGE)
-    })?;
+    let written =
+        crate::report::write_report(&program, &StdRegistry, &cache, &out).map_err(|e| {
+            eprintln!("error: {e}");
+            Exit(super::EXIT_USAGE)
+        })?;
     println!("{}", written.markdown.display());
     println!("{}", written.html.display());
     eprintln!(

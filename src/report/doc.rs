@@ -109,7 +109,13 @@ impl Builder<'_> {
         let missing: Vec<String> = evals
             .iter()
             .filter(|e| e.result.is_none())
-            .map(|e| format!("`{}` ({})", e.name, e.problem.clone().unwrap_or(e.state.describe())))
+            .map(|e| {
+                format!(
+                    "`{}` ({})",
+                    e.name,
+                    e.problem.clone().unwrap_or(e.state.describe())
+                )
+            })
             .collect();
         if !missing.is_empty() {
             self.blocks
@@ -122,7 +128,11 @@ impl Builder<'_> {
     fn plot(&mut self, ids: &[NodeId], item: Option<&ReportItem>) {
         let evals: Vec<&EvalEntry> = ids.iter().filter_map(|i| self.data.eval(*i)).collect();
         self.not_run(&evals);
-        let done: Vec<&EvalEntry> = evals.iter().copied().filter(|e| e.result.is_some()).collect();
+        let done: Vec<&EvalEntry> = evals
+            .iter()
+            .copied()
+            .filter(|e| e.result.is_some())
+            .collect();
         if done.is_empty() {
             return;
         }
@@ -131,7 +141,9 @@ impl Builder<'_> {
             Some(r) => r == name,
             None => headline(name),
         };
-        let x_var = item.and_then(|i| word(i, "x")).or_else(|| sweep_axis(&done));
+        let x_var = item
+            .and_then(|i| word(i, "x"))
+            .or_else(|| sweep_axis(&done));
         if let (true, Some(x)) = (done.len() > 1, &x_var) {
             let by = item.and_then(|i| word(i, "by"));
             if let Some(series) = sweep_series(&done, x, by.as_deref(), &keep) {
@@ -144,30 +156,48 @@ impl Builder<'_> {
                 return;
             }
         }
-        if let [one] = done.as_slice() {
-            let r = one.result.as_ref().map(|r| r.points.as_slice()).unwrap_or(&[]);
-            let stepped: Vec<&EvalPoint> = r.iter().filter(|p| p.step.is_some()).collect();
-            if stepped.len() >= 2 {
+        // Evals over checkpoints: one curve per eval and rate (the eval's sweep bindings
+        // name it when several are drawn together).
+        let stepped = |e: &EvalEntry| {
+            e.result
+                .as_ref()
+                .map_or(0, |r| r.points.iter().filter(|p| p.step.is_some()).count())
+                >= 2
+        };
+        if done.iter().all(|e| stepped(e)) {
+            let mut series: Vec<Series> = Vec::new();
+            for e in &done {
+                let prefix = match (done.len(), e.sweep.is_empty()) {
+                    (1, _) => String::new(),
+                    (_, false) => {
+                        let b: Vec<String> =
+                            e.sweep.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        format!("{} · ", b.join(", "))
+                    }
+                    _ => format!("{} · ", e.name),
+                };
                 let mut by_rate: BTreeMap<&str, Vec<(f64, Rate)>> = BTreeMap::new();
-                for p in &stepped {
+                for p in e.result.iter().flat_map(|r| r.points.iter()) {
+                    let Some(step) = p.step else { continue };
                     for (name, rate) in p.rates.iter().filter(|(n, _)| keep(n)) {
-                        let step = p.step.unwrap_or(0) as f64;
-                        by_rate.entry(name).or_default().push((step, *rate));
+                        by_rate.entry(name).or_default().push((step as f64, *rate));
                     }
                 }
-                let series: Vec<Series> = by_rate
-                    .into_iter()
-                    .map(|(label, points)| Series {
-                        label: label.to_string(),
-                        points,
-                    })
-                    .collect();
-                self.figure(
-                    format!("`{}` over training steps (95% bands)", one.name),
-                    svg::lines(&one.name, "step", XScale::Linear, &series),
-                );
-                return;
+                series.extend(by_rate.into_iter().map(|(label, points)| Series {
+                    label: format!("{prefix}{label}"),
+                    points,
+                }));
             }
+            let name = if done.len() == 1 {
+                done[0].name.clone()
+            } else {
+                done[0].base.clone()
+            };
+            self.figure(
+                format!("`{name}` over training steps (95% bands)"),
+                svg::lines(&name, "step", XScale::Linear, &series),
+            );
+            return;
         }
         let groups: Vec<Group> = done
             .iter()
@@ -195,7 +225,9 @@ impl Builder<'_> {
     fn table(&mut self, ids: &[NodeId]) {
         let mut rows = Vec::new();
         for id in ids {
-            let Some(e) = self.data.eval(*id) else { continue };
+            let Some(e) = self.data.eval(*id) else {
+                continue;
+            };
             match &e.result {
                 None => rows.push(vec![
                     e.name.clone(),
@@ -233,7 +265,9 @@ impl Builder<'_> {
     fn samples(&mut self, ids: &[NodeId], per: usize) {
         let mut rows = Vec::new();
         for id in ids {
-            let Some(e) = self.data.eval(*id) else { continue };
+            let Some(e) = self.data.eval(*id) else {
+                continue;
+            };
             let Some(p) = e.last_point() else {
                 rows.push(vec![
                     e.name.clone(),
@@ -348,13 +382,19 @@ pub fn build(data: &ReportData) -> Vec<Block> {
         b.blocks.push(Block::Pre(data.docs.join("\n")));
     }
     let ran = data.evals.iter().filter(|e| e.result.is_some()).count();
+    let missing = if ran < data.evals.len() {
+        " (the others are listed as not run yet)"
+    } else {
+        ""
+    };
     b.blocks.push(Block::Para(format!(
-        "Experiment `{}`: {ran} of {} evals have results in the cache; the others are listed as not run yet. Nothing was trained to write this report.",
+        "Experiment `{}`: {ran} of {} evals have results in the cache{missing}. Nothing was trained or evaluated to write this report.",
         data.experiment,
         data.evals.len()
     )));
     for r in &data.reports {
-        b.blocks.push(Block::Heading(2, format!("Report `{}`", r.name)));
+        b.blocks
+            .push(Block::Heading(2, format!("Report `{}`", r.name)));
         if let Some(d) = &r.doc {
             b.blocks.push(Block::Pre(d.clone()));
         }
@@ -413,13 +453,15 @@ pub fn build(data: &ReportData) -> Vec<Block> {
     b.blocks.push(Block::Heading(2, "Every eval".into()));
     for e in &data.evals {
         if let Some(d) = &e.doc {
-            b.blocks
-                .push(Block::Para(format!("`{}`: {}", e.name, d.replace('\n', " "))));
+            b.blocks.push(Block::Para(format!(
+                "`{}`: {}",
+                e.name,
+                d.replace('\n', " ")
+            )));
         }
     }
     b.table(&all);
-    b.blocks
-        .push(Block::Heading(2, "Sampled responses".into()));
+    b.blocks.push(Block::Heading(2, "Sampled responses".into()));
     b.samples(&all, SAMPLES_PER_CONDITION);
     provenance(&mut b);
     b.blocks
@@ -457,9 +499,18 @@ fn provenance(b: &mut Builder) {
         })
         .collect();
     b.blocks.push(Block::Table {
-        head: ["node", "kind", "op", "op version", "key", "seed", "seconds", "status"]
-            .map(String::from)
-            .to_vec(),
+        head: [
+            "node",
+            "kind",
+            "op",
+            "op version",
+            "key",
+            "seed",
+            "seconds",
+            "status",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows,
     });
 }

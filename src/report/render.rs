@@ -96,7 +96,9 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
                 out.push_str(&format!("<h{level}>{}</h{level}>\n", inline(text)))
             }
             Block::Para(text) => out.push_str(&format!("<p>{}</p>\n", inline(text))),
-            Block::Pre(text) => out.push_str(&format!("<blockquote>{}</blockquote>\n", escape(text))),
+            Block::Pre(text) => {
+                out.push_str(&format!("<blockquote>{}</blockquote>\n", escape(text)))
+            }
             Block::Table { head, rows } => {
                 if rows.is_empty() {
                     out.push_str("<p>(nothing to show)</p>\n");

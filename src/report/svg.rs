@@ -143,9 +143,14 @@ pub fn lines(
                 ))
                 .map_err(err)?
                 .label(s.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
             chart
-                .draw_series(pts.iter().map(|(x, r)| Circle::new((*x, r.value), 3, c.filled())))
+                .draw_series(
+                    pts.iter()
+                        .map(|(x, r)| Circle::new((*x, r.value), 3, c.filled())),
+                )
                 .map_err(err)?;
         }
         chart
@@ -173,7 +178,8 @@ fn x_ticks(
     chart: &Chart,
     keys: &[(f64, String)],
 ) -> Result<(), ReportError> {
-    let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    let style =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (x, label) in keys {
         let (px, py) = chart.backend_coord(&(*x, 0.0));
         root.draw(&PathElement::new(vec![(px, py), (px, py + 4)], BLACK))
@@ -323,7 +329,10 @@ mod tests {
         let g = vec![
             Group {
                 label: "before".into(),
-                bars: vec![("triggered".into(), rate(0.9)), ("untriggered".into(), rate(0.1))],
+                bars: vec![
+                    ("triggered".into(), rate(0.9)),
+                    ("untriggered".into(), rate(0.1)),
+                ],
             },
             Group {
                 label: "after".into(),
