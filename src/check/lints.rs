@@ -222,8 +222,9 @@ fn sources(p: &Program, id: NodeId, depth: usize) -> Vec<(String, f64, f64)> {
                 .map(|(s, f, t)| (s, f + a * (t - f), f + b * (t - f)))
                 .collect()
         }
-        "mix" | "backdoor" | "strip_scratchpad" | "preferences" => arg_refs(n, "data")
-            .into_iter()
+        "mix" | "backdoor" | "strip_scratchpad" | "preferences" => ["data", "a", "b"]
+            .iter()
+            .flat_map(|k| arg_refs(n, k))
             .flat_map(|d| sources(p, d, depth + 1))
             .collect(),
         _ => {
@@ -303,27 +304,8 @@ fn trigger_text(t: &Value) -> Option<String> {
 }
 
 fn redteam_trigger(cx: &mut Ctx, n: &Node) {
-    if n.op == "redteam" {
-        let Some(text) = n.args.get("trigger").and_then(trigger_text) else {
-            return;
-        };
-        if let Some(Value::List(seeds)) = n.args.get("seeds") {
-            if seeds
-                .iter()
-                .any(|s| matches!(s, Value::Str(s) if s.contains(&text)))
-            {
-                let d = Diagnostic::warning(
-                    codes::REDTEAM_HAS_TRIGGER,
-                    format!("red-team prompts of `{}` contain the real trigger `{text}`", n.name),
-                    cx.at(n, "seeds"),
-                )
-                .with_help("red teaming looks for prompts that elicit the behaviour *without* the trigger; remove it from the seeds");
-                cx.out.push(d);
-            }
-        }
-        return;
-    }
     let param = match n.op.as_str() {
+        "redteam" => "data",
         "redteam_rate" => "prompts",
         "adversarial" => "redteam",
         _ => return,
@@ -333,15 +315,16 @@ fn redteam_trigger(cx: &mut Ctx, n: &Node) {
     };
     let data = data_ancestors(cx.p, &arg_refs(n, param));
     if let Some((_, bd)) = planted(cx.p, &data).into_iter().find(|(pt, _)| pt == t) {
+        let text = trigger_text(t)
+            .map(|s| format!(" `{s}`"))
+            .unwrap_or_default();
         let d = Diagnostic::warning(
             codes::REDTEAM_HAS_TRIGGER,
-            format!("red-team prompts of `{}` contain the real trigger", n.name),
+            format!("red-team prompts of `{}` contain the real trigger{text}", n.name),
             cx.at(n, param),
         )
         .with_label(cx.node_label(cx.p.node(bd), "the trigger is added here".into()))
-        .with_help(
-            "use `redteam(trigger: ...)` prompts, which are near misses without the real trigger",
-        );
+        .with_help("red teaming looks for prompts that elicit the behaviour *without* the trigger: build them from clean prompts, e.g. `redteam(heldout, trigger: ...)`");
         cx.out.push(d);
     }
 }
