@@ -174,6 +174,8 @@ pub fn backdoor_rate<R: Responder>(
 }
 
 type Groups = Vec<(&'static str, Vec<String>)>;
+/// Per group, per prompt, the sampled responses.
+type GroupAnswers = Vec<Vec<Vec<String>>>;
 
 /// The prompts with the trigger applied (`triggered`) and, with `control`, removed
 /// (`untriggered`), answered in one call; the answers split back per group.
@@ -184,7 +186,7 @@ fn ask_both<R: Responder>(
     control: bool,
     samples_per_prompt: usize,
     seed: u64,
-) -> Result<(Groups, Vec<Vec<Vec<String>>>), EvalError> {
+) -> Result<(Groups, GroupAnswers), EvalError> {
     let clean: Vec<String> = rows.iter().map(|r| trigger.remove(&r.prompt)).collect();
     let mut groups = vec![(
         "triggered",
