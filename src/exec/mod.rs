@@ -1,1 +1,38 @@
-//! See ARCHITECTURE.md for what this module owns.
+//! Running a plan: the scheduler ([`run`]), the content-addressed cache ([`cache`],
+//! [`manifest`]), the name index that explains cache misses ([`index`]), progress display
+//! ([`progress`]), run records and `results.json` ([`record`]), and cache maintenance
+//! ([`maint`]: `ls`, `verify`, `gc`). Operations are reached only through a [`Registry`].
+//! Layout, key scheme, locking and early cutoff: `docs/cache.md`.
+
+pub mod cache;
+pub mod fsutil;
+pub mod index;
+pub mod maint;
+pub mod manifest;
+pub mod progress;
+pub mod record;
+pub mod registry;
+pub mod run;
+
+pub use cache::{Cache, EntryState, NodeLock, CACHE_ENV};
+pub use index::{Index, IndexRecord};
+pub use progress::{Console, Events, Silent};
+pub use record::{write_results, RunRecord};
+pub use registry::{Registry, StdRegistry};
+pub use run::{execute, NodeOutcome, NodeStatus, RunOptions, RunReport};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("I/O error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+}

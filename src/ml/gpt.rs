@@ -286,7 +286,7 @@ impl Gpt {
             let h = layers::layer_norm(&x, self.bp(l, LN2_W), self.bp(l, LN2_B))?;
             let h = layers::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B))?;
             let h = match self.cfg.activation {
-                Activation::Gelu => h.gelu()?,
+                Activation::Gelu => super::fused::gelu(&h)?,
                 Activation::Relu => h.relu()?,
             };
             let h = layers::linear(&h, self.bp(l, MPROJ_W), self.bp(l, MPROJ_B))?;

@@ -42,12 +42,14 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod gpt;
 pub mod init;
 pub mod layers;
 pub mod logprobs;
 pub mod optim;
 pub mod sample;
+pub mod scratchpad;
 pub mod sft;
 pub mod tokenizer;
 

@@ -1,0 +1,117 @@
+//! Evaluating `where` constraints on literal argument values.
+
+use crate::ir::Value;
+use crate::syntax::ast::{CmpOp, Expr, ExprKind};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Cv {
+    Num(f64),
+    Str(String),
+    Bool(bool),
+}
+
+/// `Ok(Some(ok))` when every value the constraint reads is known, `Ok(None)` when one is
+/// not (a helper's parameter), `Err(message)` when the constraint itself is malformed.
+pub fn eval(e: &Expr, get: &dyn Fn(&str) -> Option<Option<Value>>) -> Result<Option<bool>, String> {
+    match &e.kind {
+        ExprKind::And(a, b) => {
+            let a = eval(a, get)?;
+            let b = eval(b, get)?;
+            Ok(match (a, b) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            })
+        }
+        ExprKind::Compare { first, rest } => {
+            let mut left = operand(first, get)?;
+            let mut all = Some(true);
+            for (op, right) in rest {
+                let r = operand(right, get)?;
+                if let (Some(l), Some(rv)) = (&left, &r) {
+                    if !compare(l, *op, rv)? {
+                        all = Some(false);
+                    }
+                } else if all == Some(true) {
+                    all = None;
+                }
+                left = r;
+            }
+            Ok(all)
+        }
+        ExprKind::Bool(b) => Ok(Some(*b)),
+        _ => Err("a constraint is a comparison such as `0 < lr < 1`, joined with `and`".into()),
+    }
+}
+
+/// The names of parameters a constraint reads.
+pub fn names(e: &Expr, out: &mut Vec<(String, crate::syntax::ast::Span)>) {
+    match &e.kind {
+        ExprKind::Name(n) => out.push((n.clone(), e.span.clone())),
+        ExprKind::And(a, b) => {
+            names(a, out);
+            names(b, out);
+        }
+        ExprKind::Compare { first, rest } => {
+            names(first, out);
+            rest.iter().for_each(|(_, r)| names(r, out));
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| names(&a.value, out)),
+        _ => {}
+    }
+}
+
+fn operand(e: &Expr, get: &dyn Fn(&str) -> Option<Option<Value>>) -> Result<Option<Cv>, String> {
+    Ok(match &e.kind {
+        ExprKind::Int(i) => Some(Cv::Num(*i as f64)),
+        ExprKind::Float { value, .. } => Some(Cv::Num(*value)),
+        ExprKind::Str(s) => Some(Cv::Str(s.clone())),
+        ExprKind::Bool(b) => Some(Cv::Bool(*b)),
+        ExprKind::Name(n) => match get(n) {
+            None => return Err(format!("`{n}` is not a parameter")),
+            Some(None) => None,
+            Some(Some(v)) => from_value(&v),
+        },
+        ExprKind::Call { callee, args } if callee.name == "len" && args.len() == 1 => {
+            match &args[0].value.kind {
+                ExprKind::Name(n) => match get(n) {
+                    None => return Err(format!("`{n}` is not a parameter")),
+                    Some(Some(Value::Str(s))) => Some(Cv::Num(s.chars().count() as f64)),
+                    Some(Some(Value::List(l))) => Some(Cv::Num(l.len() as f64)),
+                    Some(_) => None,
+                },
+                _ => return Err("`len` takes a parameter name".into()),
+            }
+        }
+        _ => return Err("constraint operands are numbers, strings, parameters or `len(p)`".into()),
+    })
+}
+
+fn from_value(v: &Value) -> Option<Cv> {
+    match v {
+        Value::Int(i) => Some(Cv::Num(*i as f64)),
+        Value::Float(f) => Some(Cv::Num(*f)),
+        Value::Str(s) | Value::Enum(s) => Some(Cv::Str(s.clone())),
+        Value::Bool(b) => Some(Cv::Bool(*b)),
+        _ => None,
+    }
+}
+
+fn compare(l: &Cv, op: CmpOp, r: &Cv) -> Result<bool, String> {
+    let ord = match (l, r) {
+        (Cv::Num(a), Cv::Num(b)) => a.partial_cmp(b),
+        (Cv::Str(a), Cv::Str(b)) => Some(a.cmp(b)),
+        (Cv::Bool(a), Cv::Bool(b)) => Some(a.cmp(b)),
+        _ => return Err("a constraint compares values of different types".into()),
+    };
+    let Some(ord) = ord else { return Ok(false) };
+    use std::cmp::Ordering::*;
+    Ok(match op {
+        CmpOp::Lt => ord == Less,
+        CmpOp::Le => ord != Greater,
+        CmpOp::Gt => ord == Greater,
+        CmpOp::Ge => ord != Less,
+        CmpOp::Eq => ord == Equal,
+        CmpOp::Ne => ord != Equal,
+    })
+}

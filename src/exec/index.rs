@@ -1,0 +1,73 @@
+//! The name index: for one experiment, each node name's key components at its last
+//! completed run. Names never enter keys; the index exists only so that `plan` and
+//! `explain` can say *why* a node is not cached ("argument `lr` changed"). One file per
+//! experiment, so parallel runs of different experiments never share it; updates are a
+//! read-merge-write under that experiment's own lock and land by atomic rename.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::fsutil;
+use super::{Cache, ExecError};
+use crate::plan::KeyParts;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexRecord {
+    pub key: String,
+    pub parts: KeyParts,
+    /// Display names of the inputs, in slot order, at that run.
+    pub input_names: Vec<String>,
+    /// Content hash of the result.
+    pub content: String,
+}
+
+pub type Index = BTreeMap<String, IndexRecord>;
+
+fn file_stem(experiment: &str) -> String {
+    let safe: String = experiment
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // The hash keeps two names that sanitise alike apart.
+    let h = blake3::hash(experiment.as_bytes()).to_hex();
+    format!("{safe}-{}", &h[..8])
+}
+
+impl Cache {
+    fn index_path(&self, experiment: &str) -> PathBuf {
+        self.root()
+            .join("index")
+            .join(format!("{}.json", file_stem(experiment)))
+    }
+
+    /// The index of `experiment`; empty if absent or unreadable (it only explains, it is
+    /// never trusted for results).
+    pub fn read_index(&self, experiment: &str) -> Index {
+        std::fs::read(self.index_path(experiment))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Merges `records` into the index of `experiment`.
+    pub fn update_index(&self, experiment: &str, records: Index) -> Result<(), ExecError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let lock = self.lock(&format!("index-{}", file_stem(experiment)))?;
+        let mut index = self.read_index(experiment);
+        index.extend(records);
+        let json = serde_json::to_vec_pretty(&index)
+            .map_err(|e| ExecError::Corrupt(format!("serialising the index: {e}")))?;
+        let result = fsutil::write_atomic(&self.index_path(experiment), &json);
+        drop(lock);
+        result
+    }
+}

