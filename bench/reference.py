@@ -63,10 +63,11 @@ def main():
     model = GPT(a)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(1)
-    timed, loss = 0.0, None
+    timed, cpu, loss = 0.0, 0.0, None
     for step in range(a.warmup + a.steps):
         ids = torch.randint(0, a.vocab, (a.batch, a.context), generator=g)
         tg = torch.randint(0, a.vocab, (a.batch, a.context), generator=g)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         logits = model(ids)
         loss = F.cross_entropy(logits.view(-1, a.vocab), tg.view(-1))
@@ -76,11 +77,13 @@ def main():
         opt.step()
         if step >= a.warmup:
             timed += time.perf_counter() - t0
+            cpu += time.process_time() - c0
     print(json.dumps({
         "impl": "pytorch-eager",
         "torch": torch.__version__,
         "tokens_per_sec": a.steps * a.batch * a.context / timed,
         "step_ms": 1e3 * timed / a.steps,
+        "cpu_ms_per_step": 1e3 * cpu / a.steps,
         "final_loss": float(loss),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))

@@ -4,7 +4,8 @@
 //! here each is one pass over the data. Gradients are checked against the composed forms
 //! in the tests below and by the model's finite-difference test.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+use candle_core::CustomOp3;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Work below this many elements stays on the calling thread.
@@ -244,6 +245,96 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::
     )
 }
 
+/// `log_softmax(logits)[n, target[n]]` for logits `[n, v]`: the per-token log-likelihood,
+/// without materialising the `[n, v]` log-softmax (forward) or a scatter (backward).
+struct PickLogprob;
+
+/// Per-row max and log-sum-exp.
+fn row_lse(x: &[f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
+    max + sum.ln()
+}
+
+fn targets(s: &CpuStorage, l: &Layout) -> candle_core::Result<Vec<usize>> {
+    let (a, b) = match l.contiguous_offsets() {
+        Some(o) => o,
+        None => candle_core::bail!("pick_logprob: targets must be contiguous"),
+    };
+    match s {
+        CpuStorage::U32(v) => Ok(v[a..b].iter().map(|&t| t as usize).collect()),
+        _ => candle_core::bail!("pick_logprob: targets must be u32"),
+    }
+}
+
+impl CustomOp2 for PickLogprob {
+    fn name(&self) -> &'static str {
+        "fused-pick-logprob"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "pick_logprob")?;
+        let tg = targets(s2, l2)?;
+        let (n, v) = l1.shape().dims2()?;
+        if tg.len() != n || tg.iter().any(|&t| t >= v) {
+            candle_core::bail!(
+                "pick_logprob: {} targets for {n} rows of {v} logits",
+                tg.len()
+            );
+        }
+        let mut out = vec![0f32; n];
+        let f = |(i, o): (usize, &mut f32)| {
+            let row = &x[i * v..(i + 1) * v];
+            *o = row[tg[i]] - row_lse(row);
+        };
+        if x.len() >= PAR_MIN {
+            out.par_iter_mut().enumerate().for_each(f);
+        } else {
+            out.iter_mut().enumerate().for_each(f);
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        tg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // d/dx_j = g * (1[j = t] - softmax(x)_j)
+        let x = host(logits)?;
+        let g = host(grad)?;
+        let tg: Vec<u32> = tg.flatten_all()?.to_vec1()?;
+        let v = logits.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; x.len()];
+        rows_mut(&mut out, v, |i, r| {
+            let row = &x[i * v..(i + 1) * v];
+            let lse = row_lse(row);
+            for (d, &xv) in r.iter_mut().zip(row) {
+                *d = -g[i] * (xv - lse).exp();
+            }
+            r[tg[i] as usize] += g[i];
+        });
+        Ok((
+            Some(Tensor::from_vec(out, logits.shape(), logits.device())?),
+            None,
+        ))
+    }
+}
+
+/// Log-probabilities `[n]` of `targets` `[n]` (u32) under `logits` `[n, v]`, differentiable
+/// in the logits.
+pub fn pick_logprob(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    logits
+        .contiguous()?
+        .apply_op2(&targets.contiguous()?, PickLogprob)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +379,40 @@ mod tests {
                 Box::new(|t| crate::ml::layers::layer_norm_composed(t, &w1, &b1).unwrap()),
             ),
         ];
+        let tg = Tensor::from_vec(
+            (0..37u32).map(|i| (i * 7) % 24).collect::<Vec<_>>(),
+            37,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let tg2 = tg.unsqueeze(1).unwrap();
+        let proj1 = proj.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
+        let pf = pick_logprob(x.as_tensor(), &tg).unwrap();
+        let pc = candle_nn::ops::log_softmax(x.as_tensor(), D::Minus1)
+            .unwrap()
+            .gather(&tg2, D::Minus1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
+        close(&pf, &pc, 1e-5);
+        let gf = (pf * &proj1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = (pc * &proj1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        close(
+            gf.get(x.as_tensor()).unwrap(),
+            gc.get(x.as_tensor()).unwrap(),
+            1e-4,
+        );
+        assert!(pick_logprob(x.as_tensor(), &(tg + 100.0).unwrap()).is_err());
         for (fused, composed) in cases {
             let yf = fused(x.as_tensor());
             let yc = composed(x.as_tensor());
