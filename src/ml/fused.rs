@@ -40,13 +40,19 @@ fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
+/// tanh through one `exp`: glibc's `tanhf` (via `expm1f`) was 18% of training time.
+/// Absolute error ~1e-7, saturating correctly at both ends (exp overflow gives 1, underflow -1).
+fn fast_tanh(u: f32) -> f32 {
+    1.0 - 2.0 / ((2.0 * u).exp() + 1.0)
+}
+
 fn gelu_scalar(x: f32) -> f32 {
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh())
+    0.5 * x * (1.0 + fast_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
 }
 
 fn gelu_grad_scalar(x: f32) -> f32 {
     let u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
-    let t = u.tanh();
+    let t = fast_tanh(u);
     let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
     0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
 }
@@ -338,6 +344,16 @@ pub fn pick_logprob(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Te
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_tanh_is_accurate_and_saturates() {
+        for i in -2000..=2000 {
+            let u = i as f32 * 0.01;
+            assert!((fast_tanh(u) - u.tanh()).abs() < 3e-7, "{u}");
+        }
+        assert_eq!(fast_tanh(100.0), 1.0);
+        assert_eq!(fast_tanh(-100.0), -1.0);
+    }
     use candle_core::{Device, Var, D};
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
