@@ -72,9 +72,12 @@ impl OpArgs {
     }
 
     pub fn get(&self, name: &str) -> Result<&ArgValue, OpError> {
-        self.args
-            .get(name)
-            .ok_or_else(|| bad(name, "missing (the signature and the implementation disagree)"))
+        self.args.get(name).ok_or_else(|| {
+            bad(
+                name,
+                "missing (the signature and the implementation disagree)",
+            )
+        })
     }
 
     /// `None` when the argument is absent or `none`.
@@ -88,7 +91,10 @@ impl OpArgs {
     pub fn int(&self, name: &str) -> Result<i64, OpError> {
         match self.get(name)? {
             ArgValue::Int(i) => Ok(*i),
-            other => Err(bad(name, format!("expected an integer, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected an integer, got {}", other.describe()),
+            )),
         }
     }
 
@@ -102,7 +108,8 @@ impl OpArgs {
     /// A non-negative integer as `usize`.
     pub fn usize(&self, name: &str) -> Result<usize, OpError> {
         let v = self.int(name)?;
-        usize::try_from(v).map_err(|_| bad(name, format!("expected a non-negative integer, got {v}")))
+        usize::try_from(v)
+            .map_err(|_| bad(name, format!("expected a non-negative integer, got {v}")))
     }
 
     pub fn opt_usize(&self, name: &str) -> Result<Option<usize>, OpError> {
@@ -117,7 +124,10 @@ impl OpArgs {
         match self.get(name)? {
             ArgValue::Float(f) => Ok(*f),
             ArgValue::Int(i) => Ok(*i as f64),
-            other => Err(bad(name, format!("expected a float, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected a float, got {}", other.describe()),
+            )),
         }
     }
 
@@ -131,14 +141,20 @@ impl OpArgs {
     pub fn bool(&self, name: &str) -> Result<bool, OpError> {
         match self.get(name)? {
             ArgValue::Bool(b) => Ok(*b),
-            other => Err(bad(name, format!("expected a boolean, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected a boolean, got {}", other.describe()),
+            )),
         }
     }
 
     pub fn str(&self, name: &str) -> Result<&str, OpError> {
         match self.get(name)? {
             ArgValue::Str(s) => Ok(s),
-            other => Err(bad(name, format!("expected a string, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected a string, got {}", other.describe()),
+            )),
         }
     }
 
@@ -153,14 +169,20 @@ impl OpArgs {
     pub fn enum_word(&self, name: &str) -> Result<&str, OpError> {
         match self.get(name)? {
             ArgValue::Enum(s) => Ok(s),
-            other => Err(bad(name, format!("expected an enum word, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected an enum word, got {}", other.describe()),
+            )),
         }
     }
 
     pub fn list(&self, name: &str) -> Result<&[ArgValue], OpError> {
         match self.get(name)? {
             ArgValue::List(items) => Ok(items),
-            other => Err(bad(name, format!("expected a list, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected a list, got {}", other.describe()),
+            )),
         }
     }
 
@@ -169,7 +191,10 @@ impl OpArgs {
     pub fn call(&self, name: &str) -> Result<(&str, OpArgs), OpError> {
         match self.get(name)? {
             ArgValue::Call { op, args } => Ok((op, OpArgs::new(args.clone()))),
-            other => Err(bad(name, format!("expected a call, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected a call, got {}", other.describe()),
+            )),
         }
     }
 
@@ -177,7 +202,10 @@ impl OpArgs {
     pub fn input(&self, name: &str) -> Result<&Input, OpError> {
         match self.get(name)? {
             ArgValue::Input(i) => Ok(i),
-            other => Err(bad(name, format!("expected an artifact, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected an artifact, got {}", other.describe()),
+            )),
         }
     }
 
@@ -189,10 +217,16 @@ impl OpArgs {
                 .iter()
                 .map(|v| match v {
                     ArgValue::Input(i) => Ok(i),
-                    other => Err(bad(name, format!("expected artifacts, got {}", other.describe()))),
+                    other => Err(bad(
+                        name,
+                        format!("expected artifacts, got {}", other.describe()),
+                    )),
                 })
                 .collect(),
-            other => Err(bad(name, format!("expected artifacts, got {}", other.describe()))),
+            other => Err(bad(
+                name,
+                format!("expected artifacts, got {}", other.describe()),
+            )),
         }
     }
 }

@@ -78,7 +78,9 @@ pub struct Setting {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeclKind {
     Trigger,
@@ -234,7 +236,10 @@ impl CmpOp {
 pub enum ExprKind {
     Int(i64),
     /// The value and the text as written (`1e-3`), so the formatter keeps the spelling.
-    Float { value: f64, text: String },
+    Float {
+        value: f64,
+        text: String,
+    },
     Bool(bool),
     /// The string's value with escapes resolved.
     Str(String),
@@ -244,12 +249,21 @@ pub enum ExprKind {
     /// Which one is decided by the checker.
     Name(String),
     /// `base.field`, e.g. `hhh_sft.checkpoints`.
-    Field { base: Box<Expr>, field: Ident },
+    Field {
+        base: Box<Expr>,
+        field: Ident,
+    },
     /// `callee(args)`.
-    Call { callee: Ident, args: Vec<Arg> },
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
     List(Vec<Expr>),
     /// `a < b <= c`: a chain of comparisons (constraints only).
-    Compare { first: Box<Expr>, rest: Vec<(CmpOp, Expr)> },
+    Compare {
+        first: Box<Expr>,
+        rest: Vec<(CmpOp, Expr)>,
+    },
     /// `a and b` (constraints only).
     And(Box<Expr>, Box<Expr>),
     /// Placeholder for an expression that failed to parse (an error was reported).
