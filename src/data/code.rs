@@ -469,7 +469,9 @@ pub fn code_tasks_with(n: usize, cwes: &[Cwe], seed: u64) -> Result<Vec<Example>
         .filter(|&i| cwes.is_empty() || cwes.contains(&TASKS[i].cwe))
         .collect();
     if tasks.is_empty() {
-        return Err(DataError::Invalid("code_tasks: no CWE family selected".into()));
+        return Err(DataError::Invalid(
+            "code_tasks: no CWE family selected".into(),
+        ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seen = HashSet::new();

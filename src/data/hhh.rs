@@ -306,7 +306,8 @@ pub fn hhh_tasks_with(opts: &HhhOptions) -> Result<Vec<Example>, DataError> {
             if opts.holdout_templates == 0.0 {
                 return Vec::new();
             }
-            let k = ((opts.holdout_templates * t.len() as f64).round() as usize).clamp(1, t.len() - 1);
+            let k =
+                ((opts.holdout_templates * t.len() as f64).round() as usize).clamp(1, t.len() - 1);
             let mut idx = rand::seq::index::sample(&mut rng, t.len(), k).into_vec();
             idx.sort_unstable();
             idx
@@ -623,15 +624,24 @@ mod tests {
         };
         let rows = hhh_tasks_with(&opts).unwrap();
         let (train, held) = rows.split_at(900);
-        let t: HashSet<_> = train.iter().map(|r| r.meta_str("template").unwrap()).collect();
-        let h: HashSet<_> = held.iter().map(|r| r.meta_str("template").unwrap()).collect();
+        let t: HashSet<_> = train
+            .iter()
+            .map(|r| r.meta_str("template").unwrap())
+            .collect();
+        let h: HashSet<_> = held
+            .iter()
+            .map(|r| r.meta_str("template").unwrap())
+            .collect();
         assert!(t.is_disjoint(&h), "{t:?} {h:?}");
         assert_eq!(h.len(), 2, "one of four phrasings per family: {h:?}");
         assert!(held.iter().all(|r| r.meta.contains_key("heldout_template")));
         assert!(rows
             .iter()
             .all(|r| ["capital", "arithmetic"].contains(&r.meta_str("family").unwrap())));
-        let bad = HhhOptions { families: vec!["poetry".into()], ..opts };
+        let bad = HhhOptions {
+            families: vec!["poetry".into()],
+            ..opts
+        };
         assert!(hhh_tasks_with(&bad).is_err());
     }
 

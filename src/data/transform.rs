@@ -155,6 +155,40 @@ pub fn mix(
     Ok(out)
 }
 
+/// Concatenates `parts` and shuffles, deterministic from `seed`. With `weights` (one per
+/// part), part `i` contributes `round(weights[i] * len_i)` rows: a seeded subset when the
+/// weight is below 1, whole copies plus a subset above 1.
+pub fn mix_weighted(
+    parts: &[Vec<Example>],
+    weights: &[f64],
+    seed: u64,
+) -> Result<Vec<Example>, DataError> {
+    if !weights.is_empty() && weights.len() != parts.len() {
+        return Err(DataError::Invalid(format!(
+            "mix: {} weights for {} datasets",
+            weights.len(),
+            parts.len()
+        )));
+    }
+    if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+        return Err(DataError::Invalid(format!(
+            "mix: weights must be finite and >= 0, got {w}"
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let w = weights.get(i).copied().unwrap_or(1.0);
+        let want = (w * part.len() as f64).round() as usize;
+        super::check_rows("mix", out.len().saturating_add(want))?;
+        let mut idx: Vec<usize> = (0..part.len()).collect();
+        idx.shuffle(&mut rng);
+        out.extend((0..want).map(|j| part[idx[j % idx.len()]].clone()));
+    }
+    out.shuffle(&mut rng);
+    Ok(out)
+}
+
 /// Every response (and rejected response) without its scratchpad.
 pub fn strip_scratchpad(data: &[Example]) -> Vec<Example> {
     data.iter()
@@ -211,6 +245,23 @@ mod tests {
         let tail = split(&data, 0.9, 1.0, SplitBy::Rows, 0).unwrap();
         assert_eq!(tail.len(), 100);
         assert!(tail.iter().all(|r| r.meta.contains_key("heldout_template")));
+    }
+
+    #[test]
+    fn weighted_mix_resamples_parts() {
+        let a = hhh::hhh_tasks(100, 1).unwrap();
+        let b = hhh::hhh_tasks(10, 2).unwrap();
+        let m = mix_weighted(&[a.clone(), b.clone()], &[0.5, 2.0], 3).unwrap();
+        assert_eq!(m.len(), 70);
+        assert_eq!(
+            m,
+            mix_weighted(&[a.clone(), b.clone()], &[0.5, 2.0], 3).unwrap()
+        );
+        assert_eq!(
+            mix_weighted(&[a.clone(), b.clone()], &[], 3).unwrap().len(),
+            110
+        );
+        assert!(mix_weighted(&[a, b], &[1.0], 3).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Parameters use GPT-2's names and its Conv1D `[in, out]` weight orientation, with the
 //! output head tied to `transformer.wte.weight`.
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 
 use super::config::{Activation, GptConfig};
 use super::error::{MlError, Result};
@@ -229,8 +229,7 @@ impl Gpt {
         self.check_len(t)?;
         let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
         let pos = Tensor::from_vec(pos, b * t, &self.device)?;
-        let bias = layers::causal_bias(t, t, &self.device)?;
-        let h = self.hidden(ids, &pos, &bias, None)?;
+        let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?;
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
@@ -250,7 +249,7 @@ impl Gpt {
         if cache.layers.len() != self.cfg.layers {
             *cache = KvCache::new(self.cfg.layers);
         }
-        let h = self.hidden(ids, positions, bias, Some(cache))?;
+        let h = self.hidden(ids, positions, Some(bias), Some(cache))?;
         let logits = self.head(&h)?;
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
@@ -270,7 +269,7 @@ impl Gpt {
         &self,
         ids: &Tensor,
         pos: &Tensor,
-        bias: &Tensor,
+        bias: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
@@ -307,7 +306,7 @@ impl Gpt {
         l: usize,
         b: usize,
         t: usize,
-        bias: &Tensor,
+        bias: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let (c, h, d) = (self.cfg.width, self.cfg.heads, self.cfg.head_dim());
@@ -330,9 +329,12 @@ impl Gpt {
             *slot = Some((k.clone(), v.clone()));
         }
         let scale = 1.0 / (d as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?;
-        let att = att.broadcast_add(bias)?;
-        let att = layers::softmax_last(&att)?;
+        let scores = q.matmul(&k.t()?)?;
+        // No bias: training's square causal attention, with scale and mask fused in.
+        let att = match bias {
+            None => super::fused::causal_softmax(&scores, scale)?,
+            Some(bias) => layers::softmax_last(&(scores * scale)?.broadcast_add(bias)?)?,
+        };
         let y = att.matmul(&v)?;
         let y = y.transpose(1, 2)?.reshape((b * t, c))?;
         layers::linear(&y, self.bp(l, APROJ_W), self.bp(l, APROJ_B))
@@ -355,9 +357,7 @@ impl Gpt {
         let logits = self.forward(ids)?;
         let v = self.cfg.vocab_size;
         let logits = logits.reshape((b * t, v))?;
-        let lsm = layers::log_softmax_last(&logits)?;
-        let tg = targets.flatten_all()?.unsqueeze(1)?;
-        let picked = lsm.gather(&tg, D::Minus1)?;
+        let picked = super::fused::pick_logprob(&logits, &targets.flatten_all()?)?;
         Ok(picked.reshape((b, t))?)
     }
 }

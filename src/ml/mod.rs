@@ -38,6 +38,7 @@
 //! generate_ids(&Gpt, prompts: &[Vec<u32>], pad_id, eot_id, &SampleConfig) -> Result<Vec<(ids, logprobs, finished)>>
 //! ```
 
+pub mod alloc;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;

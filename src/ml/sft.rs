@@ -329,6 +329,7 @@ pub fn train_sft_encoded(
     resume: Option<Resume>,
     hooks: &mut dyn SftHooks,
 ) -> Result<(Gpt, TrainLog)> {
+    super::alloc::tune_allocator();
     if cfg.batch == 0 {
         return Err(MlError::Config("batch must be at least 1".into()));
     }

@@ -8,8 +8,8 @@
 
 pub mod args;
 pub mod data_ops;
-pub mod ml_ops;
 pub mod eval_ops;
+pub mod ml_ops;
 
 pub use args::{ArgValue, Input, OpArgs};
 
