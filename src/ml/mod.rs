@@ -47,6 +47,8 @@ pub mod init;
 pub mod layers;
 pub mod logprobs;
 pub mod optim;
+pub mod reward;
+pub mod rl;
 pub mod sample;
 pub mod sft;
 pub mod tokenizer;
