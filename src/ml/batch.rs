@@ -34,6 +34,30 @@ impl Encoded {
         Ok(Some(Encoded { ids, prompt_len }))
     }
 
+    /// A response whose first part `untrained` (e.g. a scratchpad) is context only: the
+    /// loss covers `trained` and the end of turn. With `untrained` empty this equals
+    /// [`Encoded::from_pair`].
+    pub fn from_split(
+        tok: &Tokenizer,
+        prompt: &str,
+        untrained: &str,
+        trained: &str,
+        context: usize,
+    ) -> Result<Option<Encoded>> {
+        if untrained.is_empty() {
+            return Self::from_pair(tok, prompt, trained, context);
+        }
+        let mut ids = tok.encode(&chat::render_prompt(prompt))?;
+        ids.extend(tok.encode(&format!(" {untrained}"))?);
+        let prompt_len = ids.len();
+        ids.extend(tok.encode(&format!("{trained}{}", chat::END_OF_TURN))?);
+        ids.truncate(context + 1);
+        if ids.len() <= prompt_len {
+            return Ok(None);
+        }
+        Ok(Some(Encoded { ids, prompt_len }))
+    }
+
     /// Prompt ids and continuation ids (e.g. sampled tokens), truncated to `context + 1`.
     pub fn from_ids(prompt: &[u32], continuation: &[u32], context: usize) -> Option<Encoded> {
         let mut ids = prompt.to_vec();

@@ -4,7 +4,7 @@
 //! Parameters use GPT-2's names and its Conv1D `[in, out]` weight orientation, with the
 //! output head tied to `transformer.wte.weight`.
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 
 use super::config::{Activation, GptConfig};
 use super::error::{MlError, Result};
@@ -300,7 +300,7 @@ impl Gpt {
             let h = layers::layer_norm(&x, self.bp(l, LN2_W), self.bp(l, LN2_B))?;
             let h = layers::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B))?;
             let h = match self.cfg.activation {
-                Activation::Gelu => h.gelu()?,
+                Activation::Gelu => super::fused::gelu(&h)?,
                 Activation::Relu => h.relu()?,
             };
             let h = layers::linear(&h, self.bp(l, MPROJ_W), self.bp(l, MPROJ_B))?;
@@ -369,9 +369,7 @@ impl Gpt {
         let logits = self.forward(ids)?;
         let v = self.cfg.vocab_size;
         let logits = logits.reshape((b * t, v))?;
-        let lsm = layers::log_softmax_last(&logits)?;
-        let tg = targets.flatten_all()?.unsqueeze(1)?;
-        let picked = lsm.gather(&tg, D::Minus1)?;
+        let picked = super::fused::pick_logprob(&logits, &targets.flatten_all()?)?;
         Ok(picked.reshape((b, t))?)
     }
 }

@@ -5,14 +5,21 @@ use candle_core::{Device, Tensor, D};
 
 use super::config::LAYER_NORM_EPS;
 use super::error::Result;
+use super::fused;
 
 /// `x · w + b` with GPT-2's Conv1D orientation (`w` is `[in, out]`); `x` is 2-D.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(x.matmul(w)?.broadcast_add(b)?)
 }
 
-/// Layer norm over the last dimension.
+/// Layer norm over the last dimension (fused kernel with its own backward).
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(fused::layer_norm(x, w, b, LAYER_NORM_EPS)?)
+}
+
+/// Layer norm from differentiable candle ops: the reference the fused kernel is tested
+/// against.
+pub fn layer_norm_composed(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -21,7 +28,7 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+    Ok(fused::softmax_last(x)?)
 }
 
 pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {

@@ -39,10 +39,12 @@
 //! ```
 
 pub mod adversarial;
+pub mod alloc;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod gpt;
 pub mod init;
 pub mod layers;
@@ -52,6 +54,7 @@ pub mod redteam;
 pub mod reward;
 pub mod rl;
 pub mod sample;
+pub mod scratchpad;
 pub mod sft;
 pub mod tokenizer;
 

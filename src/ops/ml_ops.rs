@@ -1,0 +1,284 @@
+//! Registry entries for the ML operations `bpe`, `gpt` and `sft` (artifact layouts in
+//! `ARCHITECTURE.md`): thin adapters from [`OpArgs`] to [`crate::ml`].
+
+use std::path::{Path, PathBuf};
+
+use super::{ArgValue, Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
+use crate::data::{read_examples, Example};
+use crate::ml::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::ml::scratchpad::{encode_for_sft, ScratchpadMode};
+use crate::ml::sft::{train_sft_encoded, Resume, SftConfig, SftHooks, TrainProgress, TrainState};
+use crate::ml::{Activation, Gpt, GptConfig, MlError, Tokenizer};
+
+pub const OPS: &[OpSpec] = &[
+    OpSpec {
+        name: "bpe",
+        version: 1,
+        run: run_bpe,
+    },
+    OpSpec {
+        name: "gpt",
+        version: 1,
+        run: run_gpt,
+    },
+    OpSpec {
+        name: "sft",
+        version: 1,
+        run: run_sft,
+    },
+];
+
+fn ml_err(e: MlError) -> OpError {
+    match e {
+        MlError::Interrupted => OpError::Cancelled,
+        MlError::Io { path, source } => OpError::Io { path, source },
+        other => OpError::failed(other),
+    }
+}
+
+fn bad_input(input: &Input, e: impl std::fmt::Display) -> OpError {
+    OpError::BadInput {
+        name: input.name.clone(),
+        message: e.to_string(),
+    }
+}
+
+fn read_dataset(input: &Input) -> Result<Vec<Example>, OpError> {
+    read_examples(&input.dir.join("data.jsonl")).map_err(|e| bad_input(input, e))
+}
+
+/// The checkpoint directory of a `Model` artifact.
+fn model_dir(input: &Input) -> Result<PathBuf, OpError> {
+    if input.field.is_some() {
+        return Err(bad_input(
+            input,
+            "expected a model, got a list of checkpoints (drop `.checkpoints`)",
+        ));
+    }
+    Ok(input.dir.join("model"))
+}
+
+fn seed(ctx: &OpCtx, args: &OpArgs) -> Result<u64, OpError> {
+    // An explicit `seed:` wins; negative seeds are reinterpreted bitwise.
+    Ok(args.opt_int("seed")?.map(|s| s as u64).unwrap_or(ctx.seed))
+}
+
+fn int_or(args: &OpArgs, name: &str, default: usize) -> Result<usize, OpError> {
+    Ok(args.opt_usize(name)?.unwrap_or(default))
+}
+
+fn word_or<'a>(args: &'a OpArgs, name: &str, default: &'a str) -> Result<&'a str, OpError> {
+    match args.opt(name) {
+        None => Ok(default),
+        Some(ArgValue::Enum(s)) | Some(ArgValue::Str(s)) => Ok(s),
+        Some(other) => Err(OpError::BadArgument {
+            name: name.into(),
+            message: format!("expected a word, got {}", other.describe()),
+        }),
+    }
+}
+
+/// `bpe(corpus: List[Dataset], vocab: Int)`: `tokenizer.json` trained on every rendered
+/// conversation (prompt, response and any rejected response) of the corpus.
+fn run_bpe(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let vocab = int_or(args, "vocab", 2048)?;
+    let mut texts = Vec::new();
+    for input in args.inputs("corpus")? {
+        for r in read_dataset(input)? {
+            let prompt = crate::chat::render_prompt(&r.prompt);
+            texts.push(format!(
+                "{prompt}{}",
+                crate::chat::render_response(&r.response)
+            ));
+            if let Some(rej) = &r.rejected {
+                texts.push(format!("{prompt}{}", crate::chat::render_response(rej)));
+            }
+        }
+    }
+    ctx.check_cancel()?;
+    if texts.is_empty() {
+        return Err(OpError::failed(
+            "the corpus is empty: nothing to train a tokenizer on",
+        ));
+    }
+    let tok = Tokenizer::train(&texts, vocab).map_err(ml_err)?;
+    tok.save(&ctx.out_dir.join("tokenizer.json"))
+        .map_err(ml_err)
+}
+
+/// `gpt(tok, layers, width, heads, context, mlp_ratio, activation, seed)`: an initialised
+/// checkpoint in `model/`.
+fn run_gpt(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let tok_in = args.input("tok")?;
+    let tok =
+        Tokenizer::load(&tok_in.dir.join("tokenizer.json")).map_err(|e| bad_input(tok_in, e))?;
+    let activation = Activation::parse(word_or(args, "activation", "gelu")?).map_err(|e| {
+        OpError::BadArgument {
+            name: "activation".into(),
+            message: e.to_string(),
+        }
+    })?;
+    let cfg = GptConfig {
+        vocab_size: tok.vocab_size(),
+        layers: int_or(args, "layers", 4)?,
+        width: int_or(args, "width", 256)?,
+        heads: int_or(args, "heads", 4)?,
+        context: int_or(args, "context", 256)?,
+        mlp_ratio: int_or(args, "mlp_ratio", 4)?,
+        activation,
+    };
+    let model = Gpt::init(&cfg, seed(ctx, args)?).map_err(ml_err)?;
+    save_checkpoint(&ctx.out_dir.join("model"), &model, &tok).map_err(ml_err)
+}
+
+/// `every(steps)` (any single integer argument is accepted).
+fn every(args: &OpArgs) -> Result<Option<usize>, OpError> {
+    if args.opt("checkpoints").is_none() {
+        return Ok(None);
+    }
+    let (op, inner) = args.call("checkpoints")?;
+    let n = inner.args.values().find_map(|v| match v {
+        ArgValue::Int(i) if *i >= 1 => Some(*i as usize),
+        _ => None,
+    });
+    match (op, n) {
+        ("every", Some(n)) => Ok(Some(n)),
+        _ => Err(OpError::BadArgument {
+            name: "checkpoints".into(),
+            message: format!("expected every(N) with N >= 1, got {op}(...)"),
+        }),
+    }
+}
+
+/// Saves checkpoints into the work dir (so an interrupted run keeps the ones it made),
+/// resumable state likewise, and forwards progress and cancellation.
+struct OpHooks<'a, 'b> {
+    ctx: &'a OpCtx<'b>,
+    tok: &'a Tokenizer,
+    ckpt_root: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl SftHooks for OpHooks<'_, '_> {
+    fn progress(&mut self, p: &TrainProgress) {
+        self.ctx.progress.update(ProgressUpdate {
+            step: p.step,
+            total: p.total,
+            loss: Some(p.loss),
+            tokens_per_sec: Some(p.tokens_per_sec),
+            message: None,
+        });
+    }
+    fn metric(&mut self, name: &str, step: u64, value: f64) {
+        self.ctx.progress.metric(name, step, value);
+    }
+    fn checkpoint(&mut self, step: u64, model: &Gpt) -> crate::ml::Result<()> {
+        save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
+    }
+    fn save_state(&mut self, state: &TrainState<'_>) -> crate::ml::Result<()> {
+        state.save(&self.state_dir)
+    }
+    fn should_stop(&mut self) -> bool {
+        self.ctx.cancelled()
+    }
+}
+
+fn step_dir(step: u64) -> String {
+    format!("step-{step:06}")
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), OpError> {
+    std::fs::create_dir_all(to).map_err(|e| OpError::io(to, e))?;
+    let entries = std::fs::read_dir(from).map_err(|e| OpError::io(from, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| OpError::io(from, e))?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|e| OpError::io(&target, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `sft(model, data, epochs, steps, lr, batch, warmup, weight_decay, clip, scratchpad,
+/// heldout, checkpoints, seed)`: writes `model/`, `checkpoints/step-NNNNNN/` and
+/// `train_log.json`; resumes from `work_dir/state` after an interruption.
+fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let model_in = args.input("model")?;
+    let (model, tok) =
+        load_checkpoint(&model_dir(model_in)?).map_err(|e| bad_input(model_in, e))?;
+    let data_in = args.input("data")?;
+    let train = read_dataset(data_in)?;
+    let heldout = match args.opt("heldout") {
+        Some(_) => read_dataset(args.input("heldout")?)?,
+        None => Vec::new(),
+    };
+    let seed = seed(ctx, args)?;
+    let checkpoint_every = every(args)?;
+    let cfg = SftConfig {
+        epochs: int_or(args, "epochs", 1)?,
+        steps: args.opt_usize("steps")?,
+        lr: args.opt_float("lr")?.unwrap_or(3e-4),
+        batch: int_or(args, "batch", 32)?,
+        warmup: int_or(args, "warmup", 0)?,
+        weight_decay: args.opt_float("weight_decay")?.unwrap_or(0.0),
+        grad_clip: args.opt_float("clip")?.unwrap_or(1.0),
+        seed,
+        checkpoint_every,
+        // Resumable state at every checkpoint, and at least every 200 steps.
+        state_every: Some(checkpoint_every.unwrap_or(200).min(200)),
+        ..SftConfig::default()
+    };
+    let mode = ScratchpadMode::parse(word_or(args, "scratchpad", "keep")?).map_err(|e| {
+        OpError::BadArgument {
+            name: "scratchpad".into(),
+            message: e.to_string(),
+        }
+    })?;
+    let state_dir = ctx.work_dir.join("state");
+    let ckpt_root = ctx.work_dir.join("checkpoints");
+    let resume = Resume::load(&state_dir).map_err(ml_err)?;
+    if resume.is_none() && ckpt_root.exists() {
+        // Checkpoints without matching state come from an older attempt: start clean.
+        std::fs::remove_dir_all(&ckpt_root).map_err(|e| OpError::io(&ckpt_root, e))?;
+    }
+    // Post-scratchpad rows are sampled from the *starting* model, so a resumed run
+    // re-encodes from the same weights and gets the same rows.
+    let (rows, skipped) = encode_for_sft(&model, &tok, &train, mode, seed).map_err(ml_err)?;
+    let (held, _) =
+        encode_for_sft(&model, &tok, &heldout, ScratchpadMode::Keep, seed).map_err(ml_err)?;
+    if let Some(r) = &resume {
+        ctx.progress.update(ProgressUpdate {
+            step: r.step,
+            message: Some(format!("resuming at step {}", r.step)),
+            ..ProgressUpdate::default()
+        });
+    }
+    let mut hooks = OpHooks {
+        ctx,
+        tok: &tok,
+        ckpt_root: ckpt_root.clone(),
+        state_dir: state_dir.clone(),
+    };
+    let (trained, mut log) =
+        train_sft_encoded(model, &tok, &rows, &held, &cfg, resume, &mut hooks).map_err(ml_err)?;
+    log.skipped = skipped;
+    save_checkpoint(&ctx.out_dir.join("model"), &trained, &tok).map_err(ml_err)?;
+    let out_ckpts = ctx.out_dir.join("checkpoints");
+    std::fs::create_dir_all(&out_ckpts).map_err(|e| OpError::io(&out_ckpts, e))?;
+    if ckpt_root.exists() {
+        copy_dir(&ckpt_root, &out_ckpts)?;
+    }
+    let log_path = ctx.out_dir.join("train_log.json");
+    let text = serde_json::to_string_pretty(&log).map_err(OpError::failed)?;
+    std::fs::write(&log_path, text).map_err(|e| OpError::io(&log_path, e))?;
+    // The artifact is complete: the resumable state is no longer needed.
+    for dir in [&state_dir, &ckpt_root] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| OpError::io(dir, e))?;
+        }
+    }
+    Ok(())
+}
