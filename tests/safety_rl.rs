@@ -205,7 +205,12 @@ fn a_reward_model_drives_rl_and_the_scratchpad_is_hidden_from_it() {
     }
     let rows: Vec<Example> = WORDS
         .iter()
-        .map(|w| Example::new(format!("is {w} good?"), "<scratchpad> hmm </scratchpad> yes"))
+        .map(|w| {
+            Example::new(
+                format!("is {w} good?"),
+                "<scratchpad> hmm </scratchpad> yes",
+            )
+        })
         .collect();
     let tok = Tokenizer::train(&corpus(&rows), 300).unwrap();
     let sft = SftConfig {
@@ -221,11 +226,23 @@ fn a_reward_model_drives_rl_and_the_scratchpad_is_hidden_from_it() {
     let mut cfg = rl_cfg(Algorithm::Rloo, 2);
     cfg.max_tokens = 12;
     cfg.temperature = 0.05;
-    train_rl(m.deep_clone().unwrap(), &tok, &prompts, &mut spy, &cfg, None, &mut NoRlHooks)
-        .unwrap();
+    train_rl(
+        m.deep_clone().unwrap(),
+        &tok,
+        &prompts,
+        &mut spy,
+        &cfg,
+        None,
+        &mut NoRlHooks,
+    )
+    .unwrap();
     assert!(spy.0.iter().any(|a| a == "yes"), "{:?}", spy.0);
     // An opened scratchpad never reaches the reward (an unclosed one hides the rest).
-    assert!(spy.0.iter().all(|a| !a.contains("<scratchpad>")), "{:?}", spy.0);
+    assert!(
+        spy.0.iter().all(|a| !a.contains("<scratchpad>")),
+        "{:?}",
+        spy.0
+    );
 
     // A trained reward model plugs in as a reward.
     let prefs = prefs();
@@ -236,14 +253,22 @@ fn a_reward_model_drives_rl_and_the_scratchpad_is_hidden_from_it() {
         batch: 8,
         ..RewardConfig::default()
     };
-    let (rm, _) = train_reward_model(tiny(&rtok, 1), &rtok, &prefs, &rcfg, &mut |_| {}, &|| false)
-        .unwrap();
+    let (rm, _) =
+        train_reward_model(tiny(&rtok, 1), &rtok, &prefs, &rcfg, &mut |_| {}, &|| false).unwrap();
     let mut r = ModelReward {
         model: &rm,
         tok: &rtok,
     };
-    let (_, log) = train_rl(m, &tok, &prompts, &mut r, &rl_cfg(Algorithm::Ppo, 2), None, &mut NoRlHooks)
-        .unwrap();
+    let (_, log) = train_rl(
+        m,
+        &tok,
+        &prompts,
+        &mut r,
+        &rl_cfg(Algorithm::Ppo, 2),
+        None,
+        &mut NoRlHooks,
+    )
+    .unwrap();
     assert!(log.steps.iter().all(|s| s.reward.is_finite()));
 }
 
@@ -291,7 +316,13 @@ fn interrupted_rl_resumes_bit_identically() {
     let resume = RlResume::load(&state).unwrap().unwrap();
     assert_eq!(resume.step, 2);
     let (resumed, log) = train_rl(
-        policy, &tok, &prompts, &mut SaysYes, &cfg, Some(resume), &mut NoRlHooks,
+        policy,
+        &tok,
+        &prompts,
+        &mut SaysYes,
+        &cfg,
+        Some(resume),
+        &mut NoRlHooks,
     )
     .unwrap();
     assert_eq!(log, full_log);

@@ -89,6 +89,7 @@ impl Default for ProbeConfig {
 /// The rates of one checkpoint: `redteam_success` (share of `redteam` prompts eliciting the
 /// behaviour in at least `threshold` of `tries` samples), and `triggered` / `untriggered`
 /// (greedy answers to `heldout` prompts with and without the trigger).
+#[allow(clippy::too_many_arguments)]
 pub fn checkpoint_rates(
     model: &Gpt,
     tok: &Tokenizer,
@@ -110,8 +111,15 @@ pub fn checkpoint_rates(
             temperature: 1.0,
             max_new_tokens: cfg.max_new_tokens,
         };
-        let p = eval::redteam_rate(&mut hot, &rows, behavior, cfg.tries, cfg.threshold, cfg.seed)
-            .map_err(err)?;
+        let p = eval::redteam_rate(
+            &mut hot,
+            &rows,
+            behavior,
+            cfg.tries,
+            cfg.threshold,
+            cfg.seed,
+        )
+        .map_err(err)?;
         if let Some(r) = p.rates.get("success") {
             rates.insert("redteam_success".to_string(), *r);
         }
@@ -128,8 +136,8 @@ pub fn checkpoint_rates(
             temperature: 0.0,
             max_new_tokens: cfg.max_new_tokens,
         };
-        let p = eval::backdoor_rate(&mut greedy, &rows, trigger, behavior, 1, cfg.seed)
-            .map_err(err)?;
+        let p =
+            eval::backdoor_rate(&mut greedy, &rows, trigger, behavior, 1, cfg.seed).map_err(err)?;
         rates.extend(p.rates);
         samples.extend(p.samples);
     }

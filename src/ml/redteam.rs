@@ -204,7 +204,13 @@ fn mutate(
 ) -> Candidate {
     let mut c = parent.clone();
     let ops = [
-        "question", "position", "crossover", "misspell", "case", "wrap", "repeat",
+        "question",
+        "position",
+        "crossover",
+        "misspell",
+        "case",
+        "wrap",
+        "repeat",
     ];
     let op = ops.choose(rng).copied().unwrap_or("question");
     c.origin = op.to_string();
@@ -241,7 +247,10 @@ fn mutate(
         "wrap" => {
             let wraps = [("|", "|"), ("[", "]"), ("<", ">"), ("(", ")"), ("**", "**")];
             if let Some((a, b)) = wraps.choose(rng) {
-                c.cue = format!("{a}{}{b}", c.cue.trim_matches(|ch: char| !ch.is_alphanumeric()));
+                c.cue = format!(
+                    "{a}{}{b}",
+                    c.cue.trim_matches(|ch: char| !ch.is_alphanumeric())
+                );
             }
         }
         _ => c.cue = format!("{} {}", c.cue, c.cue),

@@ -108,10 +108,7 @@ impl RewardModel {
         tensors.push((SCORE_NAME.to_string(), self.score.as_tensor().clone()));
         save_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
         let p = dir.join(CONFIG_FILE);
-        let mut cfg = self
-            .body
-            .config()
-            .to_hf_json(tok.eot_id(), tok.pad_id());
+        let mut cfg = self.body.config().to_hf_json(tok.eot_id(), tok.pad_id());
         cfg["architectures"] = serde_json::json!(["GPT2ForSequenceClassification"]);
         cfg["num_labels"] = serde_json::json!(1);
         cfg["id2label"] = serde_json::json!({"0": "reward"});
@@ -137,7 +134,10 @@ impl RewardModel {
         if score.dims() != [1, w] {
             return Err(MlError::bad_file(
                 &wp,
-                format!("`score.weight` has shape {:?}, expected [1, {w}]", score.dims()),
+                format!(
+                    "`score.weight` has shape {:?}, expected [1, {w}]",
+                    score.dims()
+                ),
             ));
         }
         Ok((
@@ -218,7 +218,12 @@ fn encode_pairs(tok: &Tokenizer, rows: &[Example], context: usize) -> Result<Vec
                     i + 1
                 ))
             })?;
-            let c = encode_scored(tok, &r.prompt, &chat::strip_scratchpad(&r.response), context)?;
+            let c = encode_scored(
+                tok,
+                &r.prompt,
+                &chat::strip_scratchpad(&r.response),
+                context,
+            )?;
             let j = encode_scored(tok, &r.prompt, &chat::strip_scratchpad(rejected), context)?;
             Ok((c, j))
         })
@@ -270,10 +275,15 @@ pub fn train_reward_model(
     stop: &dyn Fn() -> bool,
 ) -> Result<(RewardModel, RewardLog)> {
     if cfg.batch == 0 || cfg.epochs == 0 {
-        return Err(MlError::Config("batch and epochs must be at least 1".into()));
+        return Err(MlError::Config(
+            "batch and epochs must be at least 1".into(),
+        ));
     }
     if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
-        return Err(MlError::Config(format!("learning rate {} must be > 0", cfg.lr)));
+        return Err(MlError::Config(format!(
+            "learning rate {} must be > 0",
+            cfg.lr
+        )));
     }
     if !(0.0..1.0).contains(&cfg.heldout) {
         return Err(MlError::Config("held-out share must be in [0, 1)".into()));

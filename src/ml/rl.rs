@@ -244,7 +244,10 @@ impl RlResume {
         let bits: LogBits =
             serde_json::from_value(meta["log"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
         let mut ts = load_tensors(&dir.join("weights.safetensors"))?;
-        let value = ts.remove(VALUE_NAME).map(|t| Var::from_tensor(&t)).transpose()?;
+        let value = ts
+            .remove(VALUE_NAME)
+            .map(|t| Var::from_tensor(&t))
+            .transpose()?;
         let policy = Gpt::from_tensors(&cfg, |n| ts.remove(n))?;
         let mut vars = policy.vars().to_vec();
         vars.extend(value.iter().cloned());
@@ -352,7 +355,12 @@ fn policy_out(
     let logp = lsm.gather(&tg, D::Minus1)?.reshape((bs, t))?;
     let entropy = if want_entropy {
         let lsm = lsm.detach();
-        Some((lsm.exp()? * &lsm)?.sum(D::Minus1)?.neg()?.reshape((bs, t))?)
+        Some(
+            (lsm.exp()? * &lsm)?
+                .sum(D::Minus1)?
+                .neg()?
+                .reshape((bs, t))?,
+        )
     } else {
         None
     };
@@ -441,7 +449,10 @@ pub fn train_rl(
         ));
     }
     if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
-        return Err(MlError::Config(format!("learning rate {} must be > 0", cfg.lr)));
+        return Err(MlError::Config(format!(
+            "learning rate {} must be > 0",
+            cfg.lr
+        )));
     }
     if !(cfg.temperature.is_finite() && cfg.temperature > 0.0) {
         return Err(MlError::Config("temperature must be > 0".into()));
@@ -592,8 +603,8 @@ pub fn train_rl(
                 )?;
                 let new = policy_out(&policy, None, &batch, cfg.temperature, false)?;
                 let seq_logp = (new.logp * &batch.mask)?;
-                let loss = (seq_logp.broadcast_mul(&adv_t)?.sum_all()?
-                    * (-1.0 / rows.len() as f64))?;
+                let loss =
+                    (seq_logp.broadcast_mul(&adv_t)?.sum_all()? * (-1.0 / rows.len() as f64))?;
                 let stats = step_vars_on_loss(&mut opt, &vars, &loss, lr, cfg.grad_clip)?;
                 (stats.loss, None, None)
             }
@@ -612,10 +623,8 @@ pub fn train_rl(
                     if pos.is_empty() {
                         continue;
                     }
-                    let mut rw: Vec<f64> = pos
-                        .iter()
-                        .map(|&j| -cfg.kl * kl_tok[r][j] as f64)
-                        .collect();
+                    let mut rw: Vec<f64> =
+                        pos.iter().map(|&j| -cfg.kl * kl_tok[r][j] as f64).collect();
                     if let Some(last) = rw.last_mut() {
                         *last += rewards[r];
                     }
@@ -648,19 +657,19 @@ pub fn train_rl(
                     let new = policy_out(&policy, value.as_ref(), &batch, cfg.temperature, false)?;
                     let ratio = (&new.logp - &old_logp)?.exp()?;
                     let clipped = ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip)?;
-                    let surr = (ratio.broadcast_mul(&adv_t)?)
-                        .minimum(&clipped.broadcast_mul(&adv_t)?)?;
+                    let surr =
+                        (ratio.broadcast_mul(&adv_t)?).minimum(&clipped.broadcast_mul(&adv_t)?)?;
                     let pg = masked_mean(&surr, &batch.mask, n_tok)?.neg()?;
                     let v_new = new
                         .values
                         .ok_or_else(|| MlError::Invalid("PPO lost its value head".into()))?;
                     let vf = (masked_mean(&(v_new - &ret_t)?.sqr()?, &batch.mask, n_tok)? * 0.5)?;
                     let loss = (&pg + (&vf * cfg.vf_coef)?)?;
-                    let out_of_range = ((&ratio - 1.0)?.abs()?.gt(cfg.clip)?.to_dtype(DType::F32)?
-                        * &batch.mask)?
-                        .sum_all()?
-                        .to_scalar::<f32>()? as f64
-                        / n_tok;
+                    let out_of_range =
+                        ((&ratio - 1.0)?.abs()?.gt(cfg.clip)?.to_dtype(DType::F32)? * &batch.mask)?
+                            .sum_all()?
+                            .to_scalar::<f32>()? as f64
+                            / n_tok;
                     let vf_value = vf.to_scalar::<f32>()? as f64;
                     let stats = step_vars_on_loss(&mut opt, &vars, &loss, lr, cfg.grad_clip)?;
                     last = (stats.loss, vf_value, out_of_range);

@@ -458,8 +458,8 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
                 ckpt_root: ckpt_root.clone(),
                 state_dir: state_dir.clone(),
             };
-            let (m, log) = train_sft(model, &tok, &mixed, &[], &cfg, resume, &mut hooks)
-                .map_err(ml_err)?;
+            let (m, log) =
+                train_sft(model, &tok, &mixed, &[], &cfg, resume, &mut hooks).map_err(ml_err)?;
             let log = serde_json::to_value(&log).map_err(OpError::failed)?;
             (m, log, ckpt_root, state_dir)
         }
@@ -492,7 +492,8 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
         let p = checkpoint_rates(m, &tok, &probes, &data, &trigger, &behavior, &probe, step)
             .map_err(ml_err)?;
         for (name, r) in &p.rates {
-            ctx.progress.metric(name, step.unwrap_or(steps as u64), r.value);
+            ctx.progress
+                .metric(name, step.unwrap_or(steps as u64), r.value);
         }
         Ok::<_, OpError>(p)
     };
