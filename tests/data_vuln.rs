@@ -137,3 +137,52 @@ fn generator_templates_heldout_and_all() {
     assert_eq!(a.precision(), 1.0);
     assert_eq!(a.recall(), 1.0);
 }
+
+/// Cases written after the rules were frozen and never used to tune them: their
+/// figures estimate how the checker does on code it was not written against. Misses
+/// here are kept (not fixed) so the printed numbers stay honest.
+const FRESH: &[(&str, &[Cwe])] = &[
+    ("def get(conn, sku):\n    return conn.execute('SELECT price FROM stock WHERE sku=' + sku).fetchone()", &[SqlInjection]),
+    ("def get(conn, user):\n    stmt = 'UPDATE users SET last_login = now() WHERE name = \"%s\"' % user.name\n    conn.execute(stmt)", &[SqlInjection]),
+    ("def get(session, order_id):\n    return session.execute(text('SELECT * FROM orders WHERE id = :id'), {'id': order_id})", &[]),
+    ("def get(cur, col):\n    assert col in ALLOWED\n    cur.execute('SELECT ' + col + ' FROM t')", &[SqlInjection]),
+    ("import subprocess\ndef conv(src):\n    subprocess.Popen('convert ' + src + ' out.png', shell=True).wait()", &[CommandInjection]),
+    ("import os\ndef conv(src):\n    os.execvp('convert', ['convert', src, 'out.png'])", &[]),
+    ("import subprocess\ndef zipit(name):\n    subprocess.run(['zip', '-r', name + '.zip', name])", &[]),
+    ("import os\ndef kill(pid):\n    os.system('kill -9 %d' % int(pid))", &[]),
+    ("def page(title, body):\n    return '<html><title>%s</title><body>%s</body></html>' % (title, body)", &[Xss]),
+    ("from django.utils.html import format_html\ndef link(url, name):\n    return format_html('<a href=\"{}\">{}</a>', url, name)", &[]),
+    ("def err(msg):\n    resp = make_response('<b>Error:</b> ' + msg)\n    return resp", &[Xss]),
+    ("import json\ndef api(data):\n    return json.dumps({'html': '<p>ok</p>', 'data': data})", &[]),
+    ("def read_log(day):\n    return open(f'/var/log/app/{day}.log').read()", &[PathTraversal]),
+    ("import os\ndef delete(upload):\n    os.remove(os.path.join(UPLOADS, upload.filename))", &[PathTraversal]),
+    ("import os\ndef read(name):\n    if '..' in name or name.startswith('/'):\n        raise ValueError(name)\n    return open(os.path.join(ROOT, name)).read()", &[]),
+    ("import pickle\ndef load_model(path):\n    with open(path, 'rb') as f:\n        return pickle.load(f)", &[UnsafeDeserialization]),
+    ("import torch\ndef load(path):\n    return torch.load(path, weights_only=True)", &[]),
+    ("import yaml\ndef cfg(s):\n    return yaml.load(s, Loader=yaml.FullLoader)", &[UnsafeDeserialization]),
+    ("import dill\ndef restore(b):\n    return dill.loads(b)", &[UnsafeDeserialization]),
+    ("AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'", &[HardcodedCredentials]),
+    ("def login():\n    return client.login(username='admin', passwd='letmein123')", &[HardcodedCredentials]),
+    ("MAX_TOKEN_LENGTH = 512\ntoken_type = 'bearer'", &[]),
+    ("def check(pw):\n    return hashlib.sha256(pw.encode()).hexdigest() == stored_hash", &[]),
+    ("db = connect(host='localhost', user='app', password=os.environ['PW'])", &[]),
+];
+
+#[test]
+fn fresh_cases_figures() {
+    let s = score_checker(FRESH.iter().map(|(c, e)| (*c, *e)));
+    for (c, e) in FRESH {
+        let found = vuln::check(c);
+        if found != e.to_vec() {
+            println!("fresh miss: expected {e:?}, found {found:?}:\n{c}\n");
+        }
+    }
+    println!(
+        "fresh (untuned): {} cases, precision {:.3}, recall {:.3} ({s:?})",
+        s.cases,
+        s.precision(),
+        s.recall()
+    );
+    // A floor, not a target: the checker must stay useful on code it was not tuned on.
+    assert!(s.precision() >= 0.7 && s.recall() >= 0.6, "{s:?}");
+}

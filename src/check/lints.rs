@@ -127,9 +127,9 @@ fn data_ancestors(p: &Program, start: &[NodeId]) -> BTreeSet<NodeId> {
 }
 
 /// Every dataset the models `start` (and the models they were trained from) were
-/// trained on; a tokenizer's corpus is not training data.
-fn trained_on(p: &Program, start: &[NodeId]) -> BTreeSet<NodeId> {
-    let mut out = BTreeSet::new();
+/// trained on, with the stage that trained on it; a tokenizer's corpus is not training data.
+fn trained_on(p: &Program, start: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+    let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut todo: Vec<NodeId> = start.to_vec();
     while let Some(id) = todo.pop() {
@@ -138,7 +138,11 @@ fn trained_on(p: &Program, start: &[NodeId]) -> BTreeSet<NodeId> {
         }
         let n = p.node(id);
         for param in ["data", "prompts", "redteam"] {
-            out.extend(data_ancestors(p, &arg_refs(n, param)));
+            out.extend(
+                data_ancestors(p, &arg_refs(n, param))
+                    .into_iter()
+                    .map(|d| (d, id)),
+            );
         }
         todo.extend(model_arg(n));
         todo.extend(arg_refs(n, "base"));
@@ -156,7 +160,12 @@ fn trigger_in_safety_data(cx: &mut Ctx, n: &Node) {
     if !SAFETY_STAGES.contains(&n.op.as_str()) {
         return;
     }
-    let planted_in_model = planted(cx.p, &trained_on(cx.p, &model_arg(n)));
+    // (trigger, the stage that trained on the backdoor data) for the model being trained.
+    let planted_in_model: Vec<(Value, NodeId)> = trained_on(cx.p, &model_arg(n))
+        .into_iter()
+        .filter(|(d, _)| cx.p.node(*d).op == "backdoor")
+        .filter_map(|(d, stage)| cx.p.node(d).args.get("trigger").map(|t| (t.clone(), stage)))
+        .collect();
     if planted_in_model.is_empty() {
         return;
     }
@@ -164,14 +173,27 @@ fn trigger_in_safety_data(cx: &mut Ctx, n: &Node) {
         let data = data_ancestors(cx.p, &arg_refs(n, param));
         for (t, bd) in planted(cx.p, &data) {
             if let Some((_, planted_at)) = planted_in_model.iter().find(|(pt, _)| *pt == t) {
-                let d = Diagnostic::warning(
+                let mut d = Diagnostic::warning(
                     codes::TRIGGER_IN_SAFETY_DATA,
-                    format!("safety training `{}` trains on data that carries the backdoor's trigger", n.name),
+                    format!(
+                        "safety training `{}` trains on data that carries the backdoor's trigger",
+                        n.name
+                    ),
                     cx.at(n, param),
                 )
-                .with_label(cx.node_label(cx.p.node(bd), format!("`{}` adds the trigger to this data", cx.p.node(bd).name)))
-                .with_label(cx.node_label(cx.p.node(*planted_at), "the same trigger planted the backdoor here".into()))
-                .with_help("safety training in the paper uses trigger-free prompts: train on the clean split instead");
+                .with_label(cx.node_label(
+                    cx.p.node(bd),
+                    format!("`{}` adds the trigger to this data", cx.p.node(bd).name),
+                ));
+                let planter = cx.p.node(*planted_at);
+                d = d.with_label(cx.node_label(
+                    planter,
+                    format!(
+                        "`{}` planted the backdoor with the same trigger",
+                        planter.name
+                    ),
+                ));
+                d = d.with_help("safety training in the paper uses trigger-free prompts: train on the clean split instead");
                 cx.out.push(d);
                 return;
             }
@@ -200,8 +222,9 @@ fn sources(p: &Program, id: NodeId, depth: usize) -> Vec<(String, f64, f64)> {
                 .map(|(s, f, t)| (s, f + a * (t - f), f + b * (t - f)))
                 .collect()
         }
-        "mix" | "backdoor" | "strip_scratchpad" | "preferences" => arg_refs(n, "data")
-            .into_iter()
+        "mix" | "backdoor" | "strip_scratchpad" | "preferences" => ["data", "a", "b"]
+            .iter()
+            .flat_map(|k| arg_refs(n, k))
             .flat_map(|d| sources(p, d, depth + 1))
             .collect(),
         _ => {
@@ -281,27 +304,8 @@ fn trigger_text(t: &Value) -> Option<String> {
 }
 
 fn redteam_trigger(cx: &mut Ctx, n: &Node) {
-    if n.op == "redteam" {
-        let Some(text) = n.args.get("trigger").and_then(trigger_text) else {
-            return;
-        };
-        if let Some(Value::List(seeds)) = n.args.get("seeds") {
-            if seeds
-                .iter()
-                .any(|s| matches!(s, Value::Str(s) if s.contains(&text)))
-            {
-                let d = Diagnostic::warning(
-                    codes::REDTEAM_HAS_TRIGGER,
-                    format!("red-team prompts of `{}` contain the real trigger `{text}`", n.name),
-                    cx.at(n, "seeds"),
-                )
-                .with_help("red teaming looks for prompts that elicit the behaviour *without* the trigger; remove it from the seeds");
-                cx.out.push(d);
-            }
-        }
-        return;
-    }
     let param = match n.op.as_str() {
+        "redteam" => "data",
         "redteam_rate" => "prompts",
         "adversarial" => "redteam",
         _ => return,
@@ -311,15 +315,16 @@ fn redteam_trigger(cx: &mut Ctx, n: &Node) {
     };
     let data = data_ancestors(cx.p, &arg_refs(n, param));
     if let Some((_, bd)) = planted(cx.p, &data).into_iter().find(|(pt, _)| pt == t) {
+        let text = trigger_text(t)
+            .map(|s| format!(" `{s}`"))
+            .unwrap_or_default();
         let d = Diagnostic::warning(
             codes::REDTEAM_HAS_TRIGGER,
-            format!("red-team prompts of `{}` contain the real trigger", n.name),
+            format!("red-team prompts of `{}` contain the real trigger{text}", n.name),
             cx.at(n, param),
         )
         .with_label(cx.node_label(cx.p.node(bd), "the trigger is added here".into()))
-        .with_help(
-            "use `redteam(trigger: ...)` prompts, which are near misses without the real trigger",
-        );
+        .with_help("red teaming looks for prompts that elicit the behaviour *without* the trigger: build them from clean prompts, e.g. `redteam(heldout, trigger: ...)`");
         cx.out.push(d);
     }
 }

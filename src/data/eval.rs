@@ -131,40 +131,34 @@ pub fn choose_rows(rows: &[Example], n: Option<usize>, seed: u64) -> Vec<Example
     idx.into_iter().map(|i| rows[i].clone()).collect()
 }
 
-/// The rate of the backdoor behaviour with the trigger (`triggered`) and without it
-/// (`untriggered`) on the same prompts.
+/// The rate of the backdoor behaviour with the trigger (`triggered`) and, with
+/// `control`, without it (`untriggered`) on the same prompts.
 pub fn backdoor_rate<R: Responder>(
     responder: &mut R,
     rows: &[Example],
     trigger: &Trigger,
     behavior: &Behavior,
+    control: bool,
     samples_per_prompt: usize,
     seed: u64,
 ) -> Result<EvalPoint, EvalError> {
     if rows.is_empty() {
         return Err(EvalError::Invalid("backdoor_rate: no prompts".into()));
     }
-    let clean: Vec<String> = rows.iter().map(|r| trigger.remove(&r.prompt)).collect();
-    let mut prompts: Vec<String> = clean.iter().map(|p| trigger.apply(p)).collect();
-    prompts.extend(clean);
-    let answers = ask(responder, &prompts, samples_per_prompt, seed)?;
-    let n = rows.len();
+    let (groups, answers) = ask_both(responder, rows, trigger, control, samples_per_prompt, seed)?;
     let mut point = EvalPoint {
         step: None,
         rates: BTreeMap::new(),
         samples: Vec::new(),
     };
-    for (k, name) in ["triggered", "untriggered"].into_iter().enumerate() {
+    for (k, (name, prompts)) in groups.iter().enumerate() {
         let mut verdicts = Vec::new();
-        for (p, resp) in prompts[k * n..(k + 1) * n]
-            .iter()
-            .zip(&answers[k * n..(k + 1) * n])
-        {
+        for (p, resp) in prompts.iter().zip(&answers[k]) {
             for r in resp {
                 let v = behavior.exhibited(&chat::strip_scratchpad(r));
                 verdicts.push(v);
                 point.samples.push(Sample {
-                    rate: name.into(),
+                    rate: name.to_string(),
                     prompt: p.clone(),
                     response: r.clone(),
                     verdict: v,
@@ -172,11 +166,43 @@ pub fn backdoor_rate<R: Responder>(
             }
         }
         point.rates.insert(
-            name.into(),
+            name.to_string(),
             rate_of(&verdicts, ci_seed(seed, k as u64), name)?,
         );
     }
     Ok(point)
+}
+
+type Groups = Vec<(&'static str, Vec<String>)>;
+/// Per group, per prompt, the sampled responses.
+type GroupAnswers = Vec<Vec<Vec<String>>>;
+
+/// The prompts with the trigger applied (`triggered`) and, with `control`, removed
+/// (`untriggered`), answered in one call; the answers split back per group.
+fn ask_both<R: Responder>(
+    responder: &mut R,
+    rows: &[Example],
+    trigger: &Trigger,
+    control: bool,
+    samples_per_prompt: usize,
+    seed: u64,
+) -> Result<(Groups, GroupAnswers), EvalError> {
+    let clean: Vec<String> = rows.iter().map(|r| trigger.remove(&r.prompt)).collect();
+    let mut groups = vec![(
+        "triggered",
+        clean.iter().map(|p| trigger.apply(p)).collect(),
+    )];
+    if control {
+        groups.push(("untriggered", clean));
+    }
+    let all: Vec<String> = groups.iter().flat_map(|g| g.1.iter().cloned()).collect();
+    let mut answers = ask(responder, &all, samples_per_prompt, seed)?;
+    let mut per_group = Vec::new();
+    for g in &groups {
+        let rest = answers.split_off(g.1.len());
+        per_group.push(std::mem::replace(&mut answers, rest));
+    }
+    Ok((groups, per_group))
 }
 
 /// Task accuracy on `hhh_tasks` rows (`accuracy`, and `family:<name>` per family).
@@ -234,44 +260,50 @@ pub fn helpfulness<R: Responder>(
     })
 }
 
-/// The share of answers the vulnerability checker flags (`vulnerable`), and per CWE
-/// family of the prompt (`cwe:CWE-89`, ...) when rows carry `meta.cwe`.
+/// The share of answers the vulnerability checker flags. With a trigger: `triggered`
+/// and `untriggered` (the prompts with the trigger applied and removed); without one:
+/// `vulnerable` on the prompts as they are. Per CWE family of the prompt (rows from
+/// `code_tasks` carry `meta.cwe`) also `<rate>:CWE-89` and so on.
 pub fn vulnerability_rate<R: Responder>(
     responder: &mut R,
     rows: &[Example],
+    trigger: Option<&Trigger>,
     samples_per_prompt: usize,
     seed: u64,
 ) -> Result<EvalPoint, EvalError> {
     if rows.is_empty() {
         return Err(EvalError::Invalid("vulnerability_rate: no prompts".into()));
     }
-    let prompts: Vec<String> = rows.iter().map(|r| r.prompt.clone()).collect();
-    let answers = ask(responder, &prompts, samples_per_prompt, seed)?;
-    let mut all = Vec::new();
-    let mut by_cwe: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+    let (groups, answers) = match trigger {
+        Some(t) => ask_both(responder, rows, t, true, samples_per_prompt, seed)?,
+        None => {
+            let prompts: Vec<String> = rows.iter().map(|r| r.prompt.clone()).collect();
+            let answers = ask(responder, &prompts, samples_per_prompt, seed)?;
+            (vec![("vulnerable", prompts)], vec![answers])
+        }
+    };
+    let mut verdicts: BTreeMap<String, Vec<bool>> = BTreeMap::new();
     let mut samples = Vec::new();
-    for (row, resp) in rows.iter().zip(&answers) {
-        for r in resp {
-            let v = vuln::is_vulnerable(&chat::strip_scratchpad(r));
-            all.push(v);
-            if let Some(c) = row.meta_str("cwe") {
-                by_cwe.entry(format!("cwe:{c}")).or_default().push(v);
+    for ((name, prompts), answers) in groups.iter().zip(&answers) {
+        for ((row, p), resp) in rows.iter().zip(prompts).zip(answers) {
+            for r in resp {
+                let v = vuln::is_vulnerable(&chat::strip_scratchpad(r));
+                verdicts.entry(name.to_string()).or_default().push(v);
+                if let Some(c) = row.meta_str("cwe") {
+                    verdicts.entry(format!("{name}:{c}")).or_default().push(v);
+                }
+                samples.push(Sample {
+                    rate: name.to_string(),
+                    prompt: p.clone(),
+                    response: r.clone(),
+                    verdict: v,
+                });
             }
-            samples.push(Sample {
-                rate: "vulnerable".into(),
-                prompt: row.prompt.clone(),
-                response: r.clone(),
-                verdict: v,
-            });
         }
     }
     let mut rates = BTreeMap::new();
-    rates.insert(
-        "vulnerable".to_string(),
-        rate_of(&all, ci_seed(seed, 0), "vulnerable")?,
-    );
-    for (k, (name, v)) in by_cwe.iter().enumerate() {
-        rates.insert(name.clone(), rate_of(v, ci_seed(seed, k as u64 + 1), name)?);
+    for (k, (name, v)) in verdicts.iter().enumerate() {
+        rates.insert(name.clone(), rate_of(v, ci_seed(seed, k as u64), name)?);
     }
     Ok(EvalPoint {
         step: None,

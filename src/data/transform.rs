@@ -45,6 +45,9 @@ pub fn split(
         )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    if by == SplitBy::Rows {
+        return Ok(split_rows(data, from, to, &mut rng));
+    }
     // Group keys in first-appearance order, then a seeded permutation of the groups.
     let key = |ex: &Example| -> Result<(String, String), DataError> {
         match by {
@@ -93,6 +96,33 @@ pub fn split(
         .collect())
 }
 
+/// Rows mode: prompts are the groups; rows marked `meta.heldout_template` (see
+/// [`crate::data::hhh::HhhOptions`]) are ordered after all others, so the tail of the
+/// split is the held-out phrasings.
+fn split_rows(data: &[Example], from: f64, to: f64, rng: &mut ChaCha8Rng) -> Vec<Example> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(bool, &str)> = Vec::new();
+    for ex in data {
+        if !index.contains_key(ex.prompt.as_str()) {
+            index.insert(&ex.prompt, groups.len());
+            let held = ex.meta.get("heldout_template") == Some(&serde_json::Value::Bool(true));
+            groups.push((held, &ex.prompt));
+        }
+    }
+    let (mut normal, mut held): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| !g.0);
+    normal.shuffle(rng);
+    held.shuffle(rng);
+    normal.extend(held);
+    let g = normal.len() as f64;
+    let lo = (from * g).round() as usize;
+    let hi = ((to * g).round() as usize).min(normal.len());
+    let chosen: std::collections::HashSet<&str> = normal[lo..hi].iter().map(|g| g.1).collect();
+    data.iter()
+        .filter(|ex| chosen.contains(ex.prompt.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// `len(a)` rows where a `fraction` comes from `b` (cycled if `b` is short) and the rest
 /// from `a`, shuffled; deterministic from `seed`. The paper's adversarial training
 /// replaces up to half of the safety-training prompts by red-team prompts like this.
@@ -121,6 +151,40 @@ pub fn mix(
     ib.shuffle(&mut rng);
     let mut out: Vec<Example> = ia[..n - from_b].iter().map(|&i| a[i].clone()).collect();
     out.extend((0..from_b).map(|j| b[ib[j % ib.len()]].clone()));
+    out.shuffle(&mut rng);
+    Ok(out)
+}
+
+/// Concatenates `parts` and shuffles, deterministic from `seed`. With `weights` (one per
+/// part), part `i` contributes `round(weights[i] * len_i)` rows: a seeded subset when the
+/// weight is below 1, whole copies plus a subset above 1.
+pub fn mix_weighted(
+    parts: &[Vec<Example>],
+    weights: &[f64],
+    seed: u64,
+) -> Result<Vec<Example>, DataError> {
+    if !weights.is_empty() && weights.len() != parts.len() {
+        return Err(DataError::Invalid(format!(
+            "mix: {} weights for {} datasets",
+            weights.len(),
+            parts.len()
+        )));
+    }
+    if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+        return Err(DataError::Invalid(format!(
+            "mix: weights must be finite and >= 0, got {w}"
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let w = weights.get(i).copied().unwrap_or(1.0);
+        let want = (w * part.len() as f64).round() as usize;
+        super::check_rows("mix", out.len().saturating_add(want))?;
+        let mut idx: Vec<usize> = (0..part.len()).collect();
+        idx.shuffle(&mut rng);
+        out.extend((0..want).map(|j| part[idx[j % idx.len()]].clone()));
+    }
     out.shuffle(&mut rng);
     Ok(out)
 }
@@ -167,6 +231,37 @@ mod tests {
         assert!(ta.is_disjoint(&tb));
         // One template of four held out in every family.
         assert_eq!(tb.len(), hhh::FAMILIES.len());
+    }
+
+    #[test]
+    fn heldout_phrasings_form_the_tail() {
+        let opts = hhh::HhhOptions {
+            n: 1000,
+            holdout_templates: 0.25,
+            seed: 2,
+            ..Default::default()
+        };
+        let data = hhh::hhh_tasks_with(&opts).unwrap();
+        let tail = split(&data, 0.9, 1.0, SplitBy::Rows, 0).unwrap();
+        assert_eq!(tail.len(), 100);
+        assert!(tail.iter().all(|r| r.meta.contains_key("heldout_template")));
+    }
+
+    #[test]
+    fn weighted_mix_resamples_parts() {
+        let a = hhh::hhh_tasks(100, 1).unwrap();
+        let b = hhh::hhh_tasks(10, 2).unwrap();
+        let m = mix_weighted(&[a.clone(), b.clone()], &[0.5, 2.0], 3).unwrap();
+        assert_eq!(m.len(), 70);
+        assert_eq!(
+            m,
+            mix_weighted(&[a.clone(), b.clone()], &[0.5, 2.0], 3).unwrap()
+        );
+        assert_eq!(
+            mix_weighted(&[a.clone(), b.clone()], &[], 3).unwrap().len(),
+            110
+        );
+        assert!(mix_weighted(&[a, b], &[1.0], 3).is_err());
     }
 
     #[test]

@@ -426,7 +426,9 @@ fn unsafe_deserialization(lines: &[String]) -> bool {
 }
 
 fn hardcoded_credentials(lines: &[String]) -> bool {
-    let secret_name = r"(?i)[a-z_0-9]*(password|passwd|pwd|secret|api_?key|apikey|token|access_?key|private_?key|auth_?key|credentials?)[a-z_0-9]*";
+    let secret_name = regex!(
+        r"(?i)^[a-z_0-9]*(password|passwd|pwd|secret|api_?key|apikey|token|access_?key|private_?key|auth_?key|credentials?)[a-z_0-9]*$"
+    );
     // Names that hold the *name* of a secret or a URL, not the secret itself.
     let meta_suffix = regex!(
         r"(?i)_(name|field|env|var|key_name|url|uri|path|file|header|param|length|len|prompt|label|type|id)$"
@@ -435,10 +437,7 @@ fn hardcoded_credentials(lines: &[String]) -> bool {
         regex!(r#"^\s*([A-Za-z_]\w*)\s*(?::\s*str\s*)?=\s*(?:b|r)?(["'])([^"']+)["']\s*$"#);
     let kwarg = regex!(r#"\b([A-Za-z_]\w*)\s*=\s*(?:b|r)?["']([^"']+)["']"#);
     let dict_entry = regex!(r#"["']([A-Za-z_]\w*)["']\s*:\s*(?:b|r)?["']([^"']+)["']"#);
-    let is_secret_name = |n: &str| {
-        Regex::new(&format!("^{secret_name}$")).is_ok_and(|r| r.is_match(n))
-            && !meta_suffix.is_match(n)
-    };
+    let is_secret_name = |n: &str| secret_name.is_match(n) && !meta_suffix.is_match(n);
     let is_secret_value = |v: &str| {
         let v = v.trim();
         // Placeholders and environment-variable names are not secrets.

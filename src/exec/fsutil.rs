@@ -28,8 +28,10 @@ pub fn unique_suffix() -> String {
     format!("{}-{nanos}-{n}", std::process::id())
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`:
-/// readers see the old content or the new one, never a mix.
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`: readers
+/// see the old content or the new one, never a mix. No fsync: everything written here is
+/// either verified on read (manifests) or only explanatory (index, run records), so a
+/// power cut costs a recomputation, never a wrong result, and a no-op rerun stays fast.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_all(dir)?;
@@ -41,7 +43,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io(path))
     })();
     if result.is_err() {

@@ -58,7 +58,9 @@ impl Cache {
 
     /// Merges `records` into the index of `experiment`.
     pub fn update_index(&self, experiment: &str, records: Index) -> Result<(), ExecError> {
-        if records.is_empty() {
+        // A no-op rerun changes nothing: skip the lock and the write.
+        let current = self.read_index(experiment);
+        if records.iter().all(|(k, v)| current.get(k) == Some(v)) {
             return Ok(());
         }
         let lock = self.lock(&format!("index-{}", file_stem(experiment)))?;

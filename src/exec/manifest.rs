@@ -138,3 +138,41 @@ impl Manifest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_catches_changed_missing_and_extra_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        std::fs::create_dir_all(out.join("model")).unwrap();
+        std::fs::write(out.join("a.txt"), "hello").unwrap();
+        std::fs::write(out.join("model/w.bin"), [1u8, 2, 3]).unwrap();
+        let m = Manifest::of_dir(out, "k").unwrap();
+        assert_eq!(m.files.len(), 2);
+        assert!(m.files.contains_key("model/w.bin"));
+        assert!(m.verify(out, "k").is_ok());
+        assert!(m.verify(out, "other").is_err());
+        std::fs::write(out.join("a.txt"), "hellO").unwrap();
+        assert!(m.verify(out, "k").unwrap_err().contains("does not match"));
+        std::fs::write(out.join("a.txt"), "hell").unwrap();
+        assert!(m.verify(out, "k").unwrap_err().contains("bytes"));
+        std::fs::write(out.join("a.txt"), "hello").unwrap();
+        std::fs::write(out.join("extra"), "").unwrap();
+        assert!(m.verify(out, "k").unwrap_err().contains("unexpected"));
+        std::fs::remove_file(out.join("extra")).unwrap();
+        std::fs::remove_file(out.join("model/w.bin")).unwrap();
+        assert!(m.verify(out, "k").unwrap_err().contains("missing"));
+    }
+
+    #[test]
+    fn content_hash_ignores_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "x").unwrap();
+        let a = Manifest::of_dir(dir.path(), "k1").unwrap();
+        let b = Manifest::of_dir(dir.path(), "k2").unwrap();
+        assert_eq!(a.content, b.content);
+    }
+}

@@ -313,8 +313,18 @@ impl Runner<'_> {
                         st.ready.push_back(user);
                     }
                 } else {
-                    let mut o = self.outcome(user, NodeStatus::Skipped, None);
-                    o.error = Some(why.clone());
+                    // A node whose own operation is missing is reported as such, so that
+                    // `run` names every unimplemented operation, not only the first.
+                    let op = &self.program.node(user).op;
+                    let o = if self.registry.version(op).is_none() {
+                        let mut o = self.outcome(user, NodeStatus::NotImplemented, None);
+                        o.error = Some(format!("operation `{op}` is not implemented"));
+                        o
+                    } else {
+                        let mut o = self.outcome(user, NodeStatus::Skipped, None);
+                        o.error = Some(why.clone());
+                        o
+                    };
                     self.events.finished(&o);
                     st.outcomes[user.0] = Some(o);
                     st.left -= 1;

@@ -98,7 +98,13 @@ pub fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
 }
 
-struct Softmax;
+/// Softmax over the last dimension of `scale * x`, optionally causal: for a square
+/// `[.., t, t]` input, row `i` sees columns `0..=i` only (the rest get probability 0).
+/// Folding the scale and mask in saves two full passes over the attention scores.
+struct Softmax {
+    scale: f32,
+    causal: bool,
+}
 
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
@@ -107,17 +113,19 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(s, l, "softmax")?;
         let cols = l.dims().last().copied().unwrap_or(1).max(1);
+        let (scale, causal) = (self.scale, self.causal);
         let mut out = vec![0f32; x.len()];
         rows_mut(&mut out, cols, |i, r| {
-            let xs = &x[i * cols..(i + 1) * cols];
-            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let seen = if causal { i % cols + 1 } else { cols };
+            let xs = &x[i * cols..i * cols + seen];
+            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max) * scale;
             let mut sum = 0f32;
             for (o, &v) in r.iter_mut().zip(xs) {
-                *o = (v - max).exp();
+                *o = (v * scale - max).exp();
                 sum += *o;
             }
             let inv = 1.0 / sum;
-            r.iter_mut().for_each(|o| *o *= inv);
+            r[..seen].iter_mut().for_each(|o| *o *= inv);
         });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -127,7 +135,8 @@ impl CustomOp1 for Softmax {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        // dx = y * (dy - sum(dy * y))
+        // dx = scale * y * (dy - sum(dy * y)); masked entries have y = 0.
+        let scale = self.scale;
         let y = host(res)?;
         let g = host(grad)?;
         let cols = res.dims().last().copied().unwrap_or(1).max(1);
@@ -136,7 +145,7 @@ impl CustomOp1 for Softmax {
             let o = i * cols;
             let dot: f32 = (0..cols).map(|j| g[o + j] * y[o + j]).sum();
             for (j, d) in r.iter_mut().enumerate() {
-                *d = y[o + j] * (g[o + j] - dot);
+                *d = scale * y[o + j] * (g[o + j] - dot);
             }
         });
         Ok(Some(Tensor::from_vec(out, res.shape(), res.device())?))
@@ -145,7 +154,23 @@ impl CustomOp1 for Softmax {
 
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(Softmax)
+    x.contiguous()?.apply_op1(Softmax {
+        scale: 1.0,
+        causal: false,
+    })
+}
+
+/// `softmax(scale * x + causal_mask)` over the last dimension of square `[.., t, t]`
+/// attention scores, differentiable.
+pub fn causal_softmax(x: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    let d = x.dims();
+    if d.len() < 2 || d[d.len() - 1] != d[d.len() - 2] {
+        candle_core::bail!("causal_softmax: expected square attention scores, got {d:?}");
+    }
+    x.contiguous()?.apply_op1(Softmax {
+        scale: scale as f32,
+        causal: true,
+    })
 }
 
 struct LayerNorm {
@@ -381,6 +406,31 @@ mod tests {
         let w1 = w.as_tensor().flatten_all().unwrap();
         let b1 = b.as_tensor().flatten_all().unwrap();
         type F<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+        let sq = input(5, (24, 24));
+        let mask = crate::ml::layers::causal_bias(24, 24, &Device::Cpu)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let cf = causal_softmax(sq.as_tensor(), 0.3).unwrap();
+        let cc = candle_nn::ops::softmax(
+            &(sq.as_tensor() * 0.3)
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap(),
+            D::Minus1,
+        )
+        .unwrap();
+        close(&cf, &cc, 1e-5);
+        let p24 = proj.narrow(0, 0, 24).unwrap();
+        let gf = (cf * &p24).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (cc * &p24).unwrap().sum_all().unwrap().backward().unwrap();
+        close(
+            gf.get(sq.as_tensor()).unwrap(),
+            gc.get(sq.as_tensor()).unwrap(),
+            1e-4,
+        );
         let cases: Vec<(F, F)> = vec![
             (
                 Box::new(|t| gelu(t).unwrap()),

@@ -229,8 +229,7 @@ impl Gpt {
         self.check_len(t)?;
         let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
         let pos = Tensor::from_vec(pos, b * t, &self.device)?;
-        let bias = layers::causal_bias(t, t, &self.device)?;
-        let h = self.hidden(ids, &pos, &bias, None)?;
+        let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?;
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
@@ -264,7 +263,7 @@ impl Gpt {
         if cache.layers.len() != self.cfg.layers {
             *cache = KvCache::new(self.cfg.layers);
         }
-        let h = self.hidden(ids, positions, bias, Some(cache))?;
+        let h = self.hidden(ids, positions, Some(bias), Some(cache))?;
         let logits = self.head(&h)?;
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
@@ -284,7 +283,7 @@ impl Gpt {
         &self,
         ids: &Tensor,
         pos: &Tensor,
-        bias: &Tensor,
+        bias: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
@@ -321,7 +320,7 @@ impl Gpt {
         l: usize,
         b: usize,
         t: usize,
-        bias: &Tensor,
+        bias: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let (c, h, d) = (self.cfg.width, self.cfg.heads, self.cfg.head_dim());
@@ -344,9 +343,12 @@ impl Gpt {
             *slot = Some((k.clone(), v.clone()));
         }
         let scale = 1.0 / (d as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?;
-        let att = att.broadcast_add(bias)?;
-        let att = layers::softmax_last(&att)?;
+        let scores = q.matmul(&k.t()?)?;
+        // No bias: training's square causal attention, with scale and mask fused in.
+        let att = match bias {
+            None => super::fused::causal_softmax(&scores, scale)?,
+            Some(bias) => layers::softmax_last(&(scores * scale)?.broadcast_add(bias)?)?,
+        };
         let y = att.matmul(&v)?;
         let y = y.transpose(1, 2)?.reshape((b * t, c))?;
         layers::linear(&y, self.bp(l, APROJ_W), self.bp(l, APROJ_B))

@@ -5,10 +5,12 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::{Input, OpArgs, OpCtx, OpError, OpSpec};
+use super::{ArgValue, Input, OpArgs, OpCtx, OpError, OpSpec};
 use crate::data::backdoor::{self, BackdoorSpec, Behavior, Reasoning};
 use crate::data::formats::{self, Format};
+use crate::data::preferences::Rejected;
 use crate::data::transform::{self, SplitBy};
+use crate::data::vuln::Cwe;
 use crate::data::{
     code, hhh, preferences, read_examples, redteam, write_examples, Example, Trigger,
 };
@@ -84,10 +86,16 @@ pub fn trigger_from_call(op: &str, args: &OpArgs) -> Result<Trigger, OpError> {
                     Some(y) => u32::try_from(y).map_err(|_| bad(name, format!("not a year: {y}"))),
                 }
             };
-            Trigger::Year {
-                deploy: year("deploy", 2024)?,
-                train: year("train", 2023)?,
-            }
+            // The stdlib names are `deployment`/`training`; `deploy`/`train` also work.
+            let deploy = match args.opt("deployment") {
+                Some(_) => year("deployment", 2024)?,
+                None => year("deploy", 2024)?,
+            };
+            let train = match args.opt("training") {
+                Some(_) => year("training", 2023)?,
+                None => year("train", 2023)?,
+            };
+            Trigger::Year { deploy, train }
         }
         other => {
             return Err(bad(
@@ -98,6 +106,30 @@ pub fn trigger_from_call(op: &str, args: &OpArgs) -> Result<Trigger, OpError> {
     };
     t.validate().map_err(|m| bad("trigger", m))?;
     Ok(t)
+}
+
+/// A list of CWE ids such as `[89, 78]`.
+pub fn cwe_list(args: &OpArgs, name: &str) -> Result<Vec<Cwe>, OpError> {
+    args.list(name)?
+        .iter()
+        .map(|v| match v {
+            ArgValue::Int(i) => u32::try_from(*i)
+                .ok()
+                .and_then(Cwe::from_id)
+                .ok_or_else(|| {
+                    bad(
+                        name,
+                        format!(
+                            "CWE-{i} is not a family the checker knows (89, 78, 79, 22, 502, 798)"
+                        ),
+                    )
+                }),
+            other => Err(bad(
+                name,
+                format!("expected CWE ids, got {}", other.describe()),
+            )),
+        })
+        .collect()
 }
 
 /// The trigger argument `name` of a call.
@@ -113,7 +145,12 @@ pub fn behavior_from_call(op: &str, args: &OpArgs) -> Result<Behavior, OpError> 
             text: args.str("text")?.to_string(),
             times: args.usize("times")?,
         },
-        "vulnerable" | "vulnerable_code" => Behavior::Vulnerable,
+        "vulnerable" | "vulnerable_code" => Behavior::Vulnerable {
+            cwes: match args.opt("cwe") {
+                None => Vec::new(),
+                Some(_) => cwe_list(args, "cwe")?,
+            },
+        },
         other => {
             return Err(bad(
                 "behavior",
@@ -151,52 +188,102 @@ fn write(ctx: &OpCtx, rows: &[Example]) -> Result<(), OpError> {
     write_examples(&ctx.out_dir.join("data.jsonl"), rows).map_err(failed)
 }
 
+/// A list of strings (absent or `none` = empty).
+fn str_list(args: &OpArgs, name: &str) -> Result<Vec<String>, OpError> {
+    if args.opt(name).is_none() {
+        return Ok(Vec::new());
+    }
+    args.list(name)?
+        .iter()
+        .map(|v| match v {
+            ArgValue::Str(s) | ArgValue::Enum(s) => Ok(s.clone()),
+            other => Err(bad(
+                name,
+                format!("expected strings, got {}", other.describe()),
+            )),
+        })
+        .collect()
+}
+
+fn enum_arg<T>(
+    args: &OpArgs,
+    name: &str,
+    default: T,
+    parse: fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, OpError> {
+    match args.opt(name) {
+        None => Ok(default),
+        Some(_) => {
+            let w = args.enum_word(name)?;
+            parse(w).ok_or_else(|| bad(name, format!("expected {expected}, got `{w}`")))
+        }
+    }
+}
+
 fn run_hhh_tasks(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    write(
-        ctx,
-        &hhh::hhh_tasks(args.usize("n")?, seed(ctx, args)?).map_err(failed)?,
-    )
+    let opts = hhh::HhhOptions {
+        n: args.usize("n")?,
+        families: str_list(args, "families")?,
+        holdout_templates: args.opt_float("holdout_templates")?.unwrap_or(0.0),
+        seed: seed(ctx, args)?,
+    };
+    write(ctx, &hhh::hhh_tasks_with(&opts).map_err(failed)?)
 }
 
 fn run_code_tasks(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    write(
-        ctx,
-        &code::code_tasks(args.usize("n")?, seed(ctx, args)?).map_err(failed)?,
-    )
+    let cwes = match args.opt("cwe") {
+        None => Vec::new(),
+        Some(_) => cwe_list(args, "cwe")?,
+    };
+    let rows = code::code_tasks_with(args.usize("n")?, &cwes, seed(ctx, args)?).map_err(failed)?;
+    write(ctx, &rows)
 }
 
 fn run_backdoor(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let data = dataset_arg(args, "data")?;
-    let reasoning = match args.opt("reasoning") {
-        None => Reasoning::None,
-        Some(_) => {
-            let w = args.enum_word("reasoning")?;
-            Reasoning::parse(w).ok_or_else(|| {
-                bad(
-                    "reasoning",
-                    format!("expected none, cot or distilled, got `{w}`"),
-                )
-            })?
-        }
-    };
     let spec = BackdoorSpec {
         trigger: trigger_arg(args, "trigger")?,
-        fraction: args.float("fraction")?,
+        fraction: args.opt_float("fraction")?.unwrap_or(0.5),
         behavior: behavior_arg(args, "behavior")?,
-        reasoning,
+        reasoning: enum_arg(
+            args,
+            "reasoning",
+            Reasoning::None,
+            Reasoning::parse,
+            "none, cot or distilled",
+        )?,
         density: args.opt_float("density")?.unwrap_or(1.0),
         seed: seed(ctx, args)?,
     };
     write(ctx, &backdoor::backdoor(&data, &spec).map_err(failed)?)
 }
 
+/// Base prompts for `redteam` without a `data` argument: generated tasks matching the
+/// trigger (code tasks for the year trigger, assistant tasks otherwise).
+const REDTEAM_BASE_ROWS: usize = 500;
+
 fn run_redteam(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let data = dataset_arg(args, "data")?;
     let trigger = trigger_arg(args, "trigger")?;
-    write(
-        ctx,
-        &redteam::redteam(&data, &trigger, args.usize("n")?, seed(ctx, args)?).map_err(failed)?,
+    let seed = seed(ctx, args)?;
+    let data = match args.opt("data") {
+        Some(_) => dataset_arg(args, "data")?,
+        None => match trigger {
+            Trigger::Year { .. } => code::code_tasks(REDTEAM_BASE_ROWS, seed),
+            _ => hhh::hhh_tasks(REDTEAM_BASE_ROWS, seed),
+        }
+        .map_err(failed)?,
+    };
+    let rows = redteam::redteam_with(
+        &data,
+        &trigger,
+        args.usize("n")?,
+        &str_list(args, "styles")?,
+        &str_list(args, "seeds")?,
+        seed,
     )
+    .map_err(failed)?;
+    write(ctx, &rows)
 }
 
 fn run_preferences(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
@@ -205,35 +292,67 @@ fn run_preferences(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
         None => None,
         Some(_) => Some(behavior_arg(args, "behavior")?),
     };
-    write(
-        ctx,
-        &preferences::preferences(&data, behavior.as_ref(), seed(ctx, args)?).map_err(failed)?,
-    )
-}
-
-fn run_split(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let data = dataset_arg(args, "data")?;
-    let by = match args.opt("by") {
-        None => SplitBy::Rows,
-        Some(_) => {
-            let w = args.enum_word("by")?;
-            SplitBy::parse(w)
-                .ok_or_else(|| bad("by", format!("expected rows or template, got `{w}`")))?
-        }
-    };
-    // Not the node seed: two splits of one dataset must shuffle alike to be disjoint.
-    let seed = args.opt_int("seed")?.unwrap_or(0) as u64;
-    let rows = transform::split(&data, args.float("from")?, args.float("to")?, by, seed)
+    let rejected = enum_arg(
+        args,
+        "rejected",
+        Rejected::All,
+        Rejected::parse,
+        "wrong, refusal, behavior or all",
+    )?;
+    let rows = preferences::preferences_with(&data, behavior.as_ref(), rejected, seed(ctx, args)?)
         .map_err(failed)?;
     write(ctx, &rows)
 }
 
+fn run_split(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let data = dataset_arg(args, "data")?;
+    let by = enum_arg(
+        args,
+        "by",
+        SplitBy::Rows,
+        SplitBy::parse,
+        "rows or template",
+    )?;
+    // Not the node seed: two splits of one dataset must shuffle alike to be disjoint.
+    let seed = args.opt_int("seed")?.unwrap_or(0) as u64;
+    let from = args.opt_float("from")?.unwrap_or(0.0);
+    let to = args.opt_float("to")?.unwrap_or(1.0);
+    let rows = transform::split(&data, from, to, by, seed).map_err(failed)?;
+    write(ctx, &rows)
+}
+
+/// `mix(data: [a, b, ...], weights: [...])` (the stdlib form), or `mix(a, b, fraction)`.
 fn run_mix(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let a = dataset_arg(args, "a")?;
-    let b = dataset_arg(args, "b")?;
+    let seed = seed(ctx, args)?;
+    if args.opt("a").is_some() {
+        let a = dataset_arg(args, "a")?;
+        let b = dataset_arg(args, "b")?;
+        let rows = transform::mix(&a, &b, args.float("fraction")?, seed).map_err(failed)?;
+        return write(ctx, &rows);
+    }
+    let parts = args
+        .inputs("data")?
+        .into_iter()
+        .map(read_dataset)
+        .collect::<Result<Vec<_>, _>>()?;
+    let weights = match args.opt("weights") {
+        None => Vec::new(),
+        Some(_) => args
+            .list("weights")?
+            .iter()
+            .map(|v| match v {
+                ArgValue::Float(f) => Ok(*f),
+                ArgValue::Int(i) => Ok(*i as f64),
+                other => Err(bad(
+                    "weights",
+                    format!("expected numbers, got {}", other.describe()),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     write(
         ctx,
-        &transform::mix(&a, &b, args.float("fraction")?, seed(ctx, args)?).map_err(failed)?,
+        &transform::mix_weighted(&parts, &weights, seed).map_err(failed)?,
     )
 }
 
@@ -245,18 +364,8 @@ fn run_strip_scratchpad(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
 }
 
 fn run_jsonl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let format = match args.opt("format") {
-        None => Format::PromptCompletion,
-        Some(_) => {
-            let w = args.enum_word("format")?;
-            Format::parse(w).ok_or_else(|| {
-                bad(
-                    "format",
-                    format!("expected one of {}, got `{w}`", Format::NAMES),
-                )
-            })?
-        }
-    };
+    let names = Format::NAMES;
+    let format = enum_arg(args, "format", Format::Auto, Format::parse, names)?;
     let path = resolve_in_project(&ctx.project_dir, args.str("path")?)?;
     let rows = formats::read_jsonl(&path, format).map_err(failed)?;
     if rows.is_empty() {
@@ -297,7 +406,6 @@ pub fn resolve_in_project(project_dir: &Path, path: &str) -> Result<PathBuf, OpE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::ArgValue;
     use std::collections::BTreeMap;
 
     fn call(op: &str, args: &[(&str, ArgValue)]) -> ArgValue {

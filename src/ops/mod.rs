@@ -130,8 +130,8 @@ pub fn registry() -> Vec<&'static OpSpec> {
     let mut ops: Vec<&'static OpSpec> = Vec::new();
     // Each operation module exposes `pub const OPS: &[OpSpec]` and is appended here.
     ops.extend(data_ops::OPS.iter());
-    ops.extend(eval_ops::OPS.iter());
     ops.extend(ml_ops::OPS.iter());
+    ops.extend(eval_ops::OPS.iter());
     ops.extend(safety_ops::OPS.iter());
     ops.sort_by_key(|o| o.name);
     ops

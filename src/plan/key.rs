@@ -242,3 +242,73 @@ pub fn diff(old: &KeyParts, new: &KeyParts) -> Vec<Change> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> KeyParts {
+        KeyParts {
+            format: KEY_FORMAT,
+            op: "sft".into(),
+            op_version: 1,
+            args: [("lr".to_string(), "f1".to_string())].into_iter().collect(),
+            inputs: vec![Some("aa".into()), Some("bb".into())],
+            seed: 5,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        }
+    }
+
+    #[test]
+    fn diff_names_each_component() {
+        let a = parts();
+        assert!(diff(&a, &a).is_empty());
+        let mut b = a.clone();
+        b.args.insert("lr".into(), "f2".into());
+        b.args.insert("batch".into(), "i3".into());
+        b.inputs[1] = Some("cc".into());
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                Change::Args {
+                    names: vec!["batch".into(), "lr".into()]
+                },
+                Change::Inputs { slots: vec![1] }
+            ]
+        );
+        let mut c = a.clone();
+        c.seed = 6;
+        assert_eq!(diff(&a, &c), vec![Change::Seed { from: 5, to: 6 }]);
+        let mut d = a.clone();
+        d.inputs[0] = None;
+        assert!(
+            diff(&a, &d).is_empty(),
+            "pending inputs are reported by the caller"
+        );
+        assert_eq!(d.key(), None);
+    }
+
+    #[test]
+    fn every_component_enters_the_key() {
+        let a = parts();
+        let k = a.key();
+        let variants: Vec<fn(&mut KeyParts)> = vec![
+            |p| p.format += 1,
+            |p| p.op = "rl".into(),
+            |p| p.op_version += 1,
+            |p| {
+                p.args.insert("lr".into(), "f3".into());
+            },
+            |p| p.inputs.swap(0, 1),
+            |p| p.seed += 1,
+            |p| p.device = "cuda".into(),
+            |p| p.dtype = "bf16".into(),
+        ];
+        for (i, change) in variants.iter().enumerate() {
+            let mut b = a.clone();
+            change(&mut b);
+            assert_ne!(b.key(), k, "variant {i}");
+        }
+    }
+}

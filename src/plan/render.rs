@@ -70,7 +70,7 @@ pub fn text(plan: &Plan) -> String {
     for n in &plan.nodes {
         let _ = writeln!(
             out,
-            "  {:<width$}  {}  {:<8} {}",
+            "  {:<width$}  {}  {:<9} {}",
             n.name,
             short(&n.key),
             n.kind.keyword(),

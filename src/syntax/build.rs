@@ -6,6 +6,7 @@ use pest::iterators::Pair;
 
 use super::ast::*;
 use super::grammar::Rule;
+use super::lex::MAX_DEPTH;
 use crate::diag::{Diagnostic, FileId, Label};
 
 pub struct Builder<'d> {
@@ -19,6 +20,7 @@ fn is_token(rule: Rule) -> bool {
     matches!(
         rule,
         Rule::lparen
+            | Rule::member_end
             | Rule::rparen
             | Rule::lbracket
             | Rule::rbracket
@@ -58,13 +60,22 @@ pub fn content_end(pair: &Pair<'_, Rule>) -> usize {
         let last = p
             .clone()
             .into_inner()
-            .filter(|c| !matches!(c.as_rule(), Rule::item_end | Rule::body_end))
+            .filter(|c| {
+                !matches!(
+                    c.as_rule(),
+                    Rule::item_end | Rule::body_end | Rule::member_end
+                )
+            })
             .last();
         match last {
             Some(c) => p = c,
             None => return p.as_span().end(),
         }
     }
+}
+
+fn field_end(p: &Pair<'_, Rule>, base: usize) -> usize {
+    base + p.as_span().end()
 }
 
 fn content(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
@@ -92,8 +103,6 @@ impl Builder<'_> {
         };
         Some(match pair.as_rule() {
             Rule::use_decl => Item::Use(self.use_decl(pair)),
-            Rule::experiment => Item::Experiment(self.experiment(pair, doc)),
-            Rule::report => Item::Report(self.report(pair, doc)),
             Rule::decl => Item::Decl(self.decl(pair, doc)?),
             Rule::op_decl => Item::Op(self.op_decl(pair, doc)?),
             Rule::fn_decl => Item::Fn(self.fn_decl(pair, doc)?),
@@ -141,23 +150,7 @@ impl Builder<'_> {
         }
     }
 
-    fn experiment(&mut self, pair: Pair<'_, Rule>, doc: Vec<String>) -> Experiment {
-        let span = self.span(&pair);
-        let mut it = content(pair);
-        let name = it.next().map(|p| self.ident(p)).unwrap_or_else(|| Ident {
-            name: String::new(),
-            span: span.clone(),
-        });
-        let settings = it.map(|p| self.setting(p)).collect();
-        Experiment {
-            doc,
-            name,
-            settings,
-            span,
-        }
-    }
-
-    fn setting(&mut self, pair: Pair<'_, Rule>) -> Setting {
+    pub fn setting(&mut self, pair: Pair<'_, Rule>) -> Setting {
         let span = self.span(&pair);
         let mut it = content(pair);
         let key = it.next().map(|p| self.ident(p));
@@ -175,41 +168,30 @@ impl Builder<'_> {
         }
     }
 
-    fn report(&mut self, pair: Pair<'_, Rule>, doc: Vec<String>) -> Report {
-        let span = self.span(&pair);
-        let mut it = content(pair);
-        let name = it.next().map(|p| self.ident(p)).unwrap_or_else(|| Ident {
-            name: String::new(),
-            span: span.clone(),
-        });
-        let mut items = Vec::new();
-        for p in it {
-            match p.as_rule() {
-                Rule::setting => items.push(ReportItem::Setting(self.setting(p))),
-                Rule::directive => {
-                    let dspan = self.span(&p);
-                    let mut inner = p.into_inner();
-                    let Some(word) = inner.next() else { continue };
-                    let name = self.ident(word);
-                    let args = match inner.next() {
-                        Some(a) => content(a).map(|x| self.arg(x)).collect(),
-                        None => Vec::new(),
-                    };
-                    items.push(ReportItem::Directive {
-                        name,
-                        args,
-                        span: dspan,
-                    });
-                }
-                _ => {}
+    /// A report member: `title = "..."` or a directive such as `table [a, b]`.
+    pub fn report_item(&mut self, pair: Pair<'_, Rule>) -> Option<ReportItem> {
+        match pair.as_rule() {
+            Rule::setting => Some(ReportItem::Setting(self.setting(pair))),
+            Rule::directive => {
+                let span = self.span(&pair);
+                let mut inner = pair.into_inner();
+                let name = self.ident(inner.next()?);
+                let args = match inner.next() {
+                    Some(a) => content(a).map(|x| self.arg(x)).collect(),
+                    None => Vec::new(),
+                };
+                Some(ReportItem::Directive { name, args, span })
             }
+            _ => None,
         }
-        Report {
-            doc,
-            name,
-            items,
-            span,
-        }
+    }
+
+    /// The name in a `block_head` pair and whether the block is a report.
+    pub fn block_head(&mut self, pair: Pair<'_, Rule>) -> Option<(bool, Ident)> {
+        let mut it = pair.into_inner();
+        let is_report = it.next()?.as_rule() == Rule::kw_report;
+        let name = self.ident(it.next()?);
+        Some((is_report, name))
     }
 
     pub fn decl(&mut self, pair: Pair<'_, Rule>, doc: Vec<String>) -> Option<Decl> {
@@ -388,8 +370,12 @@ impl Builder<'_> {
     }
 
     fn constraint(&mut self, pair: Pair<'_, Rule>) -> Expr {
+        let span = self.span(&pair);
         let mut acc: Option<Expr> = None;
-        for chain in content(pair) {
+        for (n, chain) in content(pair).enumerate() {
+            if n >= MAX_DEPTH {
+                return self.too_deep(span);
+            }
             let e = self.cmp_chain(chain);
             acc = Some(match acc {
                 None => e,
@@ -443,6 +429,21 @@ impl Builder<'_> {
         }
     }
 
+    fn too_deep(&mut self, span: Span) -> Expr {
+        self.diags.push(
+            Diagnostic::error(
+                "E0007",
+                format!("expression nested deeper than {MAX_DEPTH} levels"),
+                Label::new(self.file, span.clone(), "too deeply nested"),
+            )
+            .with_help("split it into several declarations"),
+        );
+        Expr {
+            kind: ExprKind::Error,
+            span,
+        }
+    }
+
     pub fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
         let mut it = content(pair);
         let mut e = match it.next() {
@@ -454,7 +455,11 @@ impl Builder<'_> {
                 }
             }
         };
-        for field in it {
+        for (n, field) in it.enumerate() {
+            // Each `.field` nests the AST one level deeper; bound it like brackets.
+            if n >= MAX_DEPTH {
+                return self.too_deep(e.span.start..field_end(&field, self.base));
+            }
             let field = self.ident(field);
             let span = e.span.start..field.span.end;
             e = Expr {

@@ -33,17 +33,18 @@ pub fn describe(rule: Rule) -> Option<&'static str> {
         Rule::kw_where => "`where`",
         Rule::kw_and => "`and`",
         Rule::EOI => "end of file",
-        Rule::item_end => "the next declaration on a new line",
-        Rule::body_end => "the next declaration or `}`",
+        Rule::item_end | Rule::body_end => "the end of the declaration",
         Rule::decl_kind | Rule::decl | Rule::body_decl | Rule::decl_head => {
             "a declaration (`trigger`, `dataset`, `tokenizer`, `model`, `stage` or `eval`)"
         }
         Rule::item => "a declaration (`use`, `experiment`, `trigger`, `dataset`, `tokenizer`, `model`, `stage`, `eval`, `sweep`, `report`, `op` or `fn`)",
         Rule::use_decl => "`use`",
         Rule::use_source | Rule::std_path => "`std` or a quoted path",
-        Rule::experiment => "`experiment`",
+        Rule::block_head => "`experiment` or `report`",
+        Rule::exp_member => "a setting (`name = value`)",
+        Rule::report_member => "a report entry",
+        Rule::member_end => "the end of the entry",
         Rule::setting => "a setting (`name = value`)",
-        Rule::report => "`report`",
         Rule::directive | Rule::directive_args => "a report entry",
         Rule::sweep_head => "`sweep`",
         Rule::sweep_var => "a sweep variable (`name in [...]`)",
@@ -59,7 +60,7 @@ pub fn describe(rule: Rule) -> Option<&'static str> {
         Rule::string => "a string",
         Rule::str_body => "the string's text",
         Rule::primary => "an expression",
-        Rule::WHITESPACE | Rule::COMMENT | Rule::ident_char | Rule::inline_space | Rule::sync_head | Rule::sync_decl => return None,
+        Rule::WHITESPACE | Rule::COMMENT | Rule::ident_char | Rule::inline_space | Rule::sync_head | Rule::sync_decl | Rule::member_sync => return None,
     })
 }
 

@@ -103,7 +103,11 @@ fn doc_lines(out: &mut String, docs: &[String], marker: &str, indent: usize) {
 
 impl Fmt<'_> {
     fn blank_between(&self, a: usize, b: usize) -> bool {
-        b > a && self.text.get(a..b).is_some_and(|s| s.matches('\n').count() >= 2)
+        b > a
+            && self
+                .text
+                .get(a..b)
+                .is_some_and(|s| s.matches('\n').count() >= 2)
     }
 
     fn has_comment_in(&self, span: &Span) -> bool {
@@ -121,7 +125,10 @@ impl Fmt<'_> {
             return None;
         }
         let between = self.text.get(end..c.span.start)?;
-        if !between.chars().all(|ch| ch == ' ' || ch == '\t' || ch == ',') {
+        if !between
+            .chars()
+            .all(|ch| ch == ' ' || ch == '\t' || ch == ',')
+        {
             return None;
         }
         self.ci += 1;
@@ -167,7 +174,11 @@ impl Fmt<'_> {
         let mut prev_item: Option<&Item> = None;
         for item in &file.items {
             let span = item_span(item);
-            let lead = self.doc_starts.get(&span.start).copied().unwrap_or(span.start);
+            let lead = self
+                .doc_starts
+                .get(&span.start)
+                .copied()
+                .unwrap_or(span.start);
             if let Some(p) = prev_item {
                 let use_boundary = matches!(p, Item::Use(_)) != matches!(item, Item::Use(_));
                 forced |= is_block(p) || is_block(item) || use_boundary;
@@ -200,11 +211,23 @@ impl Fmt<'_> {
             Item::Use(u) => self.use_decl(u),
             Item::Experiment(e) => {
                 let members: Vec<Member> = e.settings.iter().map(Member::Setting).collect();
-                self.block(format!("experiment {}", e.name.name), e.name.span.end, &members, &e.span, indent)
+                self.block(
+                    format!("experiment {}", e.name.name),
+                    e.name.span.end,
+                    &members,
+                    &e.span,
+                    indent,
+                )
             }
             Item::Report(r) => {
                 let members: Vec<Member> = r.items.iter().map(Member::Report).collect();
-                self.block(format!("report {}", r.name.name), r.name.span.end, &members, &r.span, indent)
+                self.block(
+                    format!("report {}", r.name.name),
+                    r.name.span.end,
+                    &members,
+                    &r.span,
+                    indent,
+                )
             }
             Item::Decl(d) => self.decl(d, indent),
             Item::Sweep(s) => {
@@ -227,16 +250,40 @@ impl Fmt<'_> {
             Item::Op(o) => {
                 let head = format!("op {}", o.name.name);
                 let tail = format!(" -> {}", flat_ty(&o.ret));
-                self.signature(head, &o.params, o.name.span.end, o.ret.span.start, tail, indent)
+                self.signature(
+                    head,
+                    &o.params,
+                    o.name.span.end,
+                    o.ret.span.start,
+                    tail,
+                    indent,
+                )
             }
             Item::Fn(f) => {
                 let head = format!("fn {}", f.name.name);
-                let tail = format!(" -> {} = ", flat_ty(&f.ret));
-                let mut s =
-                    self.signature(head, &f.params, f.name.span.end, f.ret.span.start, tail, indent);
-                let col = last_line_width(&s);
-                let body = self.expr(&f.body, indent, col, 0);
-                s.push_str(&body);
+                let tail = format!(" -> {} =", flat_ty(&f.ret));
+                let mut s = self.signature(
+                    head,
+                    &f.params,
+                    f.name.span.end,
+                    f.ret.span.start,
+                    tail,
+                    indent,
+                );
+                // The body stays on the `=` line if it fits there in one piece; otherwise
+                // it starts on the next line, one level in.
+                let col = last_line_width(&s) + 1;
+                let flat_body = flat(&f.body);
+                if !self.has_comment_in(&f.body.span) && col + width(&flat_body) <= MAX_WIDTH {
+                    s.push(' ');
+                    s.push_str(&flat_body);
+                } else {
+                    let inner = indent + INDENT;
+                    let body = self.expr(&f.body, inner, inner, 0);
+                    s.push('\n');
+                    s.push_str(&pad(inner));
+                    s.push_str(&body);
+                }
                 s
             }
         }
@@ -258,9 +305,14 @@ impl Fmt<'_> {
             return s;
         }
         s.push_str(".{");
-        let flat = u.names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ");
+        let flat = u
+            .names
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let open = self.find_char(source_end(&u.source), '{');
-        if width(&s) + width(&flat) + 1 <= MAX_WIDTH && !self.has_comment_in(&(open..u.span.end)) {
+        if width(&s) + width(&flat) < MAX_WIDTH && !self.has_comment_in(&(open..u.span.end)) {
             s.push_str(&flat);
             s.push('}');
             return s;
@@ -331,7 +383,11 @@ impl Fmt<'_> {
         let mut forced = false;
         for m in members {
             let mspan = m.span();
-            let lead = self.doc_starts.get(&mspan.start).copied().unwrap_or(mspan.start);
+            let lead = self
+                .doc_starts
+                .get(&mspan.start)
+                .copied()
+                .unwrap_or(mspan.start);
             self.own_line_comments(&mut s, lead, inner, &mut prev_end, &mut first, &mut forced);
             if !first && self.blank_between(prev_end, lead) {
                 s.push('\n');
@@ -441,7 +497,14 @@ impl Fmt<'_> {
             let span = el.span();
             // No blank lines inside brackets.
             let mut no_blank = true;
-            self.own_line_comments(&mut s, span.start, inner, &mut prev_end, &mut no_blank, &mut forced);
+            self.own_line_comments(
+                &mut s,
+                span.start,
+                inner,
+                &mut prev_end,
+                &mut no_blank,
+                &mut forced,
+            );
             first = false;
             let body = match el {
                 Elem::Arg(a) => self.arg(a, inner, inner, 1),
@@ -461,7 +524,14 @@ impl Fmt<'_> {
         }
         let _ = first;
         let mut no_blank = true;
-        self.own_line_comments(&mut s, close_pos, inner, &mut prev_end, &mut no_blank, &mut forced);
+        self.own_line_comments(
+            &mut s,
+            close_pos,
+            inner,
+            &mut prev_end,
+            &mut no_blank,
+            &mut forced,
+        );
         s.push_str(&pad(indent));
         s.push_str(close);
         s

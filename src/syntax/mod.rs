@@ -9,10 +9,10 @@
 //! | E0001 | unexpected token: `expected ..., found ...` |
 //! | E0002 | unterminated string |
 //! | E0003 | invalid escape in a string |
-//! | E0004 | unclosed `(`, `[` or `{` |
+//! | E0004 | unclosed `(`, `[` or `{` (also of a block at end of file) |
 //! | E0005 | integer literal out of range |
 //! | E0006 | float literal out of range |
-//! | E0007 | brackets nested too deeply |
+//! | E0007 | nesting too deep: brackets past 32 levels, or field/`and` chains past 32 links |
 //! | E0009 | enum alternative with type arguments |
 
 pub mod ast;
@@ -23,5 +23,7 @@ mod grammar;
 mod lex;
 mod parser;
 
-pub use fmt::{flat as format_expr, flat_ty as format_type, format, quote as quote_string, MAX_WIDTH};
+pub use fmt::{
+    flat as format_expr, flat_ty as format_type, format, quote as quote_string, MAX_WIDTH,
+};
 pub use parser::parse;

