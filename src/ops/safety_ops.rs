@@ -333,10 +333,16 @@ fn rl_stage(
 /// temperature, checkpoints, seed)`.
 fn run_rl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let (policy, tok) = load_model(args, "policy")?;
-    let prompts: Vec<String> = read_dataset(args.input("prompts")?)?
+    let prompts_in = args.input("prompts")?;
+    // HHH RL runs on trigger-free prompts: rows marked as triggered are left out.
+    let prompts: Vec<String> = read_dataset(prompts_in)?
         .into_iter()
+        .filter(|r| !r.triggered)
         .map(|r| r.prompt)
         .collect();
+    if prompts.is_empty() {
+        return Err(bad_input(prompts_in, "no trigger-free prompts to train on"));
+    }
     let cfg = rl_config(ctx, args)?;
     let (policy, log, ckpt_root, state_dir) =
         rl_stage(ctx, policy, &tok, &prompts, args.input("reward")?, &cfg)?;
