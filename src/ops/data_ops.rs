@@ -376,7 +376,8 @@ fn run_jsonl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
 
 /// `path` relative to the project directory (see [`crate::data::paths`]).
 pub fn resolve_in_project(project_dir: &Path, path: &str) -> Result<PathBuf, OpError> {
-    crate::data::paths::resolve_in_project(project_dir, path).map_err(|e| bad("path", e.to_string()))
+    crate::data::paths::resolve_in_project(project_dir, path)
+        .map_err(|e| bad("path", e.to_string()))
 }
 
 #[cfg(test)]
