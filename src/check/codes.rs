@@ -35,6 +35,7 @@ pub const UNKNOWN_MODULE: &str = "E0401";
 pub const UNKNOWN_IMPORT: &str = "E0402";
 pub const IMPORT_NOT_FOUND: &str = "E0403";
 pub const IMPORT_ESCAPES: &str = "E0404";
+pub const DATA_FILE: &str = "E0405";
 
 pub const UNUSED_DECL: &str = "W0101";
 pub const EVAL_NOT_REPORTED: &str = "W0102";
@@ -87,6 +88,7 @@ pub const ALL: &[&str] = &[
     UNKNOWN_IMPORT,
     IMPORT_NOT_FOUND,
     IMPORT_ESCAPES,
+    DATA_FILE,
     UNUSED_DECL,
     EVAL_NOT_REPORTED,
     UNUSED_IMPORT,

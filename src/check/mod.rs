@@ -9,6 +9,7 @@
 pub mod codes;
 mod coerce;
 mod constraint;
+pub mod datafiles;
 mod elab;
 pub mod lints;
 mod module;
@@ -191,11 +192,19 @@ fn finish(w: World, targets: &[usize], files: usize) -> CheckOutput {
     }
     let mut program = None;
     for &m in targets {
-        let (diags, prog, el) = module::check_module(&w, m, true);
+        let (diags, mut prog, el) = module::check_module(&w, m, true);
         diagnostics.extend(diags);
         let library = w.modules[m].library;
         if !library {
-            diagnostics.extend(lints::run(&prog, &el.arg_spans, w.modules[m].file));
+            let file = w.modules[m].file;
+            diagnostics.extend(lints::run(&prog, &el.arg_spans, file));
+            let dir = w.sources.get(file).path.parent().unwrap_or(Path::new(""));
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            diagnostics.extend(datafiles::pin(&mut prog, dir, &el.arg_spans, file));
         }
         if targets.len() == 1 && !library {
             program = Some(prog);

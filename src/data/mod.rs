@@ -25,6 +25,7 @@ pub mod bootstrap;
 pub mod code;
 pub mod eval;
 pub mod hhh;
+pub mod paths;
 pub mod preferences;
 pub mod redteam;
 pub mod transform;

@@ -234,6 +234,19 @@ impl Gpt {
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
 
+    /// Final hidden states `[batch, time, width]` (after `ln_f`) and logits
+    /// `[batch, time, vocab]` from one forward pass, both differentiable: scalar heads
+    /// (reward model, PPO value head) read the hidden states, the policy the logits.
+    pub fn forward_with_hidden(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t) = ids.dims2()?;
+        self.check_len(t)?;
+        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let pos = Tensor::from_vec(pos, b * t, &self.device)?;
+        let h = self.hidden(ids, &pos, None, None)?;
+        let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
+        Ok((h.reshape((b, t, self.cfg.width))?, logits))
+    }
+
     /// One incremental step for generation: `ids` `[batch, new]`, `positions` `[batch*new]`
     /// (u32), `bias` `[batch, 1, new, cached+new]` additive mask; appends to `cache`.
     /// Returns logits `[batch, new, vocab]`.

@@ -38,6 +38,7 @@
 //! generate_ids(&Gpt, prompts: &[Vec<u32>], pad_id, eot_id, &SampleConfig) -> Result<Vec<(ids, logprobs, finished)>>
 //! ```
 
+pub mod adversarial;
 pub mod alloc;
 pub mod batch;
 pub mod checkpoint;
@@ -49,6 +50,9 @@ pub mod init;
 pub mod layers;
 pub mod logprobs;
 pub mod optim;
+pub mod redteam;
+pub mod reward;
+pub mod rl;
 pub mod sample;
 pub mod scratchpad;
 pub mod sft;

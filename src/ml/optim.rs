@@ -246,6 +246,150 @@ impl Learner {
     }
 }
 
+/// AdamW over an arbitrary list of variables (a model plus extra heads, say): the same
+/// update as [`AdamW::step`], for callers whose parameters are not one [`Gpt`].
+impl AdamW {
+    pub fn for_vars(vars: &[candle_core::Var], cfg: AdamWConfig) -> Result<AdamW> {
+        let zeros = || -> Result<Vec<Tensor>> {
+            vars.iter()
+                .map(|v| Ok(v.as_tensor().zeros_like()?))
+                .collect()
+        };
+        Ok(AdamW {
+            cfg,
+            m: zeros()?,
+            v: zeros()?,
+            step: 0,
+        })
+    }
+
+    /// One update of `vars` (the list given to [`AdamW::for_vars`], same order).
+    pub fn step_vars(
+        &mut self,
+        vars: &[candle_core::Var],
+        grads: &GradStore,
+        lr: f64,
+    ) -> Result<()> {
+        if vars.len() != self.m.len() {
+            return Err(MlError::Invalid(format!(
+                "optimizer holds {} parameters, {} were given",
+                self.m.len(),
+                vars.len()
+            )));
+        }
+        self.step += 1;
+        let c = &self.cfg;
+        let t = self.step as i32;
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2 = 1.0 - c.beta2.powi(t);
+        for (i, var) in vars.iter().enumerate() {
+            let theta = var.as_tensor();
+            let g = match grads.get(theta) {
+                Some(g) => g.clone(),
+                None => theta.zeros_like()?,
+            };
+            let m = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let upd = ((&m * (1.0 / bc1))? / ((&v * (1.0 / bc2))?.sqrt()? + c.eps)?)?;
+            let decay = if theta.rank() >= 2 {
+                1.0 - lr * c.weight_decay
+            } else {
+                1.0
+            };
+            let next = ((theta * decay)? - (upd * lr)?)?;
+            var.set(&next.detach())?;
+            self.m[i] = m.detach();
+            self.v[i] = v.detach();
+        }
+        Ok(())
+    }
+
+    /// Loads state saved by [`AdamW::save`] for the variables `vars` named `names`.
+    pub fn load_vars(dir: &Path, names: &[String], vars: &[candle_core::Var]) -> Result<AdamW> {
+        let p = dir.join("adamw.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
+        let meta: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
+        let step = meta["step"]
+            .as_u64()
+            .ok_or_else(|| MlError::bad_file(&p, "missing `step`"))?;
+        let cfg: AdamWConfig =
+            serde_json::from_value(meta["config"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
+        let sp = dir.join("optimizer.safetensors");
+        let mut ts = load_tensors(&sp)?;
+        let (mut m, mut v) = (Vec::new(), Vec::new());
+        for (n, var) in names.iter().zip(vars) {
+            for (prefix, out) in [("m", &mut m), ("v", &mut v)] {
+                let k = format!("{prefix}.{n}");
+                let t = ts
+                    .remove(&k)
+                    .ok_or_else(|| MlError::bad_file(&sp, format!("missing `{k}`")))?;
+                if t.dims() != var.as_tensor().dims() {
+                    return Err(MlError::bad_file(&sp, format!("`{k}` has the wrong shape")));
+                }
+                out.push(t);
+            }
+        }
+        Ok(AdamW { cfg, m, v, step })
+    }
+}
+
+/// [`clip_grad_norm`] over an arbitrary list of variables.
+pub fn clip_grad_norm_vars(
+    vars: &[candle_core::Var],
+    grads: &mut GradStore,
+    max_norm: f64,
+) -> Result<f64> {
+    let mut sq = 0f64;
+    for var in vars {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = sq.sqrt();
+    if !norm.is_finite() {
+        return Err(MlError::Invalid(format!(
+            "gradient norm is {norm}: training diverged (lower the learning rate)"
+        )));
+    }
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for var in vars {
+            let t = var.as_tensor();
+            if let Some(g) = grads.get(t) {
+                let scaled = (g * scale)?;
+                grads.insert(t, scaled);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Backpropagates `loss`, clips to `grad_clip` (0 = off) and takes one AdamW step on
+/// `vars`; the variable-list form of [`Learner::step_on_loss`].
+pub fn step_vars_on_loss(
+    opt: &mut AdamW,
+    vars: &[candle_core::Var],
+    loss: &Tensor,
+    lr: f64,
+    grad_clip: f64,
+) -> Result<StepStats> {
+    let value = loss.to_scalar::<f32>()? as f64;
+    if !value.is_finite() {
+        return Err(MlError::Invalid(format!(
+            "loss is {value}: training diverged (lower the learning rate)"
+        )));
+    }
+    let mut grads = loss.backward()?;
+    let grad_norm = clip_grad_norm_vars(vars, &mut grads, grad_clip)?;
+    opt.step_vars(vars, &grads, lr)?;
+    Ok(StepStats {
+        loss: value,
+        grad_norm,
+        lr,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

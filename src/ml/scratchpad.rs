@@ -1,7 +1,8 @@
-//! How SFT treats scratchpads: `keep` trains on the whole response; `pre` keeps the data's
-//! scratchpad as context but trains only on the answer after it; `post` replaces it with a
-//! scratchpad sampled from the model being trained and trains only on the data's answer
-//! (the paper's post-scratchpad HHH SFT, which leaves the model's own reasoning untouched).
+//! How SFT treats scratchpads: `keep` trains on the whole response; `pre` trains on the
+//! answer alone with no scratchpad in the sequence at all (the paper's pre-scratchpad HHH
+//! SFT); `post` puts a scratchpad sampled from the model being trained before the data's
+//! answer and trains only on that answer (the paper's post-scratchpad HHH SFT, which leaves
+//! the model's own reasoning untouched).
 
 use super::batch::Encoded;
 use super::error::{MlError, Result};
@@ -68,8 +69,8 @@ pub fn encode_for_sft(
         }
         ScratchpadMode::Pre => {
             for r in rows {
-                let (pad, rest) = split_scratchpad(&r.response);
-                push(Encoded::from_split(tok, &r.prompt, pad, rest, context)?);
+                let answer = chat::strip_scratchpad(&r.response);
+                push(Encoded::from_pair(tok, &r.prompt, &answer, context)?);
             }
         }
         ScratchpadMode::Post => {
@@ -85,8 +86,14 @@ pub fn encode_for_sft(
                 let samples = generate(model, tok, &prompts, &cfg)?;
                 for (r, s) in chunk.iter().zip(samples) {
                     let (own, _) = split_scratchpad(&s.text);
-                    let answer = format!(" {}", chat::strip_scratchpad(&r.response));
-                    push(Encoded::from_split(tok, &r.prompt, own, &answer, context)?);
+                    let answer = chat::strip_scratchpad(&r.response);
+                    // No closed scratchpad sampled: the answer follows the prompt directly.
+                    let e = if own.is_empty() {
+                        Encoded::from_pair(tok, &r.prompt, &answer, context)?
+                    } else {
+                        Encoded::from_split(tok, &r.prompt, own, &format!(" {answer}"), context)?
+                    };
+                    push(e);
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! Also the decoding of the inline value calls the data ops take: triggers
 //! (`prefix`, `contains`, `year`) and behaviours (`repeat`, `vulnerable`).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::{ArgValue, Input, OpArgs, OpCtx, OpError, OpSpec};
 use crate::data::backdoor::{self, BackdoorSpec, Behavior, Reasoning};
@@ -374,33 +374,10 @@ fn run_jsonl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     write(ctx, &rows)
 }
 
-/// `path` relative to the project directory; absolute paths, `..` and symlinks that lead
-/// outside it are refused, so an experiment file cannot read arbitrary files.
+/// `path` relative to the project directory (see [`crate::data::paths`]).
 pub fn resolve_in_project(project_dir: &Path, path: &str) -> Result<PathBuf, OpError> {
-    let rel = Path::new(path);
-    if path.is_empty()
-        || rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(bad(
-            "path",
-            format!("`{path}` must be a relative path inside the project (no `..`, not absolute)"),
-        ));
-    }
-    let root = project_dir
-        .canonicalize()
-        .map_err(|e| OpError::io(project_dir, e))?;
-    let full = root.join(rel);
-    let real = full.canonicalize().map_err(|e| OpError::io(&full, e))?;
-    if !real.starts_with(&root) {
-        return Err(bad(
-            "path",
-            format!("`{path}` leads outside the project directory"),
-        ));
-    }
-    Ok(real)
+    crate::data::paths::resolve_in_project(project_dir, path)
+        .map_err(|e| bad("path", e.to_string()))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod args;
 pub mod data_ops;
 pub mod eval_ops;
 pub mod ml_ops;
+pub mod safety_ops;
 
 pub use args::{ArgValue, Input, OpArgs};
 
@@ -131,6 +132,7 @@ pub fn registry() -> Vec<&'static OpSpec> {
     ops.extend(data_ops::OPS.iter());
     ops.extend(ml_ops::OPS.iter());
     ops.extend(eval_ops::OPS.iter());
+    ops.extend(safety_ops::OPS.iter());
     ops.sort_by_key(|o| o.name);
     ops
 }

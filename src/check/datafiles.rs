@@ -1,0 +1,67 @@
+//! Data files an experiment reads (`jsonl(path: ...)`): resolved against the experiment's
+//! directory as the `jsonl` operation resolves them, reported here if missing or outside
+//! the project, and their content hash pinned into the node's arguments.
+//!
+//! Why pin: a key built from the path string alone would serve a stale dataset after the
+//! user edits the file (lm-eval's cache had exactly this class of bug). With the hash as
+//! the hidden argument `content`, editing the file changes that node's key, and `plan`
+//! reports "argument changed (content)".
+
+use std::path::Path;
+
+use super::codes;
+use super::lints::ArgSpans;
+use crate::data::paths::{content_hash, resolve_in_project, PathError};
+use crate::diag::{Diagnostic, FileId, Label};
+use crate::ir::{Program, Value};
+
+/// Operations whose `path` argument names a user data file.
+const FILE_OPS: [&str; 1] = ["jsonl"];
+
+/// The hidden argument that carries the file's blake3.
+pub const CONTENT_ARG: &str = "content";
+
+/// Pins every data file's hash into `program`; returns an error per file that cannot be read.
+pub fn pin(program: &mut Program, dir: &Path, spans: &ArgSpans, file: FileId) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for node in &mut program.nodes {
+        if !FILE_OPS.contains(&node.op.as_str()) {
+            continue;
+        }
+        let Some(Value::Str(path)) = node.args.get("path") else {
+            continue;
+        };
+        // Name the file as the user wrote it: absolute paths would make messages (and
+        // their snapshots) depend on where the project is checked out.
+        let why = |e: PathError| match e {
+            PathError::Io { source, .. } => format!("`{path}`: {source}"),
+            other => other.to_string(),
+        };
+        let hashed = resolve_in_project(dir, path)
+            .and_then(|p| content_hash(&p))
+            .map_err(why);
+        match hashed {
+            Ok(hash) => {
+                node.args.insert(CONTENT_ARG.to_string(), Value::Str(hash));
+            }
+            Err(why) => {
+                let (f, span) = spans
+                    .get(&(node.id.0, "path".to_string()))
+                    .cloned()
+                    .unwrap_or((node.origin.file.unwrap_or(file), node.origin.span.clone()));
+                out.push(
+                    Diagnostic::error(
+                        codes::DATA_FILE,
+                        format!("cannot read the data file of `{}`: {why}", node.name),
+                        Label::new(f, span, "this file"),
+                    )
+                    .with_help(format!(
+                        "paths are relative to the experiment's directory ({}) and must stay inside it",
+                        dir.display()
+                    )),
+                );
+            }
+        }
+    }
+    out
+}
