@@ -5,15 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ArgValue, Input, OpArgs, OpCtx, OpError, OpSpec};
+use super::common::{read_dataset, seed};
+use super::{ArgValue, OpArgs, OpCtx, OpError, OpSpec};
 use crate::data::backdoor::{self, BackdoorSpec, Behavior, Reasoning};
 use crate::data::formats::{self, Format};
 use crate::data::preferences::Rejected;
 use crate::data::transform::{self, SplitBy};
 use crate::data::vuln::Cwe;
-use crate::data::{
-    code, hhh, preferences, read_examples, redteam, write_examples, Example, Trigger,
-};
+use crate::data::{code, hhh, preferences, redteam, write_examples, Example, Trigger};
 
 pub const OPS: &[OpSpec] = &[
     OpSpec {
@@ -165,19 +164,6 @@ pub fn behavior_from_call(op: &str, args: &OpArgs) -> Result<Behavior, OpError> 
 pub fn behavior_arg(args: &OpArgs, name: &str) -> Result<Behavior, OpError> {
     let (op, inner) = args.call(name)?;
     behavior_from_call(op, &inner)
-}
-
-/// An explicit `seed:` argument wins over the node's seed.
-fn seed(ctx: &OpCtx, args: &OpArgs) -> Result<u64, OpError> {
-    Ok(args.opt_int("seed")?.map_or(ctx.seed, |s| s as u64))
-}
-
-/// Reads the `data.jsonl` of a dataset input.
-pub fn read_dataset(input: &Input) -> Result<Vec<Example>, OpError> {
-    read_examples(&input.dir.join("data.jsonl")).map_err(|e| OpError::BadInput {
-        name: input.name.clone(),
-        message: e.to_string(),
-    })
 }
 
 fn dataset_arg(args: &OpArgs, name: &str) -> Result<Vec<Example>, OpError> {

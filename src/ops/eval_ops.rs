@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::data_ops::{behavior_arg, read_dataset, trigger_arg};
+use super::common::bad_input;
+use super::common::read_dataset;
+use super::data_ops::{behavior_arg, trigger_arg};
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::backdoor::Behavior;
 use crate::data::eval::{self, EvalPoint, EvalResult, Responder};
@@ -120,13 +122,6 @@ pub fn checkpoint_dirs(input: &Input) -> Result<Vec<(Option<u64>, PathBuf)>, OpE
     out.sort();
     out.push((None, final_dir));
     Ok(out)
-}
-
-fn bad_input(input: &Input, e: impl std::fmt::Display) -> OpError {
-    OpError::BadInput {
-        name: input.name.clone(),
-        message: e.to_string(),
-    }
 }
 
 fn load(input: &Input, dir: &Path) -> Result<(Gpt, Tokenizer), OpError> {

@@ -1,14 +1,16 @@
 //! Registry entries for the ML operations `bpe`, `gpt` and `sft` (artifact layouts in
 //! `ARCHITECTURE.md`): thin adapters from [`OpArgs`] to [`crate::ml`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{ArgValue, Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
-use crate::data::{read_examples, Example};
+use super::common::{
+    bad_input, copy_dir, every, int_or, ml_err, model_dir, read_dataset, seed, step_dir, word_or,
+};
+use super::{OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::ml::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::ml::scratchpad::{encode_for_sft, ScratchpadMode};
 use crate::ml::sft::{train_sft_encoded, Resume, SftConfig, SftHooks, TrainProgress, TrainState};
-use crate::ml::{Activation, Gpt, GptConfig, MlError, Tokenizer};
+use crate::ml::{Activation, Gpt, GptConfig, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
     OpSpec {
@@ -27,56 +29,6 @@ pub const OPS: &[OpSpec] = &[
         run: run_sft,
     },
 ];
-
-fn ml_err(e: MlError) -> OpError {
-    match e {
-        MlError::Interrupted => OpError::Cancelled,
-        MlError::Io { path, source } => OpError::Io { path, source },
-        other => OpError::failed(other),
-    }
-}
-
-fn bad_input(input: &Input, e: impl std::fmt::Display) -> OpError {
-    OpError::BadInput {
-        name: input.name.clone(),
-        message: e.to_string(),
-    }
-}
-
-fn read_dataset(input: &Input) -> Result<Vec<Example>, OpError> {
-    read_examples(&input.dir.join("data.jsonl")).map_err(|e| bad_input(input, e))
-}
-
-/// The checkpoint directory of a `Model` artifact.
-fn model_dir(input: &Input) -> Result<PathBuf, OpError> {
-    if input.field.is_some() {
-        return Err(bad_input(
-            input,
-            "expected a model, got a list of checkpoints (drop `.checkpoints`)",
-        ));
-    }
-    Ok(input.dir.join("model"))
-}
-
-fn seed(ctx: &OpCtx, args: &OpArgs) -> Result<u64, OpError> {
-    // An explicit `seed:` wins; negative seeds are reinterpreted bitwise.
-    Ok(args.opt_int("seed")?.map(|s| s as u64).unwrap_or(ctx.seed))
-}
-
-fn int_or(args: &OpArgs, name: &str, default: usize) -> Result<usize, OpError> {
-    Ok(args.opt_usize(name)?.unwrap_or(default))
-}
-
-fn word_or<'a>(args: &'a OpArgs, name: &str, default: &'a str) -> Result<&'a str, OpError> {
-    match args.opt(name) {
-        None => Ok(default),
-        Some(ArgValue::Enum(s)) | Some(ArgValue::Str(s)) => Ok(s),
-        Some(other) => Err(OpError::BadArgument {
-            name: name.into(),
-            message: format!("expected a word, got {}", other.describe()),
-        }),
-    }
-}
 
 /// `bpe(corpus: List[Dataset], vocab: Int)`: `tokenizer.json` trained on every rendered
 /// conversation (prompt, response and any rejected response) of the corpus.
@@ -131,25 +83,6 @@ fn run_gpt(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     save_checkpoint(&ctx.out_dir.join("model"), &model, &tok).map_err(ml_err)
 }
 
-/// `every(steps)` (any single integer argument is accepted).
-fn every(args: &OpArgs) -> Result<Option<usize>, OpError> {
-    if args.opt("checkpoints").is_none() {
-        return Ok(None);
-    }
-    let (op, inner) = args.call("checkpoints")?;
-    let n = inner.args.values().find_map(|v| match v {
-        ArgValue::Int(i) if *i >= 1 => Some(*i as usize),
-        _ => None,
-    });
-    match (op, n) {
-        ("every", Some(n)) => Ok(Some(n)),
-        _ => Err(OpError::BadArgument {
-            name: "checkpoints".into(),
-            message: format!("expected every(N) with N >= 1, got {op}(...)"),
-        }),
-    }
-}
-
 /// Saves checkpoints into the work dir (so an interrupted run keeps the ones it made),
 /// resumable state likewise, and forwards progress and cancellation.
 struct OpHooks<'a, 'b> {
@@ -181,25 +114,6 @@ impl SftHooks for OpHooks<'_, '_> {
     fn should_stop(&mut self) -> bool {
         self.ctx.cancelled()
     }
-}
-
-fn step_dir(step: u64) -> String {
-    format!("step-{step:06}")
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), OpError> {
-    std::fs::create_dir_all(to).map_err(|e| OpError::io(to, e))?;
-    let entries = std::fs::read_dir(from).map_err(|e| OpError::io(from, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| OpError::io(from, e))?;
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target).map_err(|e| OpError::io(&target, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// `sft(model, data, epochs, steps, lr, batch, warmup, weight_decay, clip, scratchpad,

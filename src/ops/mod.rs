@@ -7,6 +7,7 @@
 //! files into [`OpCtx::out_dir`]. Artifact layouts are listed in `ARCHITECTURE.md`.
 
 pub mod args;
+mod common;
 pub mod data_ops;
 pub mod eval_ops;
 pub mod ml_ops;

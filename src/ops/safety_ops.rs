@@ -9,15 +9,20 @@
 
 use std::path::{Path, PathBuf};
 
-use super::data_ops::{behavior_arg, read_dataset, trigger_arg};
-use super::{ArgValue, Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
+use super::common::read_dataset;
+use super::common::{
+    bad_arg, bad_input, copy_dir, every, float_or, int_or, ml_err, model_dir, seed, step_dir,
+    word_or, write_json,
+};
+use super::data_ops::{behavior_arg, trigger_arg};
+use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::Example;
 use crate::ml::adversarial::{checkpoint_rates, mix_in_redteam, AdversarialReport, ProbeConfig};
 use crate::ml::redteam::{search, GptResponder, SearchConfig, SearchReport};
 use crate::ml::reward::{train_reward_model, RewardConfig, RewardModel};
 use crate::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig, RlHooks, RlResume, RlState};
 use crate::ml::sft::{train_sft, Resume, SftConfig, SftHooks, TrainProgress, TrainState};
-use crate::ml::{load_checkpoint, save_checkpoint, Gpt, MlError, Tokenizer};
+use crate::ml::{load_checkpoint, save_checkpoint, Gpt, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
     OpSpec {
@@ -37,107 +42,9 @@ pub const OPS: &[OpSpec] = &[
     },
 ];
 
-fn ml_err(e: MlError) -> OpError {
-    match e {
-        MlError::Interrupted => OpError::Cancelled,
-        MlError::Io { path, source } => OpError::Io { path, source },
-        other => OpError::failed(other),
-    }
-}
-
-fn bad_input(input: &Input, e: impl std::fmt::Display) -> OpError {
-    OpError::BadInput {
-        name: input.name.clone(),
-        message: e.to_string(),
-    }
-}
-
-fn bad_arg(name: &str, e: impl std::fmt::Display) -> OpError {
-    OpError::BadArgument {
-        name: name.into(),
-        message: e.to_string(),
-    }
-}
-
-/// The checkpoint directory of a `Model` input.
-fn model_dir(input: &Input) -> Result<PathBuf, OpError> {
-    if input.field.is_some() {
-        return Err(bad_input(
-            input,
-            "expected a model, got a list of checkpoints (drop `.checkpoints`)",
-        ));
-    }
-    Ok(input.dir.join("model"))
-}
-
 fn load_model(args: &OpArgs, name: &str) -> Result<(Gpt, Tokenizer), OpError> {
     let input = args.input(name)?;
     load_checkpoint(&model_dir(input)?).map_err(|e| bad_input(input, e))
-}
-
-fn seed(ctx: &OpCtx, args: &OpArgs) -> Result<u64, OpError> {
-    Ok(args.opt_int("seed")?.map_or(ctx.seed, |s| s as u64))
-}
-
-fn int_or(args: &OpArgs, name: &str, default: usize) -> Result<usize, OpError> {
-    Ok(args.opt_usize(name)?.unwrap_or(default))
-}
-
-fn float_or(args: &OpArgs, name: &str, default: f64) -> Result<f64, OpError> {
-    Ok(args.opt_float(name)?.unwrap_or(default))
-}
-
-fn word_or<'a>(args: &'a OpArgs, name: &str, default: &'a str) -> Result<&'a str, OpError> {
-    match args.opt(name) {
-        None => Ok(default),
-        Some(ArgValue::Enum(s)) | Some(ArgValue::Str(s)) => Ok(s),
-        Some(other) => Err(bad_arg(
-            name,
-            format!("expected a word, got {}", other.describe()),
-        )),
-    }
-}
-
-/// `checkpoints: every(N)`.
-fn every(args: &OpArgs) -> Result<Option<usize>, OpError> {
-    if args.opt("checkpoints").is_none() {
-        return Ok(None);
-    }
-    let (op, inner) = args.call("checkpoints")?;
-    let n = inner.args.values().find_map(|v| match v {
-        ArgValue::Int(i) if *i >= 1 => Some(*i as usize),
-        _ => None,
-    });
-    match (op, n) {
-        ("every", Some(n)) => Ok(Some(n)),
-        _ => Err(bad_arg(
-            "checkpoints",
-            format!("expected every(N) with N >= 1, got {op}(...)"),
-        )),
-    }
-}
-
-fn step_dir(step: u64) -> String {
-    format!("step-{step:06}")
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), OpError> {
-    let text = serde_json::to_string_pretty(value).map_err(OpError::failed)?;
-    std::fs::write(path, text).map_err(|e| OpError::io(path, e))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), OpError> {
-    std::fs::create_dir_all(to).map_err(|e| OpError::io(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| OpError::io(from, e))? {
-        let entry = entry.map_err(|e| OpError::io(from, e))?;
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target).map_err(|e| OpError::io(&target, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// The work-dir checkpoints `(step, dir)` in step order.
