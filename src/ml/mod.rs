@@ -56,6 +56,7 @@ pub mod rl;
 pub mod sample;
 pub mod scratchpad;
 pub mod sft;
+mod state;
 pub mod tokenizer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};

@@ -120,32 +120,7 @@ impl AdamW {
 
     /// Loads state saved by [`AdamW::save`] for a model with parameters `names`.
     pub fn load(dir: &Path, model: &Gpt) -> Result<AdamW> {
-        let p = dir.join("adamw.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
-        let meta: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
-        let step = meta["step"]
-            .as_u64()
-            .ok_or_else(|| MlError::bad_file(&p, "missing `step`"))?;
-        let cfg: AdamWConfig =
-            serde_json::from_value(meta["config"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
-        let sp = dir.join("optimizer.safetensors");
-        let mut ts = load_tensors(&sp)?;
-        let mut take = |k: String, like: &Tensor| -> Result<Tensor> {
-            let t = ts
-                .remove(&k)
-                .ok_or_else(|| MlError::bad_file(&sp, format!("missing `{k}`")))?;
-            if t.dims() != like.dims() {
-                return Err(MlError::bad_file(&sp, format!("`{k}` has the wrong shape")));
-            }
-            Ok(t)
-        };
-        let (mut m, mut v) = (Vec::new(), Vec::new());
-        for (n, var) in model.names().iter().zip(model.vars()) {
-            m.push(take(format!("m.{n}"), var.as_tensor())?);
-            v.push(take(format!("v.{n}"), var.as_tensor())?);
-        }
-        Ok(AdamW { cfg, m, v, step })
+        AdamW::load_vars(dir, model.names(), model.vars())
     }
 }
 
@@ -175,29 +150,18 @@ impl Schedule {
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm
 /// before clipping.
 pub fn clip_grad_norm(model: &Gpt, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
-    let mut sq = 0f64;
-    for var in model.vars() {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = sq.sqrt();
-    if !norm.is_finite() {
+    clip_grad_norm_vars(model.vars(), grads, max_norm)
+}
+
+/// The value of the scalar `loss`, or an error if it is not finite.
+fn finite_loss(loss: &Tensor) -> Result<f64> {
+    let value = loss.to_scalar::<f32>()? as f64;
+    if !value.is_finite() {
         return Err(MlError::Invalid(format!(
-            "gradient norm is {norm}: training diverged (lower the learning rate)"
+            "loss is {value}: training diverged (lower the learning rate)"
         )));
     }
-    if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
-        for var in model.vars() {
-            let t = var.as_tensor();
-            if let Some(g) = grads.get(t) {
-                let scaled = (g * scale)?;
-                grads.insert(t, scaled);
-            }
-        }
-    }
-    Ok(norm)
+    Ok(value)
 }
 
 /// What one optimizer step did.
@@ -229,12 +193,7 @@ impl Learner {
     /// Backpropagates the scalar `loss` (built from `self.model`'s forward), clips and
     /// takes one AdamW step at `lr`.
     pub fn step_on_loss(&mut self, loss: &Tensor, lr: f64) -> Result<StepStats> {
-        let value = loss.to_scalar::<f32>()? as f64;
-        if !value.is_finite() {
-            return Err(MlError::Invalid(format!(
-                "loss is {value}: training diverged (lower the learning rate)"
-            )));
-        }
+        let value = finite_loss(loss)?;
         let mut grads = loss.backward()?;
         let grad_norm = clip_grad_norm(&self.model, &mut grads, self.grad_clip)?;
         self.opt.step(&self.model, &grads, lr)?;
@@ -374,12 +333,7 @@ pub fn step_vars_on_loss(
     lr: f64,
     grad_clip: f64,
 ) -> Result<StepStats> {
-    let value = loss.to_scalar::<f32>()? as f64;
-    if !value.is_finite() {
-        return Err(MlError::Invalid(format!(
-            "loss is {value}: training diverged (lower the learning rate)"
-        )));
-    }
+    let value = finite_loss(loss)?;
     let mut grads = loss.backward()?;
     let grad_norm = clip_grad_norm_vars(vars, &mut grads, grad_clip)?;
     opt.step_vars(vars, &grads, lr)?;

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, Encoded};
-use super::checkpoint::{load_tensors, save_tensors};
+use super::checkpoint::load_tensors;
 use super::error::{MlError, Result};
 use super::gpt::Gpt;
 use super::layers;
@@ -25,6 +25,7 @@ use super::optim::{step_vars_on_loss, AdamW, AdamWConfig};
 use super::reward::RewardModel;
 use super::sample::{generate_ids, SampleConfig};
 use super::sft::TrainProgress;
+use super::state::{read_state_meta, save_state_dir};
 use super::tokenizer::Tokenizer;
 use crate::chat;
 
@@ -197,19 +198,10 @@ impl RlState<'_> {
     /// Writes weights, value head, optimizer and `state.json` into `dir` (via a temporary
     /// sibling renamed into place, so a crash keeps the previous state).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let parent = dir.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| MlError::io(parent, e))?;
-        let tmp = dir.with_extension("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| MlError::io(&tmp, e))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| MlError::io(&tmp, e))?;
         let mut ts = self.policy.named_tensors();
         if let Some(v) = self.value {
             ts.push((VALUE_NAME.to_string(), v.as_tensor().clone()));
         }
-        save_tensors(&tmp.join("weights.safetensors"), &ts)?;
-        self.opt.save(&tmp, &var_names(self.policy, self.value))?;
         // The log is stored as JSON of exact bit patterns (floats round-trip through
         // serde_json only approximately, and a resumed log must equal the full one).
         let meta = serde_json::json!({
@@ -217,43 +209,34 @@ impl RlState<'_> {
             "config": self.policy.config(),
             "log": LogBits::from(self.log),
         });
-        let p = tmp.join("state.json");
-        std::fs::write(&p, meta.to_string()).map_err(|e| MlError::io(&p, e))?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
-        }
-        std::fs::rename(&tmp, dir).map_err(|e| MlError::io(dir, e))
+        save_state_dir(
+            dir,
+            &ts,
+            self.opt,
+            &var_names(self.policy, self.value),
+            &meta,
+        )
     }
 }
 
 impl RlResume {
     /// Loads state written by [`RlState::save`]; `Ok(None)` if `dir` holds none.
     pub fn load(dir: &Path) -> Result<Option<RlResume>> {
-        let p = dir.join("state.json");
-        if !p.exists() {
+        let Some(st) = read_state_meta(dir)? else {
             return Ok(None);
-        }
-        let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
-        let meta: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
-        let step = meta["step"]
-            .as_u64()
-            .ok_or_else(|| MlError::bad_file(&p, "missing `step`"))?;
-        let cfg =
-            serde_json::from_value(meta["config"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
-        let bits: LogBits =
-            serde_json::from_value(meta["log"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
+        };
+        let bits: LogBits = st.field("log")?;
         let mut ts = load_tensors(&dir.join("weights.safetensors"))?;
         let value = ts
             .remove(VALUE_NAME)
             .map(|t| Var::from_tensor(&t))
             .transpose()?;
-        let policy = Gpt::from_tensors(&cfg, |n| ts.remove(n))?;
+        let policy = Gpt::from_tensors(&st.config, |n| ts.remove(n))?;
         let mut vars = policy.vars().to_vec();
         vars.extend(value.iter().cloned());
         let opt = AdamW::load_vars(dir, &var_names(&policy, value.as_ref()), &vars)?;
         Ok(Some(RlResume {
-            step,
+            step: st.step,
             policy,
             value,
             opt,

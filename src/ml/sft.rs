@@ -14,10 +14,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, Encoded};
-use super::checkpoint::{load_tensors, save_tensors};
+use super::checkpoint::load_tensors;
 use super::error::{MlError, Result};
 use super::gpt::Gpt;
 use super::optim::{AdamW, AdamWConfig, Learner, Schedule};
+use super::state::{read_state_meta, save_state_dir};
 use super::tokenizer::Tokenizer;
 use crate::data::Example;
 
@@ -115,55 +116,33 @@ impl TrainState<'_> {
     /// Writes `weights.safetensors`, the optimizer files and `state.json` into `dir`
     /// (written to a temporary sibling then renamed, so a crash leaves the old state).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let parent = dir.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| MlError::io(parent, e))?;
-        let tmp = dir.with_extension("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| MlError::io(&tmp, e))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| MlError::io(&tmp, e))?;
-        save_tensors(
-            &tmp.join("weights.safetensors"),
-            &self.model.named_tensors(),
-        )?;
-        self.opt.save(&tmp, self.model.names())?;
         let meta = serde_json::json!({
             "step": self.step,
             "config": self.model.config(),
             "log": LogBits::from(self.log),
         });
-        let p = tmp.join("state.json");
-        std::fs::write(&p, meta.to_string()).map_err(|e| MlError::io(&p, e))?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
-        }
-        std::fs::rename(&tmp, dir).map_err(|e| MlError::io(dir, e))
+        save_state_dir(
+            dir,
+            &self.model.named_tensors(),
+            self.opt,
+            self.model.names(),
+            &meta,
+        )
     }
 }
 
 impl Resume {
     /// Loads state saved by [`TrainState::save`]; `Ok(None)` if `dir` holds none.
     pub fn load(dir: &Path) -> Result<Option<Resume>> {
-        let p = dir.join("state.json");
-        if !p.exists() {
+        let Some(st) = read_state_meta(dir)? else {
             return Ok(None);
-        }
-        let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
-        let meta: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
-        let step = meta["step"]
-            .as_u64()
-            .ok_or_else(|| MlError::bad_file(&p, "missing `step`"))?;
-        let cfg =
-            serde_json::from_value(meta["config"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
+        };
         let mut ts = load_tensors(&dir.join("weights.safetensors"))?;
-        let model = Gpt::from_tensors(&cfg, |n| ts.remove(n))?;
+        let model = Gpt::from_tensors(&st.config, |n| ts.remove(n))?;
         let opt = AdamW::load(dir, &model)?;
-        let log: LogBits =
-            serde_json::from_value(meta["log"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
-        let log = TrainLog::from(log);
+        let log = TrainLog::from(st.field::<LogBits>("log")?);
         Ok(Some(Resume {
-            step,
+            step: st.step,
             model,
             opt,
             log,
