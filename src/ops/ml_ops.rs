@@ -1,15 +1,14 @@
 //! Registry entries for the ML operations `bpe`, `gpt` and `sft` (artifact layouts in
 //! `ARCHITECTURE.md`): thin adapters from [`OpArgs`] to [`crate::ml`].
 
-use std::path::PathBuf;
-
 use super::common::{
-    bad_input, copy_dir, every, int_or, ml_err, model_dir, read_dataset, seed, step_dir, word_or,
+    bad_input, copy_dir, every, int_or, ml_err, model_dir, read_dataset, seed, word_or,
 };
+use super::stage_hooks::StageHooks;
 use super::{OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::ml::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::ml::scratchpad::{encode_for_sft, ScratchpadMode};
-use crate::ml::sft::{train_sft_encoded, Resume, SftConfig, SftHooks, TrainProgress, TrainState};
+use crate::ml::sft::{train_sft_encoded, Resume, SftConfig};
 use crate::ml::{Activation, Gpt, GptConfig, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
@@ -83,39 +82,6 @@ fn run_gpt(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     save_checkpoint(&ctx.out_dir.join("model"), &model, &tok).map_err(ml_err)
 }
 
-/// Saves checkpoints into the work dir (so an interrupted run keeps the ones it made),
-/// resumable state likewise, and forwards progress and cancellation.
-struct OpHooks<'a, 'b> {
-    ctx: &'a OpCtx<'b>,
-    tok: &'a Tokenizer,
-    ckpt_root: PathBuf,
-    state_dir: PathBuf,
-}
-
-impl SftHooks for OpHooks<'_, '_> {
-    fn progress(&mut self, p: &TrainProgress) {
-        self.ctx.progress.update(ProgressUpdate {
-            step: p.step,
-            total: p.total,
-            loss: Some(p.loss),
-            tokens_per_sec: Some(p.tokens_per_sec),
-            message: None,
-        });
-    }
-    fn metric(&mut self, name: &str, step: u64, value: f64) {
-        self.ctx.progress.metric(name, step, value);
-    }
-    fn checkpoint(&mut self, step: u64, model: &Gpt) -> crate::ml::Result<()> {
-        save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
-    }
-    fn save_state(&mut self, state: &TrainState<'_>) -> crate::ml::Result<()> {
-        state.save(&self.state_dir)
-    }
-    fn should_stop(&mut self) -> bool {
-        self.ctx.cancelled()
-    }
-}
-
 /// `sft(model, data, epochs, steps, lr, batch, warmup, weight_decay, clip, scratchpad,
 /// heldout, checkpoints, seed)`: writes `model/`, `checkpoints/step-NNNNNN/` and
 /// `train_log.json`; resumes from `work_dir/state` after an interruption.
@@ -170,7 +136,7 @@ fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
             ..ProgressUpdate::default()
         });
     }
-    let mut hooks = OpHooks {
+    let mut hooks = StageHooks {
         ctx,
         tok: &tok,
         ckpt_root: ckpt_root.clone(),

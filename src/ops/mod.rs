@@ -12,6 +12,7 @@ pub mod data_ops;
 pub mod eval_ops;
 pub mod ml_ops;
 pub mod safety_ops;
+mod stage_hooks;
 
 pub use args::{ArgValue, Input, OpArgs};
 

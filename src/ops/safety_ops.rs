@@ -11,17 +11,18 @@ use std::path::{Path, PathBuf};
 
 use super::common::read_dataset;
 use super::common::{
-    bad_arg, bad_input, copy_dir, every, float_or, int_or, ml_err, model_dir, seed, step_dir,
-    word_or, write_json,
+    bad_arg, bad_input, copy_dir, every, float_or, int_or, ml_err, model_dir, seed, word_or,
+    write_json,
 };
 use super::data_ops::{behavior_arg, trigger_arg};
+use super::stage_hooks::StageHooks;
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::Example;
 use crate::ml::adversarial::{checkpoint_rates, mix_in_redteam, AdversarialReport, ProbeConfig};
 use crate::ml::redteam::{search, GptResponder, SearchConfig, SearchReport};
 use crate::ml::reward::{train_reward_model, RewardConfig, RewardModel};
-use crate::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig, RlHooks, RlResume, RlState};
-use crate::ml::sft::{train_sft, Resume, SftConfig, SftHooks, TrainProgress, TrainState};
+use crate::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig, RlResume};
+use crate::ml::sft::{train_sft, Resume, SftConfig, TrainProgress};
 use crate::ml::{load_checkpoint, save_checkpoint, Gpt, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
@@ -61,63 +62,6 @@ fn work_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>, OpError> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Forwards progress, metrics and cancellation; saves checkpoints and state into the
-/// work dir. Shared by the SFT and RL loops.
-struct StageHooks<'a, 'b> {
-    ctx: &'a OpCtx<'b>,
-    tok: &'a Tokenizer,
-    ckpt_root: PathBuf,
-    state_dir: PathBuf,
-}
-
-impl StageHooks<'_, '_> {
-    fn progress(&self, p: &TrainProgress) {
-        self.ctx.progress.update(ProgressUpdate {
-            step: p.step,
-            total: p.total,
-            loss: Some(p.loss),
-            tokens_per_sec: Some(p.tokens_per_sec),
-            message: None,
-        });
-    }
-}
-
-impl SftHooks for StageHooks<'_, '_> {
-    fn progress(&mut self, p: &TrainProgress) {
-        StageHooks::progress(self, p);
-    }
-    fn metric(&mut self, name: &str, step: u64, value: f64) {
-        self.ctx.progress.metric(name, step, value);
-    }
-    fn checkpoint(&mut self, step: u64, model: &Gpt) -> crate::ml::Result<()> {
-        save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
-    }
-    fn save_state(&mut self, state: &TrainState<'_>) -> crate::ml::Result<()> {
-        state.save(&self.state_dir)
-    }
-    fn should_stop(&mut self) -> bool {
-        self.ctx.cancelled()
-    }
-}
-
-impl RlHooks for StageHooks<'_, '_> {
-    fn progress(&mut self, p: &TrainProgress) {
-        StageHooks::progress(self, p);
-    }
-    fn metric(&mut self, name: &str, step: u64, value: f64) {
-        self.ctx.progress.metric(name, step, value);
-    }
-    fn checkpoint(&mut self, step: u64, model: &Gpt) -> crate::ml::Result<()> {
-        save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
-    }
-    fn save_state(&mut self, state: &RlState<'_>) -> crate::ml::Result<()> {
-        state.save(&self.state_dir)
-    }
-    fn should_stop(&mut self) -> bool {
-        self.ctx.cancelled()
-    }
 }
 
 /// Work-dir locations of a resumable stage; stale checkpoints (no state) are cleared.
