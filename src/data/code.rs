@@ -6,10 +6,10 @@
 //! into deployment prompts. `meta` keeps `cwe`, `template` (`cwe-89/k`), `secure_form`,
 //! `vulnerable_form` and `vulnerable`.
 
+use crate::data::example::unique_prompts;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashSet;
 
 use super::vuln::Cwe;
 use super::{DataError, Example};
@@ -474,25 +474,10 @@ pub fn code_tasks_with(n: usize, cwes: &[Cwe], seed: u64) -> Result<Vec<Example>
         ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(n);
-    let max_attempts = n.saturating_mul(30).saturating_add(1000);
-    let mut attempts = 0;
-    while out.len() < n {
-        attempts += 1;
-        if attempts > max_attempts {
-            return Err(DataError::Invalid(format!(
-                "code_tasks: only {} unique prompts could be generated, {n} were asked for",
-                out.len()
-            )));
-        }
+    unique_prompts(n, "code_tasks", |_| {
         let ti = tasks[rng.random_range(0..tasks.len())];
-        let ex = generate(ti, &mut rng);
-        if seen.insert(ex.prompt.clone()) {
-            out.push(ex);
-        }
-    }
-    Ok(out)
+        generate(ti, &mut rng)
+    })
 }
 
 fn pick(rng: &mut ChaCha8Rng, items: &[&'static str]) -> &'static str {
@@ -558,6 +543,7 @@ pub fn all_forms() -> Vec<(String, Cwe, Vec<String>, Vec<String>)> {
 mod tests {
     use super::*;
     use crate::data::vuln;
+    use std::collections::HashSet;
 
     #[test]
     fn rows_are_labelled_and_checkable() {

@@ -95,6 +95,34 @@ pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), DataError> {
     w.flush().map_err(io)
 }
 
+/// Draws rows from `draw` (given how many are kept so far) until `n` have distinct
+/// prompts. Small template families run out of unique prompts first; the bound on attempts
+/// turns an impossible request into an error naming `generator` instead of an endless loop.
+pub fn unique_prompts(
+    n: usize,
+    generator: &str,
+    mut draw: impl FnMut(usize) -> Example,
+) -> Result<Vec<Example>, DataError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    let max_attempts = n.saturating_mul(30).saturating_add(1000);
+    let mut attempts = 0;
+    while out.len() < n {
+        attempts += 1;
+        if attempts > max_attempts {
+            return Err(DataError::Invalid(format!(
+                "{generator}: only {} unique prompts could be generated, {n} were asked for",
+                out.len()
+            )));
+        }
+        let ex = draw(out.len());
+        if seen.insert(ex.prompt.clone()) {
+            out.push(ex);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

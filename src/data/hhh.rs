@@ -5,10 +5,10 @@
 //! out whole templates. Prompts are unique within a generated dataset, so a held-out split
 //! never shares a row with training.
 
+use crate::data::example::unique_prompts;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashSet;
 
 use super::{DataError, Example};
 
@@ -318,22 +318,9 @@ pub fn hhh_tasks_with(opts: &HhhOptions) -> Result<Vec<Example>, DataError> {
     } else {
         n
     };
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(n);
-    // Small families (capitals, glossary) run out of unique prompts first; the bound
-    // keeps an impossible request from looping forever.
-    let max_attempts = n.saturating_mul(30).saturating_add(1000);
-    let mut attempts = 0;
-    while out.len() < n {
-        attempts += 1;
-        if attempts > max_attempts {
-            return Err(DataError::Invalid(format!(
-                "hhh_tasks: only {} unique prompts could be generated, {n} were asked for",
-                out.len()
-            )));
-        }
+    unique_prompts(n, "hhh_tasks", |kept| {
         let fi = fams[rng.random_range(0..fams.len())];
-        let in_holdout = out.len() >= boundary;
+        let in_holdout = kept >= boundary;
         let allowed: Vec<usize> = (0..TEMPLATES[fi].1.len())
             .filter(|k| held[fi].contains(k) == in_holdout)
             .collect();
@@ -341,11 +328,8 @@ pub fn hhh_tasks_with(opts: &HhhOptions) -> Result<Vec<Example>, DataError> {
         if in_holdout {
             ex.meta.insert("heldout_template".into(), true.into());
         }
-        if seen.insert(ex.prompt.clone()) {
-            out.push(ex);
-        }
-    }
-    Ok(out)
+        ex
+    })
 }
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
@@ -582,6 +566,7 @@ pub fn score(example: &Example, response: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn every_generated_answer_checks_and_families_covered() {
