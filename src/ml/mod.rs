@@ -50,6 +50,7 @@ pub mod init;
 pub mod layers;
 pub mod logprobs;
 pub mod optim;
+pub mod probe;
 pub mod redteam;
 pub mod reward;
 pub mod rl;

@@ -1,5 +1,6 @@
 //! Registry entries for the evaluations: `backdoor_rate`, `helpfulness`,
-//! `vulnerability_rate`, `redteam_rate`. Each samples a model (or every checkpoint of a
+//! `vulnerability_rate`, `redteam_rate`, and `probe` (which reads activations instead of
+//! sampling: [`crate::ml::probe`]). Each samples a model (or every checkpoint of a
 //! stage, for `stage.checkpoints`) through [`ModelResponder`] and scores the answers
 //! with [`crate::data::eval`], writing `result.json` (one point per checkpoint).
 //!
@@ -13,11 +14,12 @@ use super::common::bad_input;
 use super::common::read_dataset;
 use super::data_ops::{behavior_arg, trigger_arg};
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
+use crate::data::auroc;
 use crate::data::backdoor::Behavior;
 use crate::data::eval::{self, EvalPoint, EvalResult, Responder};
 use crate::data::{Example, Trigger};
 use crate::ml::sample::{generate, SampleConfig};
-use crate::ml::{load_checkpoint, Gpt, Tokenizer};
+use crate::ml::{load_checkpoint, probe, Gpt, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
     OpSpec {
@@ -39,6 +41,11 @@ pub const OPS: &[OpSpec] = &[
         name: "redteam_rate",
         version: 1,
         run: run_redteam_rate,
+    },
+    OpSpec {
+        name: "probe",
+        version: 1,
+        run: run_probe,
     },
 ];
 
@@ -304,5 +311,20 @@ fn run_redteam_rate(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
             threshold,
             c.seed,
         )
+    })
+}
+
+/// A defection probe per checkpoint: AUROC of the contrast-pair direction's scores on
+/// triggered over untriggered prompts, at `layer` (default: the middle block).
+fn run_probe(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let trigger = trigger_arg(args, "trigger")?;
+    let layer = args.opt_usize("layer")?;
+    let c = common(ctx, args, 0.0, 1, 0)?;
+    over_checkpoints(ctx, args, "probe", &c, &|r, c| {
+        let layer = layer.unwrap_or_else(|| probe::default_layer(&r.model));
+        let mut score = |prompts: &[String]| {
+            probe::probe_scores(&r.model, &r.tok, prompts, layer).map_err(|e| e.to_string())
+        };
+        auroc::probe_auroc(&c.rows, &trigger, c.seed, &mut score)
     })
 }
