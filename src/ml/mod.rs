@@ -36,6 +36,9 @@
 //! generate(&Gpt, &Tokenizer, prompts: &[String] /*user prompts, render_prompt applied*/, &SampleConfig)
 //!     -> Result<Vec<Sample { text, ids, logprobs /*untempered*/, finished }>>
 //! generate_ids(&Gpt, prompts: &[Vec<u32>], pad_id, eot_id, &SampleConfig) -> Result<Vec<(ids, logprobs, finished)>>
+//!
+//! // defection probes (probe.rs): residual stream at the last token, contrast-pair direction
+//! probe_scores(&Gpt, &Tokenizer, prompts: &[String], layer) -> Result<Vec<f64>> ; default_layer(&Gpt)
 //! ```
 
 pub mod adversarial;
