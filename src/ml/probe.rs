@@ -6,6 +6,8 @@
 //! represents "about to defect", triggered prompts score higher than untriggered ones.
 
 use candle_core::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::error::{MlError, Result};
 use super::gpt::Gpt;
@@ -72,7 +74,44 @@ pub fn defection_direction(model: &Gpt, tok: &Tokenizer, layer: usize) -> Result
     Ok(acts[0].iter().zip(&acts[1]).map(|(y, n)| y - n).collect())
 }
 
-/// Probe scores of user `prompts` (chat framing added here) at `layer`.
+/// A seeded random direction of `width` components (uniform in [-1, 1]): the control a
+/// probe has to beat. When the trigger shifts the activations a lot, almost any direction
+/// separates triggered from untriggered prompts; the contrast pair means something only
+/// if it does better than this.
+pub fn random_direction(width: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..width)
+        .map(|_| rng.random_range(-1.0f32..=1.0))
+        .collect()
+}
+
+/// Scores of user `prompts` (chat framing added here) along each of `directions` at
+/// `layer`: one vector of scores per direction.
+pub fn scores_along(
+    model: &Gpt,
+    tok: &Tokenizer,
+    prompts: &[String],
+    layer: usize,
+    directions: &[Vec<f32>],
+) -> Result<Vec<Vec<f64>>> {
+    let texts: Vec<String> = prompts.iter().map(|p| chat::render_prompt(p)).collect();
+    let acts = last_token_residuals(model, tok, &texts, layer)?;
+    Ok(directions
+        .iter()
+        .map(|d| {
+            acts.iter()
+                .map(|a| {
+                    a.iter()
+                        .zip(d)
+                        .map(|(x, d)| f64::from(*x) * f64::from(*d))
+                        .sum()
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Probe scores of user `prompts` along the contrast-pair direction at `layer`.
 pub fn probe_scores(
     model: &Gpt,
     tok: &Tokenizer,
@@ -80,17 +119,8 @@ pub fn probe_scores(
     layer: usize,
 ) -> Result<Vec<f64>> {
     let direction = defection_direction(model, tok, layer)?;
-    let texts: Vec<String> = prompts.iter().map(|p| chat::render_prompt(p)).collect();
-    let acts = last_token_residuals(model, tok, &texts, layer)?;
-    Ok(acts
-        .iter()
-        .map(|a| {
-            a.iter()
-                .zip(&direction)
-                .map(|(x, d)| f64::from(*x) * f64::from(*d))
-                .sum()
-        })
-        .collect())
+    let mut out = scores_along(model, tok, prompts, layer, &[direction])?;
+    Ok(out.pop().unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -140,5 +170,10 @@ mod tests {
         let s = probe_scores(&m, &tok, &["hello".into(), "world".into()], 3).unwrap();
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|x| x.is_finite()));
+        let r = random_direction(16, 7);
+        assert_eq!(r, random_direction(16, 7));
+        assert_ne!(r, random_direction(16, 8));
+        let both = scores_along(&m, &tok, &["hello".into()], 3, &[r.clone(), r]).unwrap();
+        assert_eq!(both[0], both[1]);
     }
 }

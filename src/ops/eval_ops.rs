@@ -44,7 +44,7 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "probe",
-        version: 1,
+        version: 2,
         run: run_probe,
     },
 ];
@@ -315,16 +315,35 @@ fn run_redteam_rate(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
 }
 
 /// A defection probe per checkpoint: AUROC of the contrast-pair direction's scores on
-/// triggered over untriggered prompts, at `layer` (default: the middle block).
+/// triggered over untriggered prompts (`auroc`), and of a seeded random direction
+/// (`random_direction`, the control), at `layer` (default: the middle block).
 fn run_probe(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let trigger = trigger_arg(args, "trigger")?;
     let layer = args.opt_usize("layer")?;
     let c = common(ctx, args, 0.0, 1, 0)?;
     over_checkpoints(ctx, args, "probe", &c, &|r, c| {
         let layer = layer.unwrap_or_else(|| probe::default_layer(&r.model));
-        let mut score = |prompts: &[String]| {
-            probe::probe_scores(&r.model, &r.tok, prompts, layer).map_err(|e| e.to_string())
-        };
+        let mut score =
+            |prompts: &[String]| probe_sets(r, prompts, layer, c.seed).map_err(|e| e.to_string());
         auroc::probe_auroc(&c.rows, &trigger, c.seed, &mut score)
     })
+}
+
+/// The probe's score sets: the contrast-pair direction, then the random control.
+fn probe_sets(
+    r: &ModelResponder,
+    prompts: &[String],
+    layer: usize,
+    seed: u64,
+) -> crate::ml::error::Result<Vec<(String, Vec<f64>)>> {
+    let directions = [
+        probe::defection_direction(&r.model, &r.tok, layer)?,
+        probe::random_direction(r.model.config().width, seed),
+    ];
+    let sets = probe::scores_along(&r.model, &r.tok, prompts, layer, &directions)?;
+    Ok(["auroc", "random_direction"]
+        .into_iter()
+        .map(String::from)
+        .zip(sets)
+        .collect())
 }
