@@ -8,8 +8,10 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::config::{Activation, GptConfig};
 use super::error::{MlError, Result};
+use super::fused_linear::{self, Act};
 use super::init;
 use super::layers;
+use super::{fused_attention, fused_head};
 
 /// Tensors per transformer block, in [`block_names`] order.
 const PER_BLOCK: usize = 12;
@@ -296,11 +298,11 @@ impl Gpt {
             let a = self.attention(&h, l, b, t, bias, kv)?;
             x = (x + a)?;
             let h = layers::layer_norm(&x, self.bp(l, LN2_W), self.bp(l, LN2_B))?;
-            let h = layers::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B))?;
-            let h = match self.cfg.activation {
-                Activation::Gelu => super::fused::gelu(&h)?,
-                Activation::Relu => h.relu()?,
+            let act = match self.cfg.activation {
+                Activation::Gelu => Act::Gelu,
+                Activation::Relu => Act::Relu,
             };
+            let h = fused_linear::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B), act)?;
             let h = layers::linear(&h, self.bp(l, MPROJ_W), self.bp(l, MPROJ_B))?;
             x = (x + h)?;
         }
@@ -310,7 +312,7 @@ impl Gpt {
 
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         // Tied output head: logits = h · wteᵀ.
-        Ok(h.matmul(&self.p(0).t()?)?)
+        Ok(fused_head::tied_head(h, self.p(0))?)
     }
 
     fn attention(
@@ -324,6 +326,12 @@ impl Gpt {
     ) -> Result<Tensor> {
         let (c, h, d) = (self.cfg.width, self.cfg.heads, self.cfg.head_dim());
         let qkv = layers::linear(x, self.bp(l, ATTN_W), self.bp(l, ATTN_B))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        if cache.is_none() && bias.is_none() {
+            // Training and scoring: square causal attention, one fused op.
+            let y = fused_attention::causal_attention(&qkv, b, t, h, scale)?;
+            return layers::linear(&y, self.bp(l, APROJ_W), self.bp(l, APROJ_B));
+        }
         let qkv = qkv.reshape((b, t, 3, h, d))?;
         let part = |i: usize| -> candle_core::Result<Tensor> {
             qkv.narrow(2, i, 1)?
@@ -341,7 +349,6 @@ impl Gpt {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        let scale = 1.0 / (d as f64).sqrt();
         let scores = q.matmul(&k.t()?)?;
         // No bias: training's square causal attention, with scale and mask fused in.
         let att = match bias {
@@ -367,10 +374,12 @@ impl Gpt {
     /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
     pub fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let logits = self.forward(ids)?;
-        let v = self.cfg.vocab_size;
-        let logits = logits.reshape((b * t, v))?;
-        let picked = super::fused::pick_logprob(&logits, &targets.flatten_all()?)?;
+        self.check_len(t)?;
+        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let pos = Tensor::from_vec(pos, b * t, &self.device)?;
+        let h = self.hidden(ids, &pos, None, None)?;
+        // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
+        let picked = fused_head::head_logprob(&h, self.p(0), &targets.flatten_all()?)?;
         Ok(picked.reshape((b, t))?)
     }
 }
