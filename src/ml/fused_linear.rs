@@ -77,10 +77,15 @@ impl CustomOp3 for Linear {
             Act::None => {}
             Act::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
             Act::Gelu => {
-                let pre = out.clone();
-                rows_mut(&mut out, n, |_, r| {
-                    r.iter_mut().for_each(|v| *v = gelu_scalar(*v))
+                // Keep the pre-activation buffer for the backward pass and write the output
+                // into a fresh one (rather than copying the pre-activation first).
+                let mut y = vec![0f32; out.len()];
+                rows_mut(&mut y, n, |i, r| {
+                    for (o, &u) in r.iter_mut().zip(&out[i * n..]) {
+                        *o = gelu_scalar(u);
+                    }
                 });
+                let pre = std::mem::replace(&mut out, y);
                 if let Ok(mut g) = self.pre.lock() {
                     *g = Some(pre);
                 }
