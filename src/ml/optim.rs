@@ -224,12 +224,18 @@ impl AdamW {
                             if m.len() != th.len() || v.len() != th.len() {
                                 candle_core::bail!("optimizer state does not fit its parameter");
                             }
-                            for j in 0..th.len() {
-                                let gj = g.map_or(0.0, |g| g[j]);
-                                m[j] = b1 * m[j] + (1.0 - b1) * gj;
-                                v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
-                                let upd = (m[j] * s1) / ((v[j] * s2).sqrt() + eps);
-                                th[j] = th[j] * decay - lr32 * upd;
+                            let step =
+                                |(((t, m), v), &gj): (((&mut f32, &mut f32), &mut f32), &f32)| {
+                                    *m = b1 * *m + (1.0 - b1) * gj;
+                                    *v = b2 * *v + (1.0 - b2) * gj * gj;
+                                    let upd = (*m * s1) / ((*v * s2).sqrt() + eps);
+                                    *t = *t * decay - lr32 * upd;
+                                };
+                            // Zipped slices without per-element branches, so the loop vectorises.
+                            let params = th.iter_mut().zip(m.iter_mut()).zip(v.iter_mut());
+                            match g {
+                                Some(g) => params.zip(g).for_each(step),
+                                None => params.zip(std::iter::repeat(&0.0)).for_each(step),
                             }
                             Ok(())
                         })
