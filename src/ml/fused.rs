@@ -8,49 +8,22 @@ use candle_core::CustomOp3;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Work below this many elements stays on the calling thread.
-const PAR_MIN: usize = 1 << 14;
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let v = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("{op}: only f32 is supported"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
-fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
-}
-
-/// Applies `f` to rows of `cols` elements, in parallel when large.
-fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if out.len() >= PAR_MIN {
-        out.par_chunks_mut(cols)
-            .enumerate()
-            .for_each(|(i, r)| f(i, r));
-    } else {
-        out.chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
-    }
-}
+use super::kernels::{exp, rows_mut, slice, softmax_in_place, sum, with_f32, PAR_MIN};
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
 /// tanh through one `exp`: glibc's `tanhf` (via `expm1f`) was 18% of training time.
-/// Absolute error ~1e-7, saturating correctly at both ends (exp overflow gives 1, underflow -1).
+/// Absolute error ~2e-7, saturating correctly at both ends (the clamped `exp` gives 1 and -1).
 fn fast_tanh(u: f32) -> f32 {
-    1.0 - 2.0 / ((2.0 * u).exp() + 1.0)
+    1.0 - 2.0 / (exp(2.0 * u) + 1.0)
 }
 
-fn gelu_scalar(x: f32) -> f32 {
+pub(crate) fn gelu_scalar(x: f32) -> f32 {
     0.5 * x * (1.0 + fast_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
 }
 
-fn gelu_grad_scalar(x: f32) -> f32 {
+pub(crate) fn gelu_grad_scalar(x: f32) -> f32 {
     let u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
     let t = fast_tanh(u);
     let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
@@ -80,15 +53,18 @@ impl CustomOp1 for Gelu {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let x = host(arg)?;
-        let g = host(grad)?;
-        let mut out = vec![0f32; x.len()];
-        rows_mut(&mut out, 4096, |i, r| {
-            let o = i * 4096;
-            for (j, d) in r.iter_mut().enumerate() {
-                *d = g[o + j] * gelu_grad_scalar(x[o + j]);
-            }
-        });
+        let out = with_f32(arg, |x| {
+            with_f32(grad, |g| {
+                let mut out = vec![0f32; x.len()];
+                rows_mut(&mut out, 4096, |i, r| {
+                    let o = i * 4096;
+                    for (j, d) in r.iter_mut().enumerate() {
+                        *d = g[o + j] * gelu_grad_scalar(x[o + j]);
+                    }
+                });
+                Ok(out)
+            })
+        })?;
         Ok(Some(Tensor::from_vec(out, arg.shape(), arg.device())?))
     }
 }
@@ -117,15 +93,8 @@ impl CustomOp1 for Softmax {
         let mut out = vec![0f32; x.len()];
         rows_mut(&mut out, cols, |i, r| {
             let seen = if causal { i % cols + 1 } else { cols };
-            let xs = &x[i * cols..i * cols + seen];
-            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max) * scale;
-            let mut sum = 0f32;
-            for (o, &v) in r.iter_mut().zip(xs) {
-                *o = (v * scale - max).exp();
-                sum += *o;
-            }
-            let inv = 1.0 / sum;
-            r[..seen].iter_mut().for_each(|o| *o *= inv);
+            r[..seen].copy_from_slice(&x[i * cols..i * cols + seen]);
+            softmax_in_place(&mut r[..seen], scale);
         });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -137,17 +106,20 @@ impl CustomOp1 for Softmax {
     ) -> candle_core::Result<Option<Tensor>> {
         // dx = scale * y * (dy - sum(dy * y)); masked entries have y = 0.
         let scale = self.scale;
-        let y = host(res)?;
-        let g = host(grad)?;
         let cols = res.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; y.len()];
-        rows_mut(&mut out, cols, |i, r| {
-            let o = i * cols;
-            let dot: f32 = (0..cols).map(|j| g[o + j] * y[o + j]).sum();
-            for (j, d) in r.iter_mut().enumerate() {
-                *d = scale * y[o + j] * (g[o + j] - dot);
-            }
-        });
+        let out = with_f32(res, |y| {
+            with_f32(grad, |g| {
+                let mut out = vec![0f32; y.len()];
+                rows_mut(&mut out, cols, |i, r| {
+                    let o = i * cols;
+                    let dot: f32 = (0..cols).map(|j| g[o + j] * y[o + j]).sum();
+                    for (j, d) in r.iter_mut().enumerate() {
+                        *d = scale * y[o + j] * (g[o + j] - dot);
+                    }
+                });
+                Ok(out)
+            })
+        })?;
         Ok(Some(Tensor::from_vec(out, res.shape(), res.device())?))
     }
 }
@@ -180,8 +152,20 @@ struct LayerNorm {
 /// Per-row mean and 1/std.
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = sum(x) / n;
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += (v - mean) * (v - mean);
+        }
+    }
+    let var = (sum(&acc) + tail) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -210,8 +194,8 @@ impl CustomOp3 for LayerNorm {
         rows_mut(&mut out, cols, |i, r| {
             let xs = &x[i * cols..(i + 1) * cols];
             let (mean, inv) = row_stats(xs, eps);
-            for j in 0..cols {
-                r[j] = (xs[j] - mean) * inv * w[j] + b[j];
+            for (((o, &xv), &wv), &bv) in r.iter_mut().zip(xs).zip(w).zip(b) {
+                *o = (xv - mean) * inv * wv + bv;
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -224,40 +208,12 @@ impl CustomOp3 for LayerNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let x = host(x_t)?;
-        let w = host(w_t)?;
-        let g = host(grad)?;
-        let cols = w.len();
-        let rows = x.len() / cols;
         let eps = self.eps;
-        // dx = inv * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w
-        let mut dx = vec![0f32; x.len()];
-        rows_mut(&mut dx, cols, |i, r| {
-            let o = i * cols;
-            let (mean, inv) = row_stats(&x[o..o + cols], eps);
-            let (mut m1, mut m2) = (0f32, 0f32);
-            for j in 0..cols {
-                let gw = g[o + j] * w[j];
-                m1 += gw;
-                m2 += gw * (x[o + j] - mean) * inv;
-            }
-            m1 /= cols as f32;
-            m2 /= cols as f32;
-            for j in 0..cols {
-                let xhat = (x[o + j] - mean) * inv;
-                r[j] = inv * (g[o + j] * w[j] - m1 - xhat * m2);
-            }
-        });
-        let mut dw = vec![0f32; cols];
-        let mut db = vec![0f32; cols];
-        for i in 0..rows {
-            let o = i * cols;
-            let (mean, inv) = row_stats(&x[o..o + cols], eps);
-            for j in 0..cols {
-                dw[j] += g[o + j] * (x[o + j] - mean) * inv;
-                db[j] += g[o + j];
-            }
-        }
+        let (dx, dw, db) = with_f32(x_t, |x| {
+            with_f32(w_t, |w| {
+                with_f32(grad, |g| Ok(layer_norm_bwd(x, w, g, eps)))
+            })
+        })?;
         let dev = x_t.device();
         Ok((
             Some(Tensor::from_vec(dx, x_t.shape(), dev)?),
@@ -265,6 +221,44 @@ impl CustomOp3 for LayerNorm {
             Some(Tensor::from_vec(db, b_t.shape(), dev)?),
         ))
     }
+}
+
+/// Layer-norm gradients `(dx, dw, db)` for input rows `x`, gain `w` and output gradient `g`.
+fn layer_norm_bwd(x: &[f32], w: &[f32], g: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let cols = w.len();
+    let n = cols as f32;
+    let stats: Vec<(f32, f32)> = x.chunks_exact(cols).map(|r| row_stats(r, eps)).collect();
+    // dx = inv * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w, where
+    // sum(gw * xhat) = inv * (sum(gw * x) - mean * sum(gw)).
+    let mut dx = vec![0f32; x.len()];
+    rows_mut(&mut dx, cols, |i, r| {
+        let o = i * cols;
+        let (xs, gs) = (&x[o..o + cols], &g[o..o + cols]);
+        let (mean, inv) = stats[i];
+        let (mut a1, mut a2) = ([0f32; 8], [0f32; 8]);
+        for ((xc, gc), wc) in xs.chunks(8).zip(gs.chunks(8)).zip(w.chunks(8)) {
+            for k in 0..xc.len() {
+                let gw = gc[k] * wc[k];
+                a1[k] += gw;
+                a2[k] += gw * xc[k];
+            }
+        }
+        let m1 = sum(&a1) / n;
+        let m2 = inv * (sum(&a2) / n - mean * m1);
+        for (((d, &xv), &gv), &wv) in r.iter_mut().zip(xs).zip(gs).zip(w) {
+            let xhat = (xv - mean) * inv;
+            *d = inv * (gv * wv - m1 - xhat * m2);
+        }
+    });
+    let mut dw = vec![0f32; cols];
+    let mut db = vec![0f32; cols];
+    for ((xs, gs), &(mean, inv)) in x.chunks_exact(cols).zip(g.chunks_exact(cols)).zip(&stats) {
+        for (((dwj, dbj), &xv), &gv) in dw.iter_mut().zip(db.iter_mut()).zip(xs).zip(gs) {
+            *dwj += gv * (xv - mean) * inv;
+            *dbj += gv;
+        }
+    }
+    (dx, dw, db)
 }
 
 /// Layer norm over the last dimension with gain `w` and bias `b`, differentiable in all three.
@@ -283,7 +277,7 @@ struct PickLogprob;
 /// Per-row max and log-sum-exp.
 fn row_lse(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
+    let sum: f32 = x.iter().map(|v| exp(v - max)).sum();
     max + sum.ln()
 }
 
@@ -338,19 +332,22 @@ impl CustomOp2 for PickLogprob {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         // d/dx_j = g * (1[j = t] - softmax(x)_j)
-        let x = host(logits)?;
-        let g = host(grad)?;
         let tg: Vec<u32> = tg.flatten_all()?.to_vec1()?;
         let v = logits.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; x.len()];
-        rows_mut(&mut out, v, |i, r| {
-            let row = &x[i * v..(i + 1) * v];
-            let lse = row_lse(row);
-            for (d, &xv) in r.iter_mut().zip(row) {
-                *d = -g[i] * (xv - lse).exp();
-            }
-            r[tg[i] as usize] += g[i];
-        });
+        let out = with_f32(logits, |x| {
+            with_f32(grad, |g| {
+                let mut out = vec![0f32; x.len()];
+                rows_mut(&mut out, v, |i, r| {
+                    let row = &x[i * v..(i + 1) * v];
+                    let lse = row_lse(row);
+                    for (d, &xv) in r.iter_mut().zip(row) {
+                        *d = -g[i] * exp(xv - lse);
+                    }
+                    r[tg[i] as usize] += g[i];
+                });
+                Ok(out)
+            })
+        })?;
         Ok((
             Some(Tensor::from_vec(out, logits.shape(), logits.device())?),
             None,
@@ -380,6 +377,10 @@ mod tests {
         assert_eq!(fast_tanh(-100.0), -1.0);
     }
     use candle_core::{Device, Var, D};
+
+    fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+        t.flatten_all()?.to_vec1::<f32>()
+    }
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
         let a = host(a).unwrap();

@@ -8,8 +8,10 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::config::{Activation, GptConfig};
 use super::error::{MlError, Result};
+use super::fused_linear::{self, Act};
 use super::init;
 use super::layers;
+use super::{fused_attention, fused_head};
 
 /// Tensors per transformer block, in [`block_names`] order.
 const PER_BLOCK: usize = 12;
@@ -271,10 +273,7 @@ impl Gpt {
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (u32), positions 0..time,
     /// causal attention. Right padding needs no mask: no real token attends to a later pad.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        self.check_len(t)?;
-        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
-        let pos = Tensor::from_vec(pos, b * t, &self.device)?;
+        let (b, t, pos) = self.positions(ids)?;
         let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?;
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
@@ -284,10 +283,7 @@ impl Gpt {
     /// `[batch, time, vocab]` from one forward pass, both differentiable: scalar heads
     /// (reward model, PPO value head) read the hidden states, the policy the logits.
     pub fn forward_with_hidden(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (b, t) = ids.dims2()?;
-        self.check_len(t)?;
-        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
-        let pos = Tensor::from_vec(pos, b * t, &self.device)?;
+        let (b, t, pos) = self.positions(ids)?;
         let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
         Ok((h.reshape((b, t, self.cfg.width))?, logits))
@@ -313,6 +309,22 @@ impl Gpt {
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
 
+    /// `(batch, time, positions)` for a full sequence `ids` `[batch, time]`: positions
+    /// 0..time for every row, as `[batch*time]` u32.
+    fn positions(&self, ids: &Tensor) -> Result<(usize, usize, Tensor)> {
+        let (b, t) = ids.dims2()?;
+        self.check_len(t)?;
+        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        Ok((b, t, Tensor::from_vec(pos, b * t, &self.device)?))
+    }
+
+    /// Token plus position embeddings: the residual stream `[batch*time, width]` entering
+    /// the first block.
+    fn embed(&self, ids: &Tensor, pos: &Tensor) -> Result<Tensor> {
+        let tok = self.p(0).index_select(&ids.flatten_all()?, 0)?;
+        Ok((tok + self.p(1).index_select(pos, 0)?)?)
+    }
+
     fn check_len(&self, t: usize) -> Result<()> {
         if t > self.cfg.context {
             return Err(MlError::Invalid(format!(
@@ -332,10 +344,7 @@ impl Gpt {
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let flat = ids.flatten_all()?;
-        let tok = self.p(0).index_select(&flat, 0)?;
-        let pe = self.p(1).index_select(pos, 0)?;
-        let mut x = (tok + pe)?;
+        let mut x = self.embed(ids, pos)?;
         for l in 0..self.cfg.layers {
             let kv = cache.as_deref_mut().map(|c| &mut c.layers[l]);
             x = self.block(&x, l, b, t, bias, kv)?;
@@ -347,18 +356,14 @@ impl Gpt {
     /// The residual stream `[batch, time, width]` after the first `blocks` transformer
     /// blocks (0: the embeddings), before any final layer norm: what defection probes read.
     pub fn residual(&self, ids: &Tensor, blocks: usize) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        self.check_len(t)?;
         if blocks > self.cfg.layers {
             return Err(MlError::Invalid(format!(
                 "layer {blocks} is past the model's last block ({})",
                 self.cfg.layers
             )));
         }
-        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
-        let pos = Tensor::from_vec(pos, b * t, &self.device)?;
-        let mut x =
-            (self.p(0).index_select(&ids.flatten_all()?, 0)? + self.p(1).index_select(&pos, 0)?)?;
+        let (b, t, pos) = self.positions(ids)?;
+        let mut x = self.embed(ids, &pos)?;
         for l in 0..blocks {
             x = self.block(&x, l, b, t, None, None)?;
         }
@@ -379,18 +384,18 @@ impl Gpt {
         let a = self.attention(&h, l, b, t, bias, kv)?;
         let x = (x + a)?;
         let h = layers::layer_norm(&x, self.bp(l, LN2_W), self.bp(l, LN2_B))?;
-        let h = layers::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B))?;
-        let h = match self.cfg.activation {
-            Activation::Gelu => super::fused::gelu(&h)?,
-            Activation::Relu => h.relu()?,
+        let act = match self.cfg.activation {
+            Activation::Gelu => Act::Gelu,
+            Activation::Relu => Act::Relu,
         };
+        let h = fused_linear::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B), act)?;
         let h = layers::linear(&h, self.bp(l, MPROJ_W), self.bp(l, MPROJ_B))?;
         Ok((x + h)?)
     }
 
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         // Tied output head: logits = h · wteᵀ.
-        Ok(h.matmul(&self.p(0).t()?)?)
+        Ok(fused_head::tied_head(h, self.p(0))?)
     }
 
     fn attention(
@@ -404,6 +409,12 @@ impl Gpt {
     ) -> Result<Tensor> {
         let (c, h, d) = (self.cfg.width, self.cfg.heads, self.cfg.head_dim());
         let qkv = layers::linear(x, self.bp(l, ATTN_W), self.bp(l, ATTN_B))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        if cache.is_none() && bias.is_none() {
+            // Training and scoring: square causal attention, one fused op.
+            let y = fused_attention::causal_attention(&qkv, b, t, h, scale)?;
+            return layers::linear(&y, self.bp(l, APROJ_W), self.bp(l, APROJ_B));
+        }
         let qkv = qkv.reshape((b, t, 3, h, d))?;
         let part = |i: usize| -> candle_core::Result<Tensor> {
             qkv.narrow(2, i, 1)?
@@ -417,7 +428,6 @@ impl Gpt {
         if let Some(slot) = cache {
             (k, v) = LayerKv::append(slot, &k, &v, self.cfg.context)?;
         }
-        let scale = 1.0 / (d as f64).sqrt();
         let scores = q.matmul(&k.t()?)?;
         // No bias: training's square causal attention, with scale and mask fused in.
         let att = match bias {
@@ -442,11 +452,10 @@ impl Gpt {
 
     /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
     pub fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let logits = self.forward(ids)?;
-        let v = self.cfg.vocab_size;
-        let logits = logits.reshape((b * t, v))?;
-        let picked = super::fused::pick_logprob(&logits, &targets.flatten_all()?)?;
+        let (b, t, pos) = self.positions(ids)?;
+        let h = self.hidden(ids, &pos, None, None)?;
+        // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
+        let picked = fused_head::head_logprob(&h, self.p(0), &targets.flatten_all()?)?;
         Ok(picked.reshape((b, t))?)
     }
 }

@@ -9,7 +9,12 @@ use super::fused;
 
 /// `x · w + b` with GPT-2's Conv1D orientation (`w` is `[in, out]`); `x` is 2-D.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    Ok(x.matmul(w)?.broadcast_add(b)?)
+    Ok(super::fused_linear::linear(
+        x,
+        w,
+        b,
+        super::fused_linear::Act::None,
+    )?)
 }
 
 /// Layer norm over the last dimension (fused kernel with its own backward).

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{load_tensors, save_tensors};
 use super::error::{MlError, Result};
 use super::gpt::Gpt;
+use super::kernels::{dot, mutate_f32, with_f32};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -63,45 +64,8 @@ impl AdamW {
     }
 
     /// One update with learning rate `lr`; a parameter without gradient counts as zero.
-    /// One fused pass per parameter on the host (the tensor-op form made ~10 temporaries
-    /// per parameter per step).
     pub fn step(&mut self, model: &Gpt, grads: &GradStore, lr: f64) -> Result<()> {
-        self.step += 1;
-        let c = &self.cfg;
-        let t = self.step as i32;
-        let bc1 = 1.0 - c.beta1.powi(t);
-        let bc2 = 1.0 - c.beta2.powi(t);
-        let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
-        let (s1, s2) = ((1.0 / bc1) as f32, (1.0 / bc2) as f32);
-        let lr32 = lr as f32;
-        for (i, var) in model.vars().iter().enumerate() {
-            let theta_t = var.as_tensor();
-            let mut theta: Vec<f32> = theta_t.flatten_all()?.to_vec1()?;
-            let g: Option<Vec<f32>> = match grads.get(theta_t) {
-                Some(g) => Some(g.flatten_all()?.to_vec1()?),
-                None => None,
-            };
-            let mut m: Vec<f32> = self.m[i].flatten_all()?.to_vec1()?;
-            let mut v: Vec<f32> = self.v[i].flatten_all()?.to_vec1()?;
-            let decay = if theta_t.rank() >= 2 {
-                (1.0 - lr * c.weight_decay) as f32
-            } else {
-                1.0
-            };
-            for j in 0..theta.len() {
-                let gj = g.as_ref().map_or(0.0, |g| g[j]);
-                m[j] = b1 * m[j] + (1.0 - b1) * gj;
-                v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
-                let upd = (m[j] * s1) / ((v[j] * s2).sqrt() + eps);
-                theta[j] = theta[j] * decay - lr32 * upd;
-            }
-            let shape = theta_t.shape().clone();
-            let dev = theta_t.device().clone();
-            var.set(&Tensor::from_vec(theta, shape.clone(), &dev)?)?;
-            self.m[i] = Tensor::from_vec(m, shape.clone(), &dev)?;
-            self.v[i] = Tensor::from_vec(v, shape, &dev)?;
-        }
-        Ok(())
+        self.step_vars(model.vars(), grads, lr)
     }
 
     /// Saves moments (`m.<name>`, `v.<name>`) and `adamw.json` (step, config) into `dir`.
@@ -241,24 +205,52 @@ impl AdamW {
         let t = self.step as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
+        let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
+        let (s1, s2) = ((1.0 / bc1) as f32, (1.0 / bc2) as f32);
+        let lr32 = lr as f32;
+        // One fused pass per parameter, updating the variable and both moments in place: the
+        // tensor-op form made ~10 temporaries per parameter per step.
         for (i, var) in vars.iter().enumerate() {
             let theta = var.as_tensor();
-            let g = match grads.get(theta) {
-                Some(g) => g.clone(),
-                None => theta.zeros_like()?,
-            };
-            let m = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let upd = ((&m * (1.0 / bc1))? / ((&v * (1.0 / bc2))?.sqrt()? + c.eps)?)?;
             let decay = if theta.rank() >= 2 {
-                1.0 - lr * c.weight_decay
+                (1.0 - lr * c.weight_decay) as f32
             } else {
                 1.0
             };
-            let next = ((theta * decay)? - (upd * lr)?)?;
-            var.set(&next.detach())?;
-            self.m[i] = m.detach();
-            self.v[i] = v.detach();
+            let update = |g: Option<&[f32]>| {
+                mutate_f32(&self.m[i], |m| {
+                    mutate_f32(&self.v[i], |v| {
+                        mutate_f32(theta, |th| {
+                            if m.len() != th.len() || v.len() != th.len() {
+                                candle_core::bail!("optimizer state does not fit its parameter");
+                            }
+                            let step =
+                                |(((t, m), v), &gj): (((&mut f32, &mut f32), &mut f32), &f32)| {
+                                    *m = b1 * *m + (1.0 - b1) * gj;
+                                    *v = b2 * *v + (1.0 - b2) * gj * gj;
+                                    let upd = (*m * s1) / ((*v * s2).sqrt() + eps);
+                                    *t = *t * decay - lr32 * upd;
+                                };
+                            // Zipped slices without per-element branches, so the loop vectorises.
+                            let params = th.iter_mut().zip(m.iter_mut()).zip(v.iter_mut());
+                            match g {
+                                Some(g) => params.zip(g).for_each(step),
+                                None => params.zip(std::iter::repeat(&0.0)).for_each(step),
+                            }
+                            Ok(())
+                        })
+                    })
+                })
+            };
+            match grads.get(theta) {
+                Some(g) => with_f32(g, |g| {
+                    if g.len() != theta.elem_count() {
+                        candle_core::bail!("gradient does not fit its parameter");
+                    }
+                    update(Some(g))
+                })?,
+                None => update(None)?,
+            }
         }
         Ok(())
     }
@@ -302,7 +294,7 @@ pub fn clip_grad_norm_vars(
     let mut sq = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            sq += with_f32(g, |g| Ok(dot(g, g)))? as f64;
         }
     }
     let norm = sq.sqrt();
