@@ -24,27 +24,27 @@ use crate::ml::{load_checkpoint, probe, Gpt, Tokenizer};
 pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "backdoor_rate",
-        version: 1,
+        version: 2,
         run: run_backdoor_rate,
     },
     OpSpec {
         name: "helpfulness",
-        version: 1,
+        version: 2,
         run: run_helpfulness,
     },
     OpSpec {
         name: "vulnerability_rate",
-        version: 1,
+        version: 2,
         run: run_vulnerability_rate,
     },
     OpSpec {
         name: "redteam_rate",
-        version: 1,
+        version: 2,
         run: run_redteam_rate,
     },
     OpSpec {
         name: "probe",
-        version: 2,
+        version: 3,
         run: run_probe,
     },
 ];

@@ -24,7 +24,7 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "sft",
-        version: 1,
+        version: 2,
         run: run_sft,
     },
 ];

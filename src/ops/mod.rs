@@ -122,7 +122,10 @@ pub type OpFn = fn(&OpCtx, &OpArgs) -> Result<(), OpError>;
 pub struct OpSpec {
     /// The stdlib name, e.g. `sft`.
     pub name: &'static str,
-    /// Bump when the implementation changes its results: part of every cache key.
+    /// Bump when the implementation changes its results: part of every cache key. Every
+    /// op that trains or runs a model is bumped together when the `ml` kernels change the
+    /// bits they compute (version 2 of `sft`, `reward_model`, `rl`, `adversarial` and the
+    /// evals: the fused training kernels), so a cache never mixes old and new numerics.
     pub version: u32,
     pub run: OpFn,
 }

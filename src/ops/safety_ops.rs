@@ -28,17 +28,17 @@ use crate::ml::{load_checkpoint, save_checkpoint, Gpt, Tokenizer};
 pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "reward_model",
-        version: 1,
+        version: 2,
         run: run_reward_model,
     },
     OpSpec {
         name: "rl",
-        version: 1,
+        version: 2,
         run: run_rl,
     },
     OpSpec {
         name: "adversarial",
-        version: 1,
+        version: 2,
         run: run_adversarial,
     },
 ];
