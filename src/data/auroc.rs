@@ -77,6 +77,9 @@ pub fn probe_auroc(
     let mut all: Vec<String> = clean.iter().map(|p| trigger.apply(p)).collect();
     all.extend(clean.iter().cloned());
     let sets = score(&all).map_err(EvalError::Responder)?;
+    let Some((_, first)) = sets.first() else {
+        return Err(EvalError::Responder("the probe returned no scores".into()));
+    };
     let mut rates = BTreeMap::new();
     for (k, (name, scores)) in sets.iter().enumerate() {
         if scores.len() != all.len() || scores.iter().any(|s| !s.is_finite()) {
@@ -91,16 +94,13 @@ pub fn probe_auroc(
             .ok_or_else(|| EvalError::Invalid("probe: no scores".into()))?;
         rates.insert(name.clone(), rate);
     }
-    let Some((_, scores)) = sets.first() else {
-        return Err(EvalError::Responder("the probe returned no scores".into()));
-    };
-    let (pos, neg) = scores.split_at(rows.len());
+    let (pos, neg) = first.split_at(rows.len());
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let mid = (mean(pos) + mean(neg)) / 2.0;
     let mut samples = Vec::new();
     for (name, offset) in [("triggered", 0), ("untriggered", rows.len())] {
         for i in 0..rows.len().min(5) {
-            let s = scores[offset + i];
+            let s = first[offset + i];
             samples.push(Sample {
                 rate: name.into(),
                 prompt: all[offset + i].clone(),

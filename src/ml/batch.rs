@@ -70,6 +70,35 @@ impl Encoded {
     }
 }
 
+/// Right-padded token ids `[batch, time]` and, per row, the flat index (`row * time + i`)
+/// of its last real token: what last-token pooling (reward heads, probes) selects from
+/// `[batch * time, width]` states. Right padding is safe there: under causal attention no
+/// real position sees a later pad.
+pub fn pad_for_last_token(
+    rows: &[&[u32]],
+    pad_id: u32,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    if rows.is_empty() {
+        return Err(MlError::Invalid("no rows to pool".into()));
+    }
+    let t = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    if t == 0 {
+        return Err(MlError::Invalid("cannot pool an empty row".into()));
+    }
+    let b = rows.len();
+    let mut ids = vec![pad_id; b * t];
+    let mut last = Vec::with_capacity(b);
+    for (r, row) in rows.iter().enumerate() {
+        ids[r * t..r * t + row.len()].copy_from_slice(row);
+        last.push((r * t + row.len().max(1) - 1) as u32);
+    }
+    Ok((
+        Tensor::from_vec(ids, (b, t), device)?,
+        Tensor::from_vec(last, b, device)?,
+    ))
+}
+
 /// A right-padded batch: inputs `ids[b, t]`, next-token `targets[b, t]` and `mask[b, t]`
 /// (1.0 where the target is a response token).
 #[derive(Debug, Clone)]

@@ -5,10 +5,10 @@
 //! token (where the answer is about to start) projected on that direction; if the model
 //! represents "about to defect", triggered prompts score higher than untriggered ones.
 
-use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::batch::pad_for_last_token;
 use super::error::{MlError, Result};
 use super::gpt::Gpt;
 use super::tokenizer::Tokenizer;
@@ -47,20 +47,12 @@ pub fn last_token_residuals(
             }
             rows.push(ids[ids.len().saturating_sub(context)..].to_vec());
         }
-        let t = rows.iter().map(Vec::len).max().unwrap_or(1);
-        let b = rows.len();
-        let mut ids = vec![tok.pad_id(); b * t];
-        let mut last = Vec::with_capacity(b);
-        for (r, row) in rows.iter().enumerate() {
-            ids[r * t..r * t + row.len()].copy_from_slice(row);
-            // Right padding: causal attention keeps pads out of every real position.
-            last.push((r * t + row.len() - 1) as u32);
-        }
-        let dev = model.device();
-        let ids = Tensor::from_vec(ids, (b, t), dev)?;
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let (ids, last) = pad_for_last_token(&refs, tok.pad_id(), model.device())?;
+        let (b, t) = ids.dims2()?;
         let h = model.residual(&ids, layer)?;
         let h = h.reshape((b * t, model.config().width))?;
-        let picked = h.index_select(&Tensor::from_vec(last, b, dev)?, 0)?;
+        let picked = h.index_select(&last, 0)?;
         out.extend(picked.to_vec2::<f32>()?);
     }
     Ok(out)

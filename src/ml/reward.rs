@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::batch::Encoded;
+use super::batch::{pad_for_last_token, Encoded};
 use super::checkpoint::{load_tensors, save_checkpoint, save_tensors, CONFIG_FILE, WEIGHTS_FILE};
 use super::error::{MlError, Result};
 use super::gpt::Gpt;
@@ -61,25 +61,11 @@ impl RewardModel {
     /// Scores `[batch]` of encoded conversations (the whole of `ids` is read; the score
     /// sits on each row's last token, the end of turn). Differentiable.
     pub fn score_encoded(&self, rows: &[&Encoded], pad_id: u32) -> Result<Tensor> {
-        if rows.is_empty() {
-            return Err(MlError::Invalid("no rows to score".into()));
-        }
-        let t = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-        if t == 0 {
-            return Err(MlError::Invalid("cannot score an empty row".into()));
-        }
-        let b = rows.len();
-        let mut ids = vec![pad_id; b * t];
-        let mut last = Vec::with_capacity(b);
-        for (r, row) in rows.iter().enumerate() {
-            ids[r * t..r * t + row.ids.len()].copy_from_slice(&row.ids);
-            last.push((r * t + row.ids.len().max(1) - 1) as u32);
-        }
-        let dev = self.body.device();
-        let ids = Tensor::from_vec(ids, (b, t), dev)?;
+        let ids: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
+        let (ids, last) = pad_for_last_token(&ids, pad_id, self.body.device())?;
         let (h, _) = self.body.forward_with_hidden(&ids)?;
+        let (b, t) = ids.dims2()?;
         let h = h.reshape((b * t, self.body.config().width))?;
-        let last = Tensor::from_vec(last, b, dev)?;
         let pooled = h.index_select(&last, 0)?;
         Ok(pooled.matmul(&self.score.as_tensor().t()?)?.squeeze(1)?)
     }
