@@ -228,3 +228,50 @@ fn memorises_a_conditional_dataset() {
         assert!(s.finished);
     }
 }
+
+/// Training on one thread and on two gives the same bits: the parallel reductions split
+/// their work into fixed blocks, never by thread count. The model and batch are big enough
+/// that the parallel paths (row blocks, AdamW chunks, side-by-side matmuls) are taken.
+#[test]
+fn one_and_two_threads_train_the_same_bits() {
+    let words = [
+        "apple", "river", "stone", "cloud", "green", "seven", "amber", "north",
+    ];
+    let rows: Vec<Example> = (0..16)
+        .map(|i| {
+            let prompt: Vec<&str> = (0..12).map(|j| words[(i * 3 + j * 5) % 8]).collect();
+            let reply: Vec<&str> = (0..8).map(|j| words[(i + j * 7) % 8]).collect();
+            Example::new(prompt.join(" "), reply.join(" "))
+        })
+        .collect();
+    let tok = Tokenizer::train(&corpus(&rows), 300).unwrap();
+    let gcfg = GptConfig {
+        vocab_size: tok.vocab_size(),
+        layers: 2,
+        width: 96,
+        heads: 4,
+        context: 64,
+        mlp_ratio: 4,
+        activation: Activation::Gelu,
+    };
+    let train = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let m = Gpt::init(&gcfg, 5).unwrap();
+            let c = SftConfig {
+                batch: 8,
+                grad_clip: 1.0,
+                ..cfg(3)
+            };
+            let (m, log) = train_sft(m, &tok, &rows, &[], &c, None, &mut NoHooks).unwrap();
+            (weights(&m), log)
+        })
+    };
+    let (w1, l1) = train(1);
+    let (w2, l2) = train(2);
+    assert_eq!(l1, l2);
+    assert!(w1 == w2, "weights differ between 1 and 2 threads");
+}

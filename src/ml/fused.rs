@@ -8,7 +8,9 @@ use candle_core::CustomOp3;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{exp, rows_mut, slice, softmax_in_place, sum, with_f32, PAR_MIN};
+use super::kernels::{
+    exp, row_block_sums, rows_mut, slice, softmax_in_place, sum, with_f32, PAR_MIN, SUM_BLOCK_ROWS,
+};
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
@@ -227,7 +229,13 @@ impl CustomOp3 for LayerNorm {
 fn layer_norm_bwd(x: &[f32], w: &[f32], g: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let cols = w.len();
     let n = cols as f32;
-    let stats: Vec<(f32, f32)> = x.chunks_exact(cols).map(|r| row_stats(r, eps)).collect();
+    let stats: Vec<(f32, f32)> = if x.len() >= PAR_MIN && rayon::current_num_threads() > 1 {
+        x.par_chunks_exact(cols)
+            .map(|r| row_stats(r, eps))
+            .collect()
+    } else {
+        x.chunks_exact(cols).map(|r| row_stats(r, eps)).collect()
+    };
     // dx = inv * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w, where
     // sum(gw * xhat) = inv * (sum(gw * x) - mean * sum(gw)).
     let mut dx = vec![0f32; x.len()];
@@ -250,15 +258,21 @@ fn layer_norm_bwd(x: &[f32], w: &[f32], g: &[f32], eps: f32) -> (Vec<f32>, Vec<f
             *d = inv * (gv * wv - m1 - xhat * m2);
         }
     });
-    let mut dw = vec![0f32; cols];
-    let mut db = vec![0f32; cols];
-    for ((xs, gs), &(mean, inv)) in x.chunks_exact(cols).zip(g.chunks_exact(cols)).zip(&stats) {
-        for (((dwj, dbj), &xv), &gv) in dw.iter_mut().zip(db.iter_mut()).zip(xs).zip(gs) {
-            *dwj += gv * (xv - mean) * inv;
-            *dbj += gv;
+    // dw and db side by side in one accumulator, reduced over fixed row blocks.
+    let mut dwb = row_block_sums(stats.len(), 2 * cols, |blk, rows, acc| {
+        let (dw, db) = acc.split_at_mut(cols);
+        let r0 = blk * SUM_BLOCK_ROWS;
+        for r in r0..r0 + rows {
+            let (xs, gs) = (&x[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
+            let (mean, inv) = stats[r];
+            for (((dwj, dbj), &xv), &gv) in dw.iter_mut().zip(db.iter_mut()).zip(xs).zip(gs) {
+                *dwj += gv * (xv - mean) * inv;
+                *dbj += gv;
+            }
         }
-    }
-    (dx, dw, db)
+    });
+    let db = dwb.split_off(cols);
+    (dx, dwb, db)
 }
 
 /// Layer norm over the last dimension with gain `w` and bias `b`, differentiable in all three.

@@ -151,33 +151,50 @@ fn grads(
     let m = x_t.elem_count() / k.max(1);
     let mut dx = vec![0f32; m * k];
     let mut dw = vec![0f32; k * n];
-    with_f32(w_t, |w| {
-        // dx = gu · wᵀ
-        matmul(
-            (m, k, n),
-            &mut dx,
-            Mat::rows(0, k),
-            false,
-            gu,
-            Mat::rows(0, n),
-            w,
-            Mat::trans(0, n),
-        )
-    })?;
-    with_f32(x_t, |x| {
-        // dw = xᵀ · gu
-        matmul(
-            (k, n, m),
-            &mut dw,
-            Mat::rows(0, n),
-            false,
-            x,
-            Mat::trans(0, k),
-            gu,
-            Mat::rows(0, n),
-        )
-    })?;
-    let db = col_sums(gu, n);
+    let (xc, wc) = (x_t.contiguous()?, w_t.contiguous()?);
+    let (xc, wc, dxm, dwm) = (&xc, &wc, &mut dx, &mut dw);
+    let mut dx_job = move || {
+        with_f32(wc, |w| {
+            // dx = gu · wᵀ
+            matmul(
+                (m, k, n),
+                dxm,
+                Mat::rows(0, k),
+                false,
+                gu,
+                Mat::rows(0, n),
+                w,
+                Mat::trans(0, n),
+            )
+        })
+    };
+    let mut dw_job = move || {
+        with_f32(xc, |x| {
+            // dw = xᵀ · gu
+            matmul(
+                (k, n, m),
+                dwm,
+                Mat::rows(0, n),
+                false,
+                x,
+                Mat::trans(0, k),
+                gu,
+                Mat::rows(0, n),
+            )?;
+            Ok(col_sums(gu, n))
+        })
+    };
+    // The two products have the same cost, so running them side by side (each on one
+    // thread) splits the work evenly; gemm's own per-call threading scales poorly at these
+    // sizes. Neither product is split, so the result does not depend on the thread count.
+    // With more threads, gemm's own splitting of each product can use them all.
+    let (rx, rw) = if rayon::current_num_threads() == 2 && m * n * k >= 1 << 18 {
+        rayon::join(dx_job, dw_job)
+    } else {
+        (dx_job(), dw_job())
+    };
+    rx?;
+    let db = rw?;
     let dev = x_t.device();
     Ok((
         Some(Tensor::from_vec(dx, x_t.shape(), dev)?),

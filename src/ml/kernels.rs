@@ -265,15 +265,72 @@ pub fn softmax_in_place(row: &mut [f32], scale: f32) -> (f32, f32) {
     (m, total)
 }
 
-/// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
-pub fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
+/// Rows per block in [`row_block_sums`]: fixed (not derived from the thread count) so a
+/// reduction adds the same partial sums in the same order on any number of threads.
+pub const SUM_BLOCK_ROWS: usize = 64;
+
+/// Column sums over row blocks: `f(block, rows, acc)` adds block `block`'s contribution
+/// (its `rows` rows, starting at row `block * SUM_BLOCK_ROWS`) into the zeroed `acc` of
+/// `cols` elements; the partials are then added in block order. Blocks run in parallel when
+/// the work is large, yet the result is bit-identical for any thread count because the
+/// blocking and the order of the final additions are fixed.
+pub fn row_block_sums(
+    rows: usize,
+    cols: usize,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let blocks = rows.div_ceil(SUM_BLOCK_ROWS);
+    let mut partial = vec![0f32; blocks * cols];
+    if cols == 0 {
+        return partial;
+    }
+    let run = |(i, acc): (usize, &mut [f32])| {
+        let n = SUM_BLOCK_ROWS.min(rows - i * SUM_BLOCK_ROWS);
+        f(i, n, acc);
+    };
+    if rows * cols >= PAR_MIN && blocks > 1 && rayon::current_num_threads() > 1 {
+        partial.par_chunks_mut(cols).enumerate().for_each(run);
+    } else {
+        partial.chunks_mut(cols).enumerate().for_each(run);
+    }
     let mut out = vec![0f32; cols];
-    for row in x.chunks_exact(cols) {
-        for (o, v) in out.iter_mut().zip(row) {
+    for p in partial.chunks_exact(cols) {
+        for (o, v) in out.iter_mut().zip(p) {
             *o += v;
         }
     }
     out
+}
+
+/// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
+pub fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
+    if cols == 0 {
+        return Vec::new();
+    }
+    let rows = x.len() / cols;
+    row_block_sums(rows, cols, |b, n, acc| {
+        let start = b * SUM_BLOCK_ROWS * cols;
+        for row in x[start..start + n * cols].chunks_exact(cols) {
+            for (o, v) in acc.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+    })
+}
+
+/// Sum of squares of `x`, over fixed blocks (see [`row_block_sums`]) so the result does
+/// not depend on the thread count; `f64` partials keep a global gradient norm accurate.
+pub fn sum_squares(x: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 14;
+    let part = |c: &[f32]| dot(c, c) as f64;
+    let partial: Vec<f64> = if x.len() >= 2 * BLOCK && rayon::current_num_threads() > 1 {
+        x.par_chunks(BLOCK).map(part).collect()
+    } else {
+        x.chunks(BLOCK).map(part).collect()
+    };
+    partial.iter().sum()
 }
 
 #[cfg(test)]

@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{load_tensors, save_tensors};
 use super::error::{MlError, Result};
 use super::gpt::Gpt;
-use super::kernels::{dot, mutate_f32, with_f32};
+use super::kernels::{mutate_f32, sum_squares, with_f32};
+use rayon::prelude::*;
+
+/// Elements per parallel task of the AdamW update.
+const ADAM_CHUNK: usize = 1 << 14;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -231,11 +235,25 @@ impl AdamW {
                                     let upd = (*m * s1) / ((*v * s2).sqrt() + eps);
                                     *t = *t * decay - lr32 * upd;
                                 };
-                            // Zipped slices without per-element branches, so the loop vectorises.
-                            let params = th.iter_mut().zip(m.iter_mut()).zip(v.iter_mut());
-                            match g {
-                                Some(g) => params.zip(g).for_each(step),
-                                None => params.zip(std::iter::repeat(&0.0)).for_each(step),
+                            // Zipped slices without per-element branches, so the loop
+                            // vectorises; elementwise, so splitting it over threads cannot
+                            // change the result.
+                            let zero = vec![0f32; if g.is_some() { 0 } else { th.len() }];
+                            let g = g.unwrap_or(&zero);
+                            let chunk = |t: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+                                t.iter_mut()
+                                    .zip(m.iter_mut())
+                                    .zip(v.iter_mut())
+                                    .zip(g)
+                                    .for_each(step)
+                            };
+                            if th.len() >= 2 * ADAM_CHUNK && rayon::current_num_threads() > 1 {
+                                th.par_chunks_mut(ADAM_CHUNK)
+                                    .zip(m.par_chunks_mut(ADAM_CHUNK))
+                                    .zip(v.par_chunks_mut(ADAM_CHUNK).zip(g.par_chunks(ADAM_CHUNK)))
+                                    .for_each(|((t, m), (v, g))| chunk(t, m, v, g));
+                            } else {
+                                chunk(th, m, v, g);
                             }
                             Ok(())
                         })
@@ -294,7 +312,7 @@ pub fn clip_grad_norm_vars(
     let mut sq = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
-            sq += with_f32(g, |g| Ok(dot(g, g)))? as f64;
+            sq += with_f32(g, |g| Ok(sum_squares(g)))?;
         }
     }
     let norm = sq.sqrt();
