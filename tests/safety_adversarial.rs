@@ -94,7 +94,7 @@ fn backdoored() -> (Gpt, Tokenizer) {
         activation: Activation::Gelu,
     };
     let sft = SftConfig {
-        steps: Some(150),
+        steps: Some(250),
         lr: 1e-2,
         batch: 12,
         warmup: 10,

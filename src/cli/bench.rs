@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::ml::optim::{clip_grad_norm, AdamWConfig, Learner};
+use crate::ml::optim::{AdamWConfig, Learner};
 use crate::ml::sample::{generate_ids, SampleConfig};
 use crate::ml::{Activation, Gpt, GptConfig, MlError};
 
@@ -132,24 +132,17 @@ fn train(m: &Model) -> Result<String, MlError> {
     let params = gpt.config().num_params();
     let mut learner = Learner::new(gpt, AdamWConfig::default(), 1.0)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let (mut timed, mut fwd, mut bwd) = (0.0, 0.0, 0.0);
+    let mut timed = 0.0;
     let mut cpu = 0.0;
     let mut last_loss = 0.0;
     for step in 0..m.warmup + m.steps {
         let (ids, tg, mask) = random_batch(&mut rng, m)?;
         let c0 = cpu_secs().unwrap_or(0.0);
         let t0 = Instant::now();
-        let loss = learner.model.masked_loss(&ids, &tg, &mask)?;
-        let t1 = Instant::now();
-        let mut grads = loss.backward()?;
-        let t2 = Instant::now();
-        clip_grad_norm(&learner.model, &mut grads, 1.0)?;
-        learner.opt.step(&learner.model, &grads, 1e-3)?;
-        last_loss = loss.to_scalar::<f32>()? as f64;
+        // The SFT trainer's own step: data-parallel shards, clip, AdamW.
+        last_loss = learner.step_on_batch(&ids, &tg, &mask, 1e-3)?.loss;
         if step >= m.warmup {
             timed += t0.elapsed().as_secs_f64();
-            fwd += (t1 - t0).as_secs_f64();
-            bwd += (t2 - t1).as_secs_f64();
             cpu += cpu_secs().unwrap_or(0.0) - c0;
         }
     }
@@ -160,8 +153,6 @@ fn train(m: &Model) -> Result<String, MlError> {
         "tokens_per_sec": tokens / timed.max(1e-9),
         "step_ms": 1e3 * timed / m.steps.max(1) as f64,
         "cpu_ms_per_step": 1e3 * cpu / m.steps.max(1) as f64,
-        "forward_ms": 1e3 * fwd / m.steps.max(1) as f64,
-        "backward_ms": 1e3 * bwd / m.steps.max(1) as f64,
         "final_loss": last_loss,
         "peak_rss_mib": peak_rss_mib(),
     })

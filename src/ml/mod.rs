@@ -30,6 +30,7 @@
 //! continuation_logprobs(&Gpt, rows: &[Encoded], pad_id) -> Result<(Tensor logprobs [b,t], Tensor mask [b,t])>
 //! sequence_logprob(&Gpt, rows, pad_id) -> Result<Tensor /*[b], sum over continuation*/>
 //! Learner::new(model, AdamWConfig, grad_clip) ; learner.step_on_loss(&loss, lr) -> Result<StepStats>
+//! learner.step_on_batch(ids, targets, mask, lr) -> Result<StepStats>   // SFT: 2 data-parallel shards
 //! Schedule { peak, warmup, total, min_ratio }.lr(step)
 //!
 //! // sampling (sample.rs): batched, KV cache, greedy (temperature 0) or temperature/top-p
@@ -46,6 +47,7 @@ pub mod alloc;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod data_parallel;
 pub mod error;
 pub mod fused;
 pub mod fused_attention;

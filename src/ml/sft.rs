@@ -378,9 +378,8 @@ pub fn train_sft_encoded(
         let idx = batch_indices(rows.len(), cfg.batch, cfg.seed, step);
         let refs: Vec<&Encoded> = idx.iter().map(|&i| &rows[i]).collect();
         let b = Batch::new(&refs, pad, learner.model.device())?;
-        let loss = learner.model.masked_loss(&b.ids, &b.targets, &b.mask)?;
         let lr = schedule.lr(step);
-        let stats = learner.step_on_loss(&loss, lr)?;
+        let stats = learner.step_on_batch(&b.ids, &b.targets, &b.mask, lr)?;
         seen_tokens += b.tokens;
         let done = step + 1;
         log.steps.push(LogEntry {

@@ -24,7 +24,7 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "sft",
-        version: 2,
+        version: 3,
         run: run_sft,
     },
 ];

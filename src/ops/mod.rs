@@ -122,10 +122,12 @@ pub type OpFn = fn(&OpCtx, &OpArgs) -> Result<(), OpError>;
 pub struct OpSpec {
     /// The stdlib name, e.g. `sft`.
     pub name: &'static str,
-    /// Bump when the implementation changes its results: part of every cache key. Every
-    /// op that trains or runs a model is bumped together when the `ml` kernels change the
-    /// bits they compute (version 2 of `sft`, `reward_model`, `rl`, `adversarial` and the
-    /// evals: the fused training kernels), so a cache never mixes old and new numerics.
+    /// Bump when the implementation changes its results: part of every cache key. When the
+    /// `ml` kernels change the bits they compute, every op whose results they reach is bumped
+    /// together, so a cache never mixes old and new numerics: version 2 of `sft`,
+    /// `reward_model`, `rl`, `adversarial` and the evals (the fused kernels, forward and
+    /// backward); version 3 of the four training ops (data-parallel shards and fixed-block
+    /// gradient reductions; the forward pass, hence the evals, kept its bits).
     pub version: u32,
     pub run: OpFn,
 }

@@ -28,17 +28,17 @@ use crate::ml::{load_checkpoint, save_checkpoint, Gpt, Tokenizer};
 pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "reward_model",
-        version: 2,
+        version: 3,
         run: run_reward_model,
     },
     OpSpec {
         name: "rl",
-        version: 2,
+        version: 3,
         run: run_rl,
     },
     OpSpec {
         name: "adversarial",
-        version: 2,
+        version: 3,
         run: run_adversarial,
     },
 ];
