@@ -13,7 +13,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use super::error::{MlError, Result};
-use super::optim::{clip_grad_norm, Learner, StepStats};
+use super::gpt::trained_tokens;
+use super::optim::{clip_grad_norm, finite, Learner, StepStats};
 
 /// Shards per step (fewer when the batch has fewer rows).
 pub const SHARDS: usize = 2;
@@ -45,16 +46,12 @@ impl Learner {
         mask: &Tensor,
         lr: f64,
     ) -> Result<StepStats> {
-        let trained = mask.sum_all()?.to_scalar::<f32>()?;
-        if trained <= 0.0 {
-            return Err(MlError::Invalid("batch has no trained tokens".into()));
-        }
-        let scale = -1.0 / trained as f64;
+        let scale = -1.0 / trained_tokens(mask)?;
         let model = &self.model;
         let shard = |(start, len): (usize, usize)| -> Result<(f64, GradStore)> {
             let part = |t: &Tensor| t.narrow(0, start, len);
-            let lp = model.token_logprobs(&part(ids)?, &part(targets)?)?;
-            let loss = ((lp * part(mask)?)?.sum_all()? * scale)?;
+            let loss =
+                model.scaled_logprob_sum(&part(ids)?, &part(targets)?, &part(mask)?, scale)?;
             let value = loss.to_scalar::<f32>()? as f64;
             Ok((value, loss.backward()?))
         };
@@ -66,12 +63,7 @@ impl Learner {
             }
             _ => ranges.iter().map(|&r| shard(r)).collect::<Result<_>>()?,
         };
-        let loss: f64 = parts.iter().map(|(v, _)| v).sum();
-        if !loss.is_finite() {
-            return Err(MlError::Invalid(format!(
-                "loss is {loss}: training diverged (lower the learning rate)"
-            )));
-        }
+        let loss = finite(parts.iter().map(|(v, _)| v).sum())?;
         let mut grads = sum_grads(self.model.vars(), parts.into_iter().map(|(_, g)| g))?;
         let grad_norm = clip_grad_norm(&self.model, &mut grads, self.grad_clip)?;
         self.opt.step(&self.model, &grads, lr)?;

@@ -442,12 +442,20 @@ impl Gpt {
     /// Mean cross-entropy over positions where `mask` `[batch, time]` (f32 0/1) is 1, with
     /// `targets` `[batch, time]` (u32) the next tokens. Differentiable.
     pub fn masked_loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.scaled_logprob_sum(ids, targets, mask, -1.0 / trained_tokens(mask)?)
+    }
+
+    /// `scale` times the summed log-likelihood of the tokens `mask` marks: the loss of one
+    /// shard of a batch whose mean is taken over all shards' tokens.
+    pub fn scaled_logprob_sum(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
         let lp = self.token_logprobs(ids, targets)?;
-        let n = mask.sum_all()?.to_scalar::<f32>()?;
-        if n <= 0.0 {
-            return Err(MlError::Invalid("batch has no trained tokens".into()));
-        }
-        Ok(((lp * mask)?.sum_all()? * (-1.0 / n as f64))?)
+        Ok(((lp * mask)?.sum_all()? * scale)?)
     }
 
     /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
@@ -458,4 +466,13 @@ impl Gpt {
         let picked = fused_head::head_logprob(&h, self.p(0), &targets.flatten_all()?)?;
         Ok(picked.reshape((b, t))?)
     }
+}
+
+/// The number of tokens `mask` marks for training; an error when there are none.
+pub fn trained_tokens(mask: &Tensor) -> Result<f64> {
+    let n = mask.sum_all()?.to_scalar::<f32>()?;
+    if n <= 0.0 {
+        return Err(MlError::Invalid("batch has no trained tokens".into()));
+    }
+    Ok(n as f64)
 }

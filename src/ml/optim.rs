@@ -123,7 +123,11 @@ pub fn clip_grad_norm(model: &Gpt, grads: &mut GradStore, max_norm: f64) -> Resu
 
 /// The value of the scalar `loss`, or an error if it is not finite.
 fn finite_loss(loss: &Tensor) -> Result<f64> {
-    let value = loss.to_scalar::<f32>()? as f64;
+    finite(loss.to_scalar::<f32>()? as f64)
+}
+
+/// The loss `value`, or an error if it is not finite (training diverged).
+pub(crate) fn finite(value: f64) -> Result<f64> {
     if !value.is_finite() {
         return Err(MlError::Invalid(format!(
             "loss is {value}: training diverged (lower the learning rate)"
