@@ -14,7 +14,7 @@ use candle_core::{Tensor, Var};
 
 use super::error::{MlError, Result};
 use super::gpt::trained_tokens;
-use super::optim::{clip_grad_norm, finite, Learner, StepStats};
+use super::optim::{apply_grads, finite, Learner, StepStats};
 
 /// Shards per step (fewer when the batch has fewer rows).
 pub const SHARDS: usize = 2;
@@ -64,9 +64,9 @@ impl Learner {
             _ => ranges.iter().map(|&r| shard(r)).collect::<Result<_>>()?,
         };
         let loss = finite(parts.iter().map(|(v, _)| v).sum())?;
-        let mut grads = sum_grads(self.model.vars(), parts.into_iter().map(|(_, g)| g))?;
-        let grad_norm = clip_grad_norm(&self.model, &mut grads, self.grad_clip)?;
-        self.opt.step(&self.model, &grads, lr)?;
+        let vars = self.model.vars();
+        let mut grads = sum_grads(vars, parts.into_iter().map(|(_, g)| g))?;
+        let grad_norm = apply_grads(&mut self.opt, vars, &mut grads, lr, self.grad_clip)?;
         Ok(StepStats {
             loss,
             grad_norm,

@@ -1,6 +1,7 @@
 //! AdamW with decoupled weight decay, a warmup + cosine learning-rate schedule, global-norm
-//! gradient clipping, and a [`Learner`] that takes one optimizer step on any scalar loss
-//! (SFT uses it; RL can too). Optimizer state saves and loads bit-exactly.
+//! gradient clipping, and a [`Learner`] (a model and its optimizer) that takes one step on
+//! any scalar loss; SFT's batch step is in `data_parallel.rs`. Optimizer state saves and
+//! loads bit-exactly.
 
 use std::path::Path;
 
@@ -165,15 +166,7 @@ impl Learner {
     /// Backpropagates the scalar `loss` (built from `self.model`'s forward), clips and
     /// takes one AdamW step at `lr`.
     pub fn step_on_loss(&mut self, loss: &Tensor, lr: f64) -> Result<StepStats> {
-        let value = finite_loss(loss)?;
-        let mut grads = loss.backward()?;
-        let grad_norm = clip_grad_norm(&self.model, &mut grads, self.grad_clip)?;
-        self.opt.step(&self.model, &grads, lr)?;
-        Ok(StepStats {
-            loss: value,
-            grad_norm,
-            lr,
-        })
+        step_vars_on_loss(&mut self.opt, self.model.vars(), loss, lr, self.grad_clip)
     }
 }
 
@@ -349,13 +342,26 @@ pub fn step_vars_on_loss(
 ) -> Result<StepStats> {
     let value = finite_loss(loss)?;
     let mut grads = loss.backward()?;
-    let grad_norm = clip_grad_norm_vars(vars, &mut grads, grad_clip)?;
-    opt.step_vars(vars, &grads, lr)?;
+    let grad_norm = apply_grads(opt, vars, &mut grads, lr, grad_clip)?;
     Ok(StepStats {
         loss: value,
         grad_norm,
         lr,
     })
+}
+
+/// Clips `grads` to the global norm `grad_clip` (0 = off) and takes one AdamW step on
+/// `vars` at `lr`; returns the norm before clipping.
+pub fn apply_grads(
+    opt: &mut AdamW,
+    vars: &[candle_core::Var],
+    grads: &mut GradStore,
+    lr: f64,
+    grad_clip: f64,
+) -> Result<f64> {
+    let grad_norm = clip_grad_norm_vars(vars, grads, grad_clip)?;
+    opt.step_vars(vars, grads, lr)?;
+    Ok(grad_norm)
 }
 
 #[cfg(test)]
