@@ -116,12 +116,6 @@ impl Schedule {
     }
 }
 
-/// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm
-/// before clipping.
-pub fn clip_grad_norm(model: &Gpt, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
-    clip_grad_norm_vars(model.vars(), grads, max_norm)
-}
-
 /// The value of the scalar `loss`, or an error if it is not finite.
 fn finite_loss(loss: &Tensor) -> Result<f64> {
     finite(loss.to_scalar::<f32>()? as f64)
@@ -300,7 +294,8 @@ impl AdamW {
     }
 }
 
-/// [`clip_grad_norm`] over an arbitrary list of variables.
+/// Scales the gradients of `vars` so their global L2 norm is at most `max_norm` (0 = no
+/// clipping); returns the norm before clipping.
 pub fn clip_grad_norm_vars(
     vars: &[candle_core::Var],
     grads: &mut GradStore,
