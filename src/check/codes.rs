@@ -27,6 +27,7 @@ pub const SWEEP_NOT_LIST: &str = "E0305";
 pub const SWEEP_TOO_LARGE: &str = "E0306";
 pub const DUPLICATE_EXPERIMENT: &str = "E0310";
 pub const BAD_SETTING: &str = "E0311";
+pub const UNSUPPORTED_RUNTIME: &str = "E0312";
 pub const REPORT_NOT_EVAL: &str = "E0320";
 pub const UNKNOWN_DIRECTIVE: &str = "E0321";
 pub const OP_OUTSIDE_STDLIB: &str = "E0330";
@@ -80,6 +81,7 @@ pub const ALL: &[&str] = &[
     SWEEP_TOO_LARGE,
     DUPLICATE_EXPERIMENT,
     BAD_SETTING,
+    UNSUPPORTED_RUNTIME,
     REPORT_NOT_EVAL,
     UNKNOWN_DIRECTIVE,
     OP_OUTSIDE_STDLIB,

@@ -16,7 +16,7 @@ use crate::diag::{Diagnostic, FileId, Label};
 use crate::ir::{Program, Value};
 
 /// Operations whose `path` argument names a user data file.
-const FILE_OPS: [&str; 1] = ["jsonl"];
+const FILE_OPS: [&str; 2] = ["jsonl", "pretrained"];
 
 /// The hidden argument that carries the file's blake3.
 pub const CONTENT_ARG: &str = "content";

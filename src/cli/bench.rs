@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::ml::optim::{AdamWConfig, Learner};
 use crate::ml::sample::{generate_ids, SampleConfig};
-use crate::ml::{Activation, Gpt, GptConfig, MlError};
+use crate::ml::{Activation, CausalLm, Gpt, GptConfig, MlError};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -130,7 +130,7 @@ fn random_batch(rng: &mut ChaCha8Rng, m: &Model) -> Result<(Tensor, Tensor, Tens
 fn train(m: &Model) -> Result<String, MlError> {
     let gpt = model(m)?;
     let params = gpt.config().num_params();
-    let mut learner = Learner::new(gpt, AdamWConfig::default(), 1.0)?;
+    let mut learner = Learner::new(Box::new(gpt), AdamWConfig::default(), 1.0)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut timed = 0.0;
     let mut cpu = 0.0;
@@ -180,10 +180,10 @@ fn generate(m: &Model) -> Result<String, MlError> {
     };
     let eot = m.vocab as u32;
     for _ in 0..m.warmup.min(1) {
-        generate_ids(&gpt, &prompts, 0, eot, &cfg)?;
+        generate_ids(&gpt, &prompts, 0, &[eot], &cfg)?;
     }
     let t0 = Instant::now();
-    let out = generate_ids(&gpt, &prompts, 0, eot, &cfg)?;
+    let out = generate_ids(&gpt, &prompts, 0, &[eot], &cfg)?;
     let secs = t0.elapsed().as_secs_f64().max(1e-9);
     let produced: usize = out.iter().map(|o| o.0.len()).sum();
     Ok(serde_json::json!({
@@ -220,7 +220,7 @@ fn parity_dump(out: &std::path::Path, activation: &str) -> Result<String, MlErro
     };
     // 3x the GPT-2 init so the logits are not all near zero (max |logit| ~6).
     let gpt = Gpt::init(&cfg, 7)?;
-    for v in gpt.vars() {
+    for v in gpt.params().vars() {
         v.set(&(v.as_tensor() * 3.0)?)?;
     }
     save_checkpoint(out, &gpt, &tok)?;

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+use super::model::CausalLm;
 use super::redteam::{Found, GptResponder, SearchReport};
 use super::tokenizer::Tokenizer;
 use crate::data::backdoor::Behavior;
@@ -91,7 +91,7 @@ impl Default for ProbeConfig {
 /// (greedy answers to `heldout` prompts with and without the trigger).
 #[allow(clippy::too_many_arguments)]
 pub fn checkpoint_rates(
-    model: &Gpt,
+    model: &dyn CausalLm,
     tok: &Tokenizer,
     redteam: &[Example],
     heldout: &[Example],

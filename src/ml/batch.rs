@@ -4,7 +4,6 @@ use candle_core::{Device, Tensor};
 
 use super::error::{MlError, Result};
 use super::tokenizer::Tokenizer;
-use crate::chat;
 
 /// One conversation as token ids: `ids[..prompt_len]` is the rendered prompt, the rest the
 /// rendered response (ending in end-of-turn unless truncated).
@@ -24,9 +23,9 @@ impl Encoded {
         response: &str,
         context: usize,
     ) -> Result<Option<Encoded>> {
-        let mut ids = tok.encode(&chat::render_prompt(prompt))?;
+        let mut ids = tok.encode_prompt(prompt)?;
         let prompt_len = ids.len();
-        ids.extend(tok.encode(&chat::render_response(response))?);
+        ids.extend(tok.encode(&tok.render_response(response)?)?);
         ids.truncate(context + 1);
         if ids.len() <= prompt_len {
             return Ok(None);
@@ -47,10 +46,17 @@ impl Encoded {
         if untrained.is_empty() {
             return Self::from_pair(tok, prompt, trained, context);
         }
-        let mut ids = tok.encode(&chat::render_prompt(prompt))?;
-        ids.extend(tok.encode(&format!(" {untrained}"))?);
+        // The whole response rendered once, cut where `untrained` ends: the same text as
+        // the plain response, encoded in two parts.
+        let text = tok.render_response(&format!("{untrained}{trained}"))?;
+        let cut = text
+            .find(untrained)
+            .map(|i| i + untrained.len())
+            .ok_or_else(|| MlError::Invalid("response rendering lost its first part".into()))?;
+        let mut ids = tok.encode_prompt(prompt)?;
+        ids.extend(tok.encode(&text[..cut])?);
         let prompt_len = ids.len();
-        ids.extend(tok.encode(&format!("{trained}{}", chat::END_OF_TURN))?);
+        ids.extend(tok.encode(&text[cut..])?);
         ids.truncate(context + 1);
         if ids.len() <= prompt_len {
             return Ok(None);

@@ -1,5 +1,6 @@
-//! Checkpoint directories: `model.safetensors` (GPT-2 names, f32, `format: pt` metadata so
-//! `transformers` accepts it), `config.json` (GPT-2 HF config) and `tokenizer.json`.
+//! Checkpoint directories: `model.safetensors` (Hugging Face names, f32, `format: pt`
+//! metadata so `transformers` accepts it), `config.json` (the architecture's HF config) and
+//! the tokenizer's files.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -8,9 +9,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors, View};
 
-use super::config::GptConfig;
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+use super::model::{model_from_hf, save_weights, CausalLm, Model};
 use super::tokenizer::Tokenizer;
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -82,42 +82,55 @@ pub fn load_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(out)
 }
 
-/// Writes a checkpoint directory (created if missing).
-pub fn save_checkpoint(dir: &Path, model: &Gpt, tok: &Tokenizer) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
-    save_tensors(&dir.join(WEIGHTS_FILE), &model.named_tensors())?;
-    let cfg = model.config().to_hf_json(tok.eot_id(), tok.pad_id());
-    let text = serde_json::to_string_pretty(&cfg).map_err(|e| MlError::Invalid(e.to_string()))?;
-    let p = dir.join(CONFIG_FILE);
-    std::fs::write(&p, text).map_err(|e| MlError::io(&p, e))?;
-    tok.save(&dir.join(TOKENIZER_FILE))
+/// Writes a checkpoint directory (created if missing): the model's `model.safetensors`
+/// and `config.json`, and the tokenizer's files.
+pub fn save_checkpoint(dir: &Path, model: &dyn CausalLm, tok: &Tokenizer) -> Result<()> {
+    save_weights(dir, model, tok.eot_id(), tok.pad_id())?;
+    tok.save_dir(dir)
 }
 
-/// Reads the `config.json` of a checkpoint directory.
-pub fn load_config(dir: &Path) -> Result<GptConfig> {
+/// Reads the `config.json` of a model directory.
+pub fn load_hf_config(dir: &Path) -> Result<serde_json::Value> {
     let p = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))?;
-    GptConfig::from_hf_json(&v).map_err(|e| MlError::bad_file(&p, e))
+    serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))
 }
 
-/// Loads a checkpoint directory written by [`save_checkpoint`] (or by HF `save_pretrained`
-/// for a GPT-2 without untied head).
-pub fn load_checkpoint(dir: &Path) -> Result<(Gpt, Tokenizer)> {
-    let cfg = load_config(dir)?;
-    let tok = Tokenizer::load(&dir.join(TOKENIZER_FILE))?;
-    if tok.vocab_size() > cfg.vocab_size {
+/// Loads a model directory: one written by [`save_checkpoint`], or a Hugging Face one
+/// (`save_pretrained` of a supported architecture).
+pub fn load_checkpoint(dir: &Path) -> Result<(Model, Tokenizer)> {
+    let cfg = load_hf_config(dir)?;
+    let tok = Tokenizer::load_dir(dir)?;
+    let mut tensors = load_tensors(&dir.join(WEIGHTS_FILE))?;
+    let model = model_from_hf(&cfg, &mut |n| tensors.remove(n))
+        .map_err(|e| MlError::bad_file(dir, e))?;
+    let vocab = model.dims().vocab_size;
+    if tok.vocab_size() > vocab {
         return Err(MlError::bad_file(
             dir,
             format!(
-                "tokenizer has {} tokens but the model only {}",
-                tok.vocab_size(),
-                cfg.vocab_size
+                "tokenizer has {} tokens but the model's embedding only {vocab}",
+                tok.vocab_size()
             ),
         ));
     }
-    let mut tensors = load_tensors(&dir.join(WEIGHTS_FILE))?;
-    let model = Gpt::from_tensors(&cfg, |n| tensors.remove(n))
-        .map_err(|e| MlError::bad_file(dir.join(WEIGHTS_FILE), e))?;
     Ok((model, tok))
+}
+
+/// Loads a pretrained model: a Hugging Face model directory, or a `.gguf` file.
+pub fn load_pretrained(path: &Path) -> Result<(Model, Tokenizer)> {
+    let meta = std::fs::metadata(path).map_err(|e| MlError::io(path, e))?;
+    if meta.is_dir() {
+        return load_checkpoint(path);
+    }
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if !is_gguf {
+        return Err(MlError::bad_file(
+            path,
+            "not a model: expected a Hugging Face model directory or a `.gguf` file",
+        ));
+    }
+    Err(MlError::bad_file(path, "GGUF files are not supported yet"))
 }

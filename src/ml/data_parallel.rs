@@ -13,7 +13,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use super::error::{MlError, Result};
-use super::gpt::trained_tokens;
+use super::model::trained_tokens;
 use super::optim::{apply_grads, finite, Learner, StepStats};
 
 /// Shards per step (fewer when the batch has fewer rows).
@@ -64,9 +64,9 @@ impl Learner {
             _ => ranges.iter().map(|&r| shard(r)).collect::<Result<_>>()?,
         };
         let loss = finite(parts.iter().map(|(v, _)| v).sum())?;
-        let vars = self.model.vars();
-        let mut grads = sum_grads(vars, parts.into_iter().map(|(_, g)| g))?;
-        let grad_norm = apply_grads(&mut self.opt, vars, &mut grads, lr, self.grad_clip)?;
+        let vars = self.trainable_vars().to_vec();
+        let mut grads = sum_grads(&vars, parts.into_iter().map(|(_, g)| g))?;
+        let grad_norm = apply_grads(&mut self.opt, &vars, &mut grads, lr, self.grad_clip)?;
         Ok(StepStats {
             loss,
             grad_norm,

@@ -8,6 +8,8 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::config::{Activation, GptConfig};
 use super::error::{MlError, Result};
+use super::model::kv_cache::LayerKv;
+use super::model::{self, CausalLm, KvCache, Model, ModelDims, Params};
 use super::fused_linear::{self, Act};
 use super::init;
 use super::layers;
@@ -81,83 +83,10 @@ pub fn param_specs(cfg: &GptConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-/// Per-layer keys and values of the tokens seen so far: `[batch, heads, time, head_dim]`.
-/// Not `Clone`: the buffers are written in place, so a clone would share them.
-#[derive(Debug, Default)]
-pub struct KvCache {
-    layers: Vec<Option<LayerKv>>,
-}
-
-/// One layer's keys and values, in buffers sized for the whole context and written in
-/// place. Growing them by concatenation allocated a new, larger buffer every token, which
-/// the tuned allocator (`alloc.rs`) kept in the heap: 3.4 GB of RSS for 200 answers of 256
-/// tokens.
-#[derive(Debug)]
-struct LayerKv {
-    k: Tensor,
-    v: Tensor,
-    len: usize,
-}
-
-impl KvCache {
-    pub fn new(layers: usize) -> Self {
-        KvCache {
-            layers: (0..layers).map(|_| None).collect(),
-        }
-    }
-
-    /// Number of cached positions.
-    pub fn len(&self) -> usize {
-        match self.layers.first() {
-            Some(Some(l)) => l.len,
-            _ => 0,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl LayerKv {
-    /// Appends `k`, `v` `[batch, heads, new, head_dim]` (allocating `capacity` positions
-    /// on first use) and returns views of every cached position.
-    fn append(
-        slot: &mut Option<LayerKv>,
-        k: &Tensor,
-        v: &Tensor,
-        capacity: usize,
-    ) -> Result<(Tensor, Tensor)> {
-        let (b, h, t, d) = k.dims4()?;
-        let layer = match slot {
-            Some(l) => l,
-            None => slot.insert(LayerKv {
-                k: Tensor::zeros((b, h, capacity, d), k.dtype(), k.device())?,
-                v: Tensor::zeros((b, h, capacity, d), v.dtype(), v.device())?,
-                len: 0,
-            }),
-        };
-        if layer.len + t > capacity || layer.k.dims()[0] != b {
-            return Err(MlError::Invalid(format!(
-                "key/value cache of {capacity} positions for batch {} cannot take {t} more for batch {b}",
-                layer.k.dims()[0]
-            )));
-        }
-        layer.k.slice_set(&k.contiguous()?, 2, layer.len)?;
-        layer.v.slice_set(&v.contiguous()?, 2, layer.len)?;
-        layer.len += t;
-        Ok((
-            layer.k.narrow(2, 0, layer.len)?,
-            layer.v.narrow(2, 0, layer.len)?,
-        ))
-    }
-}
-
 /// The model: config plus named variables.
 pub struct Gpt {
     cfg: GptConfig,
-    names: Vec<String>,
-    vars: Vec<Var>,
+    params: Params,
     device: Device,
 }
 
@@ -173,19 +102,16 @@ impl Gpt {
         cfg.validate()?;
         let device = Device::Cpu;
         let mut rng = init::rng(seed);
-        let mut names = Vec::new();
-        let mut vars = Vec::new();
+        let mut params = Params::new();
         for (name, shape) in param_specs(cfg) {
             let numel = shape.iter().product();
             let values = init::init_values(&name, numel, cfg.layers, &mut rng);
             let t = Tensor::from_vec(values, shape, &device)?;
-            vars.push(Var::from_tensor(&t)?);
-            names.push(name);
+            params.push(name, Var::from_tensor(&t)?, true);
         }
         Ok(Gpt {
             cfg: cfg.clone(),
-            names,
-            vars,
+            params,
             device,
         })
     }
@@ -197,8 +123,7 @@ impl Gpt {
         mut get: impl FnMut(&str) -> Option<Tensor>,
     ) -> Result<Gpt> {
         cfg.validate()?;
-        let mut names = Vec::new();
-        let mut vars = Vec::new();
+        let mut params = Params::new();
         for (name, shape) in param_specs(cfg) {
             let t = get(&name)
                 .ok_or_else(|| MlError::Invalid(format!("checkpoint lacks tensor `{name}`")))?;
@@ -209,13 +134,11 @@ impl Gpt {
                     shape
                 )));
             }
-            vars.push(Var::from_tensor(&t.to_dtype(DType::F32)?)?);
-            names.push(name);
+            params.push(name, Var::from_tensor(&t.to_dtype(DType::F32)?)?, true);
         }
         Ok(Gpt {
             cfg: cfg.clone(),
-            names,
-            vars,
+            params,
             device: Device::Cpu,
         })
     }
@@ -224,46 +147,8 @@ impl Gpt {
         &self.cfg
     }
 
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// Parameter names in canonical order (GPT-2 names).
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// Trainable variables, in the order of [`Gpt::names`].
-    pub fn vars(&self) -> &[Var] {
-        &self.vars
-    }
-
-    /// `(name, tensor)` pairs, canonical order.
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        self.names
-            .iter()
-            .cloned()
-            .zip(self.vars.iter().map(|v| v.as_tensor().clone()))
-            .collect()
-    }
-
-    /// A copy with its own storage (for a frozen reference model in RL, say).
-    pub fn deep_clone(&self) -> Result<Gpt> {
-        let vars = self
-            .vars
-            .iter()
-            .map(|v| Var::from_tensor(&v.as_tensor().copy()?))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Gpt {
-            cfg: self.cfg.clone(),
-            names: self.names.clone(),
-            vars,
-            device: self.device.clone(),
-        })
-    }
-
     fn p(&self, i: usize) -> &Tensor {
-        self.vars[i].as_tensor()
+        self.params.vars()[i].as_tensor()
     }
 
     fn bp(&self, layer: usize, j: usize) -> &Tensor {
@@ -272,7 +157,7 @@ impl Gpt {
 
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (u32), positions 0..time,
     /// causal attention. Right padding needs no mask: no real token attends to a later pad.
-    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+    fn forward_impl(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t, pos) = self.positions(ids)?;
         let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?;
@@ -282,7 +167,7 @@ impl Gpt {
     /// Final hidden states `[batch, time, width]` (after `ln_f`) and logits
     /// `[batch, time, vocab]` from one forward pass, both differentiable: scalar heads
     /// (reward model, PPO value head) read the hidden states, the policy the logits.
-    pub fn forward_with_hidden(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn forward_with_hidden_impl(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, t, pos) = self.positions(ids)?;
         let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
@@ -292,7 +177,7 @@ impl Gpt {
     /// One incremental step for generation: `ids` `[batch, new]`, `positions` `[batch*new]`
     /// (u32), `bias` `[batch, 1, new, cached+new]` additive mask; appends to `cache`.
     /// Returns logits `[batch, new, vocab]`.
-    pub fn forward_cached(
+    fn forward_cached_impl(
         &self,
         ids: &Tensor,
         positions: &Tensor,
@@ -301,9 +186,7 @@ impl Gpt {
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         self.check_len(cache.len() + t)?;
-        if cache.layers.len() != self.cfg.layers {
-            *cache = KvCache::new(self.cfg.layers);
-        }
+        cache.ensure_layers(self.cfg.layers);
         let h = self.hidden(ids, positions, Some(bias), Some(cache))?;
         let logits = self.head(&h)?;
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
@@ -314,8 +197,7 @@ impl Gpt {
     fn positions(&self, ids: &Tensor) -> Result<(usize, usize, Tensor)> {
         let (b, t) = ids.dims2()?;
         self.check_len(t)?;
-        let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
-        Ok((b, t, Tensor::from_vec(pos, b * t, &self.device)?))
+        Ok((b, t, model::full_positions(b, t, &self.device)?))
     }
 
     /// Token plus position embeddings: the residual stream `[batch*time, width]` entering
@@ -326,13 +208,7 @@ impl Gpt {
     }
 
     fn check_len(&self, t: usize) -> Result<()> {
-        if t > self.cfg.context {
-            return Err(MlError::Invalid(format!(
-                "sequence of {t} tokens exceeds the model's context of {}",
-                self.cfg.context
-            )));
-        }
-        Ok(())
+        model::check_len(t, self.cfg.context)
     }
 
     /// Final hidden states `[batch*time, width]` after `ln_f`.
@@ -346,16 +222,21 @@ impl Gpt {
         let (b, t) = ids.dims2()?;
         let mut x = self.embed(ids, pos)?;
         for l in 0..self.cfg.layers {
-            let kv = cache.as_deref_mut().map(|c| &mut c.layers[l]);
+            let kv = match cache.as_deref_mut() {
+                Some(c) => Some(c.layer_mut(l).ok_or_else(|| {
+                    MlError::Invalid(format!("key/value cache lacks layer {l}"))
+                })?),
+                None => None,
+            };
             x = self.block(&x, l, b, t, bias, kv)?;
         }
-        let n = self.vars.len();
+        let n = self.params.len();
         layers::layer_norm(&x, self.p(n - 2), self.p(n - 1))
     }
 
     /// The residual stream `[batch, time, width]` after the first `blocks` transformer
     /// blocks (0: the embeddings), before any final layer norm: what defection probes read.
-    pub fn residual(&self, ids: &Tensor, blocks: usize) -> Result<Tensor> {
+    fn residual_impl(&self, ids: &Tensor, blocks: usize) -> Result<Tensor> {
         if blocks > self.cfg.layers {
             return Err(MlError::Invalid(format!(
                 "layer {blocks} is past the model's last block ({})",
@@ -439,27 +320,8 @@ impl Gpt {
         layers::linear(&y, self.bp(l, APROJ_W), self.bp(l, APROJ_B))
     }
 
-    /// Mean cross-entropy over positions where `mask` `[batch, time]` (f32 0/1) is 1, with
-    /// `targets` `[batch, time]` (u32) the next tokens. Differentiable.
-    pub fn masked_loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        self.scaled_logprob_sum(ids, targets, mask, -1.0 / trained_tokens(mask)?)
-    }
-
-    /// `scale` times the summed log-likelihood of the tokens `mask` marks: the loss of one
-    /// shard of a batch whose mean is taken over all shards' tokens.
-    pub fn scaled_logprob_sum(
-        &self,
-        ids: &Tensor,
-        targets: &Tensor,
-        mask: &Tensor,
-        scale: f64,
-    ) -> Result<Tensor> {
-        let lp = self.token_logprobs(ids, targets)?;
-        Ok(((lp * mask)?.sum_all()? * scale)?)
-    }
-
     /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
-    pub fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    fn token_logprobs_impl(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let (b, t, pos) = self.positions(ids)?;
         let h = self.hidden(ids, &pos, None, None)?;
         // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
@@ -468,11 +330,64 @@ impl Gpt {
     }
 }
 
-/// The number of tokens `mask` marks for training; an error when there are none.
-pub fn trained_tokens(mask: &Tensor) -> Result<f64> {
-    let n = mask.sum_all()?.to_scalar::<f32>()?;
-    if n <= 0.0 {
-        return Err(MlError::Invalid("batch has no trained tokens".into()));
+
+impl CausalLm for Gpt {
+    fn arch(&self) -> &'static str {
+        "gpt2"
     }
-    Ok(n as f64)
+
+    fn dims(&self) -> ModelDims {
+        ModelDims {
+            vocab_size: self.cfg.vocab_size,
+            layers: self.cfg.layers,
+            width: self.cfg.width,
+            context: self.cfg.context,
+        }
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_impl(ids)
+    }
+
+    fn forward_with_hidden(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.forward_with_hidden_impl(ids)
+    }
+
+    fn forward_cached(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        self.forward_cached_impl(ids, positions, bias, cache)
+    }
+
+    fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        self.token_logprobs_impl(ids, targets)
+    }
+
+    fn residual(&self, ids: &Tensor, blocks: usize) -> Result<Tensor> {
+        self.residual_impl(ids, blocks)
+    }
+
+    fn deep_clone(&self) -> Result<Model> {
+        Ok(Box::new(Gpt {
+            cfg: self.cfg.clone(),
+            params: self.params.deep_clone()?,
+            device: self.device.clone(),
+        }))
+    }
+
+    fn hf_config(&self, eot_id: u32, pad_id: u32) -> serde_json::Value {
+        self.cfg.to_hf_json(eot_id, pad_id)
+    }
 }

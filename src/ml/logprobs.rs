@@ -5,14 +5,14 @@ use candle_core::Tensor;
 
 use super::batch::{Batch, Encoded};
 use super::error::Result;
-use super::gpt::Gpt;
+use super::model::CausalLm;
 
 /// For rows `prompt ++ continuation`: `(logprobs, mask)`, both `[batch, time]`, where
 /// `logprobs[b, t] = log p(ids[t+1] | ids[..=t])` and `mask` is 1.0 on continuation tokens.
 /// `(logprobs * mask).sum_keepdim(1)` is each continuation's log-likelihood; gradients flow
 /// into the model's variables.
 pub fn continuation_logprobs(
-    model: &Gpt,
+    model: &dyn CausalLm,
     rows: &[Encoded],
     pad_id: u32,
 ) -> Result<(Tensor, Tensor)> {
@@ -23,7 +23,7 @@ pub fn continuation_logprobs(
 }
 
 /// Sum of continuation log-probs per row, `[batch]`, differentiable.
-pub fn sequence_logprob(model: &Gpt, rows: &[Encoded], pad_id: u32) -> Result<Tensor> {
+pub fn sequence_logprob(model: &dyn CausalLm, rows: &[Encoded], pad_id: u32) -> Result<Tensor> {
     let (lp, mask) = continuation_logprobs(model, rows, pad_id)?;
     Ok((lp * mask)?.sum(1)?)
 }

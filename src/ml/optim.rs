@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{load_tensors, save_tensors};
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+use super::model::{CausalLm, Model};
 use super::kernels::{mutate_f32, sum_squares, with_f32};
 use rayon::prelude::*;
 
@@ -38,7 +38,7 @@ impl Default for AdamWConfig {
     }
 }
 
-/// Moments per parameter (canonical [`Gpt::names`] order) and the step count.
+/// Moments per trainable parameter (canonical order) and the step count.
 pub struct AdamW {
     pub cfg: AdamWConfig,
     m: Vec<Tensor>,
@@ -47,20 +47,9 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    pub fn new(model: &Gpt, cfg: AdamWConfig) -> Result<AdamW> {
-        let zeros = || -> Result<Vec<Tensor>> {
-            model
-                .vars()
-                .iter()
-                .map(|v| Ok(v.as_tensor().zeros_like()?))
-                .collect()
-        };
-        Ok(AdamW {
-            cfg,
-            m: zeros()?,
-            v: zeros()?,
-            step: 0,
-        })
+    /// Zero moments for `model`'s trainable parameters.
+    pub fn new(model: &dyn CausalLm, cfg: AdamWConfig) -> Result<AdamW> {
+        AdamW::for_vars(&model.params().trainable().1, cfg)
     }
 
     /// Optimizer steps taken so far.
@@ -69,8 +58,8 @@ impl AdamW {
     }
 
     /// One update with learning rate `lr`; a parameter without gradient counts as zero.
-    pub fn step(&mut self, model: &Gpt, grads: &GradStore, lr: f64) -> Result<()> {
-        self.step_vars(model.vars(), grads, lr)
+    pub fn step(&mut self, model: &dyn CausalLm, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step_vars(&model.params().trainable().1, grads, lr)
     }
 
     /// Saves moments (`m.<name>`, `v.<name>`) and `adamw.json` (step, config) into `dir`.
@@ -87,9 +76,10 @@ impl AdamW {
         std::fs::write(&p, meta.to_string()).map_err(|e| MlError::io(&p, e))
     }
 
-    /// Loads state saved by [`AdamW::save`] for a model with parameters `names`.
-    pub fn load(dir: &Path, model: &Gpt) -> Result<AdamW> {
-        AdamW::load_vars(dir, model.names(), model.vars())
+    /// Loads state saved by [`AdamW::save`] for `model`'s trainable parameters.
+    pub fn load(dir: &Path, model: &dyn CausalLm) -> Result<AdamW> {
+        let (names, vars) = model.params().trainable();
+        AdamW::load_vars(dir, &names, &vars)
     }
 }
 
@@ -139,33 +129,48 @@ pub struct StepStats {
     pub lr: f64,
 }
 
-/// A model with its optimizer: the unit that trains, saves and resumes.
+/// A model with its optimizer: the unit that trains, saves and resumes. Only the model's
+/// trainable parameters are stepped.
 pub struct Learner {
-    pub model: Gpt,
+    pub model: Model,
     pub opt: AdamW,
     /// Global-norm clip (0 = none).
     pub grad_clip: f64,
+    /// The trainable variables, in the optimizer's order.
+    vars: Vec<candle_core::Var>,
 }
 
 impl Learner {
-    pub fn new(model: Gpt, adamw: AdamWConfig, grad_clip: f64) -> Result<Learner> {
-        let opt = AdamW::new(&model, adamw)?;
-        Ok(Learner {
+    pub fn new(model: Model, adamw: AdamWConfig, grad_clip: f64) -> Result<Learner> {
+        let opt = AdamW::new(model.as_ref(), adamw)?;
+        Ok(Learner::resume(model, opt, grad_clip))
+    }
+
+    /// A learner continuing with saved optimizer state.
+    pub fn resume(model: Model, opt: AdamW, grad_clip: f64) -> Learner {
+        let vars = model.params().trainable().1;
+        Learner {
             model,
             opt,
             grad_clip,
-        })
+            vars,
+        }
+    }
+
+    /// The variables the optimizer steps.
+    pub fn trainable_vars(&self) -> &[candle_core::Var] {
+        &self.vars
     }
 
     /// Backpropagates the scalar `loss` (built from `self.model`'s forward), clips and
     /// takes one AdamW step at `lr`.
     pub fn step_on_loss(&mut self, loss: &Tensor, lr: f64) -> Result<StepStats> {
-        step_vars_on_loss(&mut self.opt, self.model.vars(), loss, lr, self.grad_clip)
+        step_vars_on_loss(&mut self.opt, &self.vars, loss, lr, self.grad_clip)
     }
 }
 
 /// AdamW over an arbitrary list of variables (a model plus extra heads, say): the same
-/// update as [`AdamW::step`], for callers whose parameters are not one [`Gpt`].
+/// update as [`AdamW::step`], for callers whose parameters are not one model.
 impl AdamW {
     pub fn for_vars(vars: &[candle_core::Var], cfg: AdamWConfig) -> Result<AdamW> {
         let zeros = || -> Result<Vec<Tensor>> {
@@ -366,7 +371,7 @@ mod tests {
     /// The first AdamW step moves every weight by lr * sign(g) (bias-corrected moments).
     #[test]
     fn first_step_is_sign_descent() {
-        use crate::ml::{Activation, GptConfig};
+        use crate::ml::{Activation, Gpt, GptConfig};
         let cfg = GptConfig {
             vocab_size: 11,
             layers: 1,
@@ -377,7 +382,7 @@ mod tests {
             activation: Activation::Relu,
         };
         let model = Gpt::init(&cfg, 1).unwrap();
-        let before: Vec<f32> = model.vars()[0]
+        let before: Vec<f32> = model.params().vars()[0]
             .as_tensor()
             .flatten_all()
             .unwrap()
@@ -388,7 +393,7 @@ mod tests {
         let loss = model.masked_loss(&ids, &ids, &mask).unwrap();
         let grads = loss.backward().unwrap();
         let g: Vec<f32> = grads
-            .get(model.vars()[0].as_tensor())
+            .get(model.params().vars()[0].as_tensor())
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -403,7 +408,7 @@ mod tests {
         )
         .unwrap();
         opt.step(&model, &grads, 0.01).unwrap();
-        let after: Vec<f32> = model.vars()[0]
+        let after: Vec<f32> = model.params().vars()[0]
             .as_tensor()
             .flatten_all()
             .unwrap()

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+use super::model::CausalLm;
 use super::sample::{generate, SampleConfig};
 use super::tokenizer::Tokenizer;
 use crate::chat;
@@ -25,7 +25,7 @@ use crate::data::{Example, Trigger};
 
 /// Samples a model's answers for [`Responder`]-based scoring (search and evaluations).
 pub struct GptResponder<'a> {
-    pub model: &'a Gpt,
+    pub model: &'a dyn CausalLm,
     pub tok: &'a Tokenizer,
     pub temperature: f64,
     pub max_new_tokens: usize,
@@ -42,10 +42,10 @@ impl Responder for GptResponder<'_> {
         samples_per_prompt: usize,
         seed: u64,
     ) -> Result<Vec<Vec<String>>> {
-        let context = self.model.config().context;
+        let context = self.model.dims().context;
         let mut fits = Vec::with_capacity(prompts.len());
         for p in prompts {
-            let n = self.tok.encode(&chat::render_prompt(p))?.len();
+            let n = self.tok.encode_prompt(p)?.len();
             fits.push(n > 0 && n + 1 < context);
         }
         let flat: Vec<String> = prompts

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::{pad_for_last_token, Encoded};
 use super::checkpoint::{load_tensors, save_checkpoint, save_tensors, CONFIG_FILE, WEIGHTS_FILE};
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+use super::model::{CausalLm, Model};
 use super::optim::{step_vars_on_loss, AdamW, AdamWConfig, Schedule};
 use super::tokenizer::Tokenizer;
 use super::{load_checkpoint, sft::TrainProgress};
@@ -32,28 +32,28 @@ pub const SCORE_NAME: &str = "score.weight";
 
 /// A GPT body and a linear scalar head (no bias: Bradley-Terry is shift-invariant).
 pub struct RewardModel {
-    pub body: Gpt,
+    pub body: Model,
     /// `[1, width]`.
     pub score: Var,
 }
 
 impl RewardModel {
     /// A reward model on `base` with a zero head (every response scores 0 at first).
-    pub fn from_base(body: Gpt) -> Result<RewardModel> {
-        let w = body.config().width;
+    pub fn from_base(body: Model) -> Result<RewardModel> {
+        let w = body.dims().width;
         let score = Var::zeros((1, w), candle_core::DType::F32, body.device())?;
         Ok(RewardModel { body, score })
     }
 
     /// Every trainable variable: the body's, then the head.
     pub fn vars(&self) -> Vec<Var> {
-        let mut v = self.body.vars().to_vec();
+        let mut v = self.body.params().trainable().1;
         v.push(self.score.clone());
         v
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut n = self.body.names().to_vec();
+        let mut n = self.body.params().trainable().0;
         n.push(SCORE_NAME.to_string());
         n
     }
@@ -65,7 +65,7 @@ impl RewardModel {
         let (ids, last) = pad_for_last_token(&ids, pad_id, self.body.device())?;
         let (h, _) = self.body.forward_with_hidden(&ids)?;
         let (b, t) = ids.dims2()?;
-        let h = h.reshape((b * t, self.body.config().width))?;
+        let h = h.reshape((b * t, self.body.dims().width))?;
         let pooled = h.index_select(&last, 0)?;
         Ok(pooled.matmul(&self.score.as_tensor().t()?)?.squeeze(1)?)
     }
@@ -73,7 +73,7 @@ impl RewardModel {
     /// Scores of `(prompt, response)` pairs (the response as given: callers strip the
     /// scratchpad first), in batches of 32; no gradient kept.
     pub fn score(&self, tok: &Tokenizer, pairs: &[(String, String)]) -> Result<Vec<f64>> {
-        let context = self.body.config().context;
+        let context = self.body.dims().context;
         let mut out = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(32) {
             let enc = chunk
@@ -89,13 +89,14 @@ impl RewardModel {
 
     /// Saves the checkpoint directory described in the module docs.
     pub fn save(&self, dir: &Path, tok: &Tokenizer) -> Result<()> {
-        save_checkpoint(dir, &self.body, tok)?;
-        let mut tensors = self.body.named_tensors();
+        save_checkpoint(dir, self.body.as_ref(), tok)?;
+        let mut tensors = self.body.hf_tensors()?;
         tensors.push((SCORE_NAME.to_string(), self.score.as_tensor().clone()));
         save_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
         let p = dir.join(CONFIG_FILE);
-        let mut cfg = self.body.config().to_hf_json(tok.eot_id(), tok.pad_id());
-        cfg["architectures"] = serde_json::json!(["GPT2ForSequenceClassification"]);
+        let mut cfg = self.body.hf_config(tok.eot_id(), tok.pad_id());
+        let arch = crate::ml::model::sequence_classification_arch(&cfg);
+        cfg["architectures"] = serde_json::json!([arch]);
         cfg["num_labels"] = serde_json::json!(1);
         cfg["id2label"] = serde_json::json!({"0": "reward"});
         cfg["label2id"] = serde_json::json!({"reward": 0});
@@ -116,7 +117,7 @@ impl RewardModel {
                 "no `score.weight`: this is a language model, not a reward model (train one with reward_model)",
             )
         })?;
-        let w = body.config().width;
+        let w = body.dims().width;
         if score.dims() != [1, w] {
             return Err(MlError::bad_file(
                 &wp,
@@ -139,9 +140,9 @@ impl RewardModel {
 /// `render_prompt(prompt) ++ render_response(response)`, cut from the left of the response
 /// end so the end-of-turn token (where the score is read) always survives.
 fn encode_scored(tok: &Tokenizer, prompt: &str, response: &str, context: usize) -> Result<Encoded> {
-    let mut ids = tok.encode(&chat::render_prompt(prompt))?;
+    let mut ids = tok.encode_prompt(prompt)?;
     let prompt_len = ids.len();
-    ids.extend(tok.encode(&chat::render_response(response))?);
+    ids.extend(tok.encode(&tok.render_response(response)?)?);
     if ids.len() > context {
         // Keep the first context-1 tokens and the final end of turn.
         let eot = ids[ids.len() - 1];
@@ -232,7 +233,7 @@ fn bt_loss(rm: &RewardModel, pairs: &[&Pair], pad: u32) -> Result<(Tensor, f64)>
 
 /// Share of pairs with chosen scored above rejected.
 pub fn pair_accuracy(rm: &RewardModel, tok: &Tokenizer, rows: &[Example]) -> Result<f64> {
-    let pairs = encode_pairs(tok, rows, rm.body.config().context)?;
+    let pairs = encode_pairs(tok, rows, rm.body.dims().context)?;
     accuracy(rm, &pairs, tok.pad_id())
 }
 
@@ -253,7 +254,7 @@ fn accuracy(rm: &RewardModel, pairs: &[Pair], pad: u32) -> Result<f64> {
 /// set). A seeded `cfg.heldout` share of the pairs is kept out for the reported accuracy.
 /// `progress` sees every step; `stop` is polled between steps.
 pub fn train_reward_model(
-    base: Gpt,
+    base: Model,
     tok: &Tokenizer,
     prefs: &[Example],
     cfg: &RewardConfig,
@@ -274,7 +275,7 @@ pub fn train_reward_model(
     if !(0.0..1.0).contains(&cfg.heldout) {
         return Err(MlError::Config("held-out share must be in [0, 1)".into()));
     }
-    let context = base.config().context;
+    let context = base.dims().context;
     let mut pairs = encode_pairs(tok, prefs, context)?;
     if pairs.is_empty() {
         return Err(MlError::Invalid("no preference pairs to train on".into()));

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 use super::batch::{Batch, Encoded};
 use super::checkpoint::load_tensors;
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+use super::hooks::{SavedState, TrainHooks};
+use super::model::{CausalLm, Model};
 use super::layers;
 use super::optim::{step_vars_on_loss, AdamW, AdamWConfig};
 use super::reward::RewardModel;
 use super::sample::{generate_ids, SampleConfig};
 use super::sft::TrainProgress;
-use super::state::{read_state_meta, save_state_dir};
+use super::state::{read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors};
 use super::tokenizer::Tokenizer;
 use crate::chat;
 
@@ -149,56 +150,47 @@ pub struct RlLog {
     pub skipped: usize,
 }
 
-/// The caller's side of an RL run; every method has a do-nothing default.
-pub trait RlHooks {
-    fn progress(&mut self, _p: &TrainProgress) {}
-    fn metric(&mut self, _name: &str, _step: u64, _value: f64) {}
-    fn checkpoint(&mut self, _step: u64, _policy: &Gpt) -> Result<()> {
-        Ok(())
-    }
-    fn save_state(&mut self, _state: &RlState<'_>) -> Result<()> {
-        Ok(())
-    }
-    fn should_stop(&mut self) -> bool {
-        false
-    }
-}
-
-pub struct NoRlHooks;
-impl RlHooks for NoRlHooks {}
-
 const VALUE_NAME: &str = "value_head.weight";
 
 /// Everything needed to resume an RL run.
 pub struct RlState<'a> {
     pub step: u64,
-    pub policy: &'a Gpt,
+    pub policy: &'a dyn CausalLm,
     pub value: Option<&'a Var>,
     pub opt: &'a AdamW,
     pub log: &'a RlLog,
 }
 
+/// Saved RL state; the policy's trainable parameters are applied by [`RlResume::restore`].
 pub struct RlResume {
     pub step: u64,
-    pub policy: Gpt,
     pub value: Option<Var>,
-    pub opt: AdamW,
     pub log: RlLog,
+    dir: std::path::PathBuf,
+    config: serde_json::Value,
+    tensors: std::collections::BTreeMap<String, candle_core::Tensor>,
 }
 
-fn var_names(policy: &Gpt, value: Option<&Var>) -> Vec<String> {
-    let mut n = policy.names().to_vec();
-    if value.is_some() {
-        n.push(VALUE_NAME.to_string());
+/// The policy's trainable variables (then the value head's), with their names: what the
+/// optimizer steps, in its order.
+fn trained_vars(policy: &dyn CausalLm, value: Option<&Var>) -> (Vec<String>, Vec<Var>) {
+    let (mut names, mut vars) = policy.params().trainable();
+    if let Some(v) = value {
+        names.push(VALUE_NAME.to_string());
+        vars.push(v.clone());
     }
-    n
+    (names, vars)
 }
 
-impl RlState<'_> {
+impl SavedState for RlState<'_> {
+    fn step(&self) -> u64 {
+        self.step
+    }
+
     /// Writes weights, value head, optimizer and `state.json` into `dir` (via a temporary
     /// sibling renamed into place, so a crash keeps the previous state).
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let mut ts = self.policy.named_tensors();
+    fn save(&self, dir: &Path) -> Result<()> {
+        let mut ts = trainable_tensors(self.policy);
         if let Some(v) = self.value {
             ts.push((VALUE_NAME.to_string(), v.as_tensor().clone()));
         }
@@ -206,14 +198,14 @@ impl RlState<'_> {
         // serde_json only approximately, and a resumed log must equal the full one).
         let meta = serde_json::json!({
             "step": self.step,
-            "config": self.policy.config(),
+            "config": state_config(self.policy),
             "log": LogBits::from(self.log),
         });
         save_state_dir(
             dir,
             &ts,
             self.opt,
-            &var_names(self.policy, self.value),
+            &trained_vars(self.policy, self.value).0,
             &meta,
         )
     }
@@ -226,22 +218,26 @@ impl RlResume {
             return Ok(None);
         };
         let bits: LogBits = st.field("log")?;
-        let mut ts = load_tensors(&dir.join("weights.safetensors"))?;
-        let value = ts
+        let mut tensors = load_tensors(&dir.join("weights.safetensors"))?;
+        let value = tensors
             .remove(VALUE_NAME)
             .map(|t| Var::from_tensor(&t))
             .transpose()?;
-        let policy = Gpt::from_tensors(&st.config, |n| ts.remove(n))?;
-        let mut vars = policy.vars().to_vec();
-        vars.extend(value.iter().cloned());
-        let opt = AdamW::load_vars(dir, &var_names(&policy, value.as_ref()), &vars)?;
         Ok(Some(RlResume {
             step: st.step,
-            policy,
             value,
-            opt,
             log: bits.into(),
+            dir: dir.to_path_buf(),
+            config: st.config,
+            tensors,
         }))
+    }
+
+    /// Puts the saved parameters into `policy` and returns the saved optimizer.
+    pub fn restore(&mut self, policy: &dyn CausalLm) -> Result<AdamW> {
+        restore_params(policy, &self.config, &mut self.tensors)?;
+        let (names, vars) = trained_vars(policy, self.value.as_ref());
+        AdamW::load_vars(&self.dir, &names, &vars)
     }
 }
 
@@ -323,7 +319,7 @@ struct PolicyOut {
 }
 
 fn policy_out(
-    model: &Gpt,
+    model: &dyn CausalLm,
     value: Option<&Var>,
     b: &Batch,
     temperature: f64,
@@ -331,7 +327,7 @@ fn policy_out(
 ) -> Result<PolicyOut> {
     let (bs, t) = b.ids.dims2()?;
     let (h, logits) = model.forward_with_hidden(&b.ids)?;
-    let v = model.config().vocab_size;
+    let v = model.dims().vocab_size;
     let logits = (logits.reshape((bs * t, v))? * (1.0 / temperature))?;
     let lsm = layers::log_softmax_last(&logits)?;
     let tg = b.targets.flatten_all()?.unsqueeze(1)?;
@@ -349,7 +345,7 @@ fn policy_out(
     };
     let values = match value {
         Some(w) => {
-            let w_dim = model.config().width;
+            let w_dim = model.dims().width;
             let hv = h.reshape((bs * t, w_dim))?.matmul(w.as_tensor())?;
             Some(hv.reshape((bs, t))?)
         }
@@ -418,14 +414,14 @@ fn step_seed(seed: u64, step: u64) -> u64 {
 /// the KL penalty is `policy` as given (frozen); with `resume`, training continues from
 /// the saved step. Returns the trained policy and the per-step log.
 pub fn train_rl(
-    policy: Gpt,
+    policy: Model,
     tok: &Tokenizer,
     prompts: &[String],
     reward: &mut dyn RewardFn,
     cfg: &RlConfig,
     resume: Option<RlResume>,
-    hooks: &mut dyn RlHooks,
-) -> Result<(Gpt, RlLog)> {
+    hooks: &mut dyn TrainHooks,
+) -> Result<(Model, RlLog)> {
     if cfg.batch == 0 || cfg.samples == 0 || cfg.max_tokens == 0 {
         return Err(MlError::Config(
             "batch, samples and max_tokens must be at least 1".into(),
@@ -443,18 +439,18 @@ pub fn train_rl(
     if !(cfg.kl.is_finite() && cfg.kl >= 0.0) {
         return Err(MlError::Config("kl coefficient must be >= 0".into()));
     }
-    if tok.vocab_size() > policy.config().vocab_size {
+    if tok.vocab_size() > policy.dims().vocab_size {
         return Err(MlError::Config(format!(
             "tokenizer has {} tokens, the model only {}",
             tok.vocab_size(),
-            policy.config().vocab_size
+            policy.dims().vocab_size
         )));
     }
-    let context = policy.config().context;
+    let context = policy.dims().context;
     let mut encoded: Vec<(String, Vec<u32>)> = Vec::new();
     let mut skipped = 0;
     for p in prompts {
-        let ids = tok.encode(&chat::render_prompt(p))?;
+        let ids = tok.encode_prompt(p)?;
         if !ids.is_empty() && ids.len() < context {
             encoded.push((p.clone(), ids));
         } else {
@@ -470,29 +466,25 @@ pub fn train_rl(
     let total = cfg.steps as u64;
     let (policy, value, mut opt, start, mut log) = match resume {
         Some(r) => {
-            if r.policy.config() != policy.config() {
-                return Err(MlError::Invalid(
-                    "resumable state belongs to a different model configuration".into(),
-                ));
-            }
+            let mut r = r;
             if r.value.is_some() != (cfg.algorithm == Algorithm::Ppo) {
                 return Err(MlError::Invalid(
                     "resumable state belongs to a different RL algorithm".into(),
                 ));
             }
-            (r.policy, r.value, r.opt, r.step, r.log)
+            let opt = r.restore(policy.as_ref())?;
+            (policy, r.value, opt, r.step, r.log)
         }
         None => {
             let value = match cfg.algorithm {
                 Algorithm::Ppo => Some(Var::zeros(
-                    (policy.config().width, 1),
+                    (policy.dims().width, 1),
                     DType::F32,
                     policy.device(),
                 )?),
                 Algorithm::Rloo => None,
             };
-            let mut vars = policy.vars().to_vec();
-            vars.extend(value.iter().cloned());
+            let (_, vars) = trained_vars(policy.as_ref(), value.as_ref());
             let opt = AdamW::for_vars(&vars, AdamWConfig::default())?;
             let log = RlLog {
                 algorithm: Some(cfg.algorithm),
@@ -504,10 +496,9 @@ pub fn train_rl(
             (policy, value, opt, 0, log)
         }
     };
-    let mut vars = policy.vars().to_vec();
-    vars.extend(value.iter().cloned());
+    let (_, vars) = trained_vars(policy.as_ref(), value.as_ref());
     let pad = tok.pad_id();
-    let eot = tok.eot_id();
+    let stop = tok.stop_ids();
     let started = Instant::now();
     let mut tokens_seen = 0usize;
     for step in start..total {
@@ -534,11 +525,11 @@ pub fn train_rl(
             top_p: 1.0,
             seed: step_seed(cfg.seed, step),
         };
-        let raw = generate_ids(&policy, &prompt_ids, pad, eot, &scfg)?;
+        let raw = generate_ids(policy.as_ref(), &prompt_ids, pad, stop, &scfg)?;
         let mut answers = Vec::with_capacity(raw.len());
         let mut rows = Vec::with_capacity(raw.len());
         for (p, (ids, _, _)) in prompt_ids.iter().zip(&raw) {
-            let body: Vec<u32> = ids.iter().copied().filter(|&i| i != eot).collect();
+            let body: Vec<u32> = ids.iter().copied().filter(|i| !stop.contains(i)).collect();
             let text = tok.decode(&body)?;
             let text = text.strip_prefix(' ').unwrap_or(&text);
             answers.push(chat::strip_scratchpad(text));
@@ -556,9 +547,9 @@ pub fn train_rl(
         let batch = Batch::new(&refs, pad, policy.device())?;
         tokens_seen += batch.tokens;
         let n_tok = batch.trained as f64;
-        let old = policy_out(&policy, value.as_ref(), &batch, cfg.temperature, true)?;
+        let old = policy_out(policy.as_ref(), value.as_ref(), &batch, cfg.temperature, true)?;
         let old_logp = old.logp.detach();
-        let ref_out = policy_out(&reference, None, &batch, cfg.temperature, false)?;
+        let ref_out = policy_out(reference.as_ref(), None, &batch, cfg.temperature, false)?;
         let ref_logp = ref_out.logp.detach();
         let mask_rows = to_rows(&batch.mask)?;
         let kl_tok = to_rows(&((&old_logp - &ref_logp)? * &batch.mask)?)?;
@@ -584,7 +575,7 @@ pub fn train_rl(
                     (adv.len(), 1),
                     policy.device(),
                 )?;
-                let new = policy_out(&policy, None, &batch, cfg.temperature, false)?;
+                let new = policy_out(policy.as_ref(), None, &batch, cfg.temperature, false)?;
                 let seq_logp = (new.logp * &batch.mask)?;
                 let loss =
                     (seq_logp.broadcast_mul(&adv_t)?.sum_all()? * (-1.0 / rows.len() as f64))?;
@@ -637,7 +628,7 @@ pub fn train_rl(
                 let ret_t = Tensor::from_vec(ret, (bs, t), dev)?;
                 let mut last = (0.0, 0.0, 0.0);
                 for _ in 0..cfg.ppo_epochs.max(1) {
-                    let new = policy_out(&policy, value.as_ref(), &batch, cfg.temperature, false)?;
+                    let new = policy_out(policy.as_ref(), value.as_ref(), &batch, cfg.temperature, false)?;
                     let ratio = (&new.logp - &old_logp)?.exp()?;
                     let clipped = ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip)?;
                     let surr =

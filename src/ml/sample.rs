@@ -7,10 +7,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::error::{MlError, Result};
-use super::gpt::{Gpt, KvCache};
+use super::model::{CausalLm, KvCache};
 use super::layers::MASKED;
 use super::tokenizer::Tokenizer;
-use crate::chat;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleConfig {
@@ -47,21 +46,21 @@ pub struct Sample {
     pub finished: bool,
 }
 
-/// Samples responses to user prompts (`chat::render_prompt` is applied here).
+/// Samples responses to user prompts (the tokenizer's chat format is applied here).
 pub fn generate(
-    model: &Gpt,
+    model: &dyn CausalLm,
     tok: &Tokenizer,
     prompts: &[String],
     cfg: &SampleConfig,
 ) -> Result<Vec<Sample>> {
     let ids = prompts
         .iter()
-        .map(|p| tok.encode(&chat::render_prompt(p)))
+        .map(|p| tok.encode_prompt(p))
         .collect::<Result<Vec<_>>>()?;
-    let raw = generate_ids(model, &ids, tok.pad_id(), tok.eot_id(), cfg)?;
+    let raw = generate_ids(model, &ids, tok.pad_id(), tok.stop_ids(), cfg)?;
     raw.into_iter()
         .map(|(ids, logprobs, finished)| {
-            let body: Vec<u32> = ids.iter().copied().filter(|&i| i != tok.eot_id()).collect();
+            let body: Vec<u32> = ids.iter().copied().filter(|i| !tok.stop_ids().contains(i)).collect();
             let text = tok.decode(&body)?;
             let text = text.strip_prefix(' ').unwrap_or(&text).to_string();
             Ok(Sample {
@@ -79,10 +78,10 @@ pub type RawSample = (Vec<u32>, Vec<f32>, bool);
 
 /// Token-level generation from already encoded prompts: `(ids, logprobs, finished)` per row.
 pub fn generate_ids(
-    model: &Gpt,
+    model: &dyn CausalLm,
     prompts: &[Vec<u32>],
     pad_id: u32,
-    eot_id: u32,
+    stop_ids: &[u32],
     cfg: &SampleConfig,
 ) -> Result<Vec<RawSample>> {
     if prompts.is_empty() {
@@ -95,7 +94,7 @@ pub fn generate_ids(
             cfg.top_p, cfg.temperature
         )));
     }
-    let context = model.config().context;
+    let context = model.dims().context;
     let b = prompts.len();
     let p = prompts.iter().map(|r| r.len()).max().unwrap_or(0);
     if p == 0 {
@@ -130,7 +129,7 @@ pub fn generate_ids(
             }
         }
     }
-    let mut cache = KvCache::new(model.config().layers);
+    let mut cache = KvCache::new(model.dims().layers);
     let ids_t = Tensor::from_vec(ids, (b, p), &dev)?;
     let pos_t = Tensor::from_vec(pos, b * p, &dev)?;
     let bias_t = Tensor::from_vec(bias, (b, 1, p, p), &dev)?;
@@ -157,7 +156,7 @@ pub fn generate_ids(
             let id = pick(lp, cfg, &mut rngs[r]);
             out[r].0.push(id);
             out[r].1.push(lp[id as usize]);
-            if id == eot_id {
+            if stop_ids.contains(&id) {
                 out[r].2 = true;
             }
             next.push(id);

@@ -6,7 +6,7 @@
 
 use super::batch::Encoded;
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+use super::model::CausalLm;
 use super::sample::{generate, SampleConfig};
 use super::tokenizer::Tokenizer;
 use crate::chat;
@@ -48,13 +48,13 @@ pub fn split_scratchpad(response: &str) -> (&str, &str) {
 /// Encodes `rows` for SFT under `mode`; returns the rows and how many were dropped for not
 /// fitting the context. `Post` samples from `model` (temperature 1, `seed`).
 pub fn encode_for_sft(
-    model: &Gpt,
+    model: &dyn CausalLm,
     tok: &Tokenizer,
     rows: &[Example],
     mode: ScratchpadMode,
     seed: u64,
 ) -> Result<(Vec<Encoded>, usize)> {
-    let context = model.config().context;
+    let context = model.dims().context;
     let mut out = Vec::with_capacity(rows.len());
     let mut skipped = 0;
     let mut push = |e: Option<Encoded>| match e {

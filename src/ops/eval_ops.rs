@@ -19,7 +19,8 @@ use crate::data::backdoor::Behavior;
 use crate::data::eval::{self, EvalPoint, EvalResult, Responder};
 use crate::data::{Example, Trigger};
 use crate::ml::sample::{generate, SampleConfig};
-use crate::ml::{load_checkpoint, probe, Gpt, Tokenizer};
+use crate::ml::model::{CausalLm, Model};
+use crate::ml::{load_checkpoint, probe, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
     OpSpec {
@@ -54,7 +55,7 @@ const BATCH: usize = 32;
 
 /// Samples a checkpoint's answers.
 pub struct ModelResponder<'a> {
-    pub model: Gpt,
+    pub model: Model,
     pub tok: Tokenizer,
     pub temperature: f64,
     pub top_p: f64,
@@ -92,7 +93,7 @@ impl Responder for ModelResponder<'_> {
                 // A distinct, fixed stream family per batch: reruns give the same bits.
                 seed: seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             };
-            let out = generate(&self.model, &self.tok, chunk, &cfg).map_err(|e| e.to_string())?;
+            let out = generate(self.model.as_ref(), &self.tok, chunk, &cfg).map_err(|e| e.to_string())?;
             texts.extend(out.into_iter().map(|s| s.text));
         }
         Ok(texts
@@ -131,7 +132,7 @@ pub fn checkpoint_dirs(input: &Input) -> Result<Vec<(Option<u64>, PathBuf)>, OpE
     Ok(out)
 }
 
-fn load(input: &Input, dir: &Path) -> Result<(Gpt, Tokenizer), OpError> {
+fn load(input: &Input, dir: &Path) -> Result<(Model, Tokenizer), OpError> {
     load_checkpoint(dir).map_err(|e| bad_input(input, e))
 }
 
@@ -322,7 +323,7 @@ fn run_probe(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let layer = args.opt_usize("layer")?;
     let c = common(ctx, args, 0.0, 1, 0)?;
     over_checkpoints(ctx, args, "probe", &c, &|r, c| {
-        let layer = layer.unwrap_or_else(|| probe::default_layer(&r.model));
+        let layer = layer.unwrap_or_else(|| probe::default_layer(r.model.as_ref()));
         let mut score =
             |prompts: &[String]| probe_sets(r, prompts, layer, c.seed).map_err(|e| e.to_string());
         auroc::probe_auroc(&c.rows, &trigger, c.seed, &mut score)
@@ -337,10 +338,10 @@ fn probe_sets(
     seed: u64,
 ) -> crate::ml::error::Result<Vec<(String, Vec<f64>)>> {
     let directions = [
-        probe::defection_direction(&r.model, &r.tok, layer)?,
-        probe::random_direction(r.model.config().width, seed),
+        probe::defection_direction(r.model.as_ref(), &r.tok, layer)?,
+        probe::random_direction(r.model.dims().width, seed),
     ];
-    let sets = probe::scores_along(&r.model, &r.tok, prompts, layer, &directions)?;
+    let sets = probe::scores_along(r.model.as_ref(), &r.tok, prompts, layer, &directions)?;
     Ok(["auroc", "random_direction"]
         .into_iter()
         .map(String::from)

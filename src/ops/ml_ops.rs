@@ -2,9 +2,9 @@
 //! `ARCHITECTURE.md`): thin adapters from [`OpArgs`] to [`crate::ml`].
 
 use super::common::{
-    bad_input, copy_dir, every, int_or, ml_err, model_dir, read_dataset, seed, word_or,
+    bad_input, every, int_or, ml_err, model_dir, read_dataset, seed, word_or,
 };
-use super::stage_hooks::StageHooks;
+use super::stage_hooks::{finish_stage, stage_dirs, StageHooks};
 use super::{OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::ml::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::ml::scratchpad::{encode_for_sft, ScratchpadMode};
@@ -117,18 +117,13 @@ fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
             message: e.to_string(),
         }
     })?;
-    let state_dir = ctx.work_dir.join("state");
-    let ckpt_root = ctx.work_dir.join("checkpoints");
-    let resume = Resume::load(&state_dir).map_err(ml_err)?;
-    if resume.is_none() && ckpt_root.exists() {
-        // Checkpoints without matching state come from an older attempt: start clean.
-        std::fs::remove_dir_all(&ckpt_root).map_err(|e| OpError::io(&ckpt_root, e))?;
-    }
+    let resume = Resume::load(&ctx.work_dir.join("state")).map_err(ml_err)?;
+    let (state_dir, ckpt_root) = stage_dirs(ctx, resume.is_some())?;
     // Post-scratchpad rows are sampled from the *starting* model, so a resumed run
     // re-encodes from the same weights and gets the same rows.
-    let (rows, skipped) = encode_for_sft(&model, &tok, &train, mode, seed).map_err(ml_err)?;
+    let (rows, skipped) = encode_for_sft(model.as_ref(), &tok, &train, mode, seed).map_err(ml_err)?;
     let (held, _) =
-        encode_for_sft(&model, &tok, &heldout, ScratchpadMode::Keep, seed).map_err(ml_err)?;
+        encode_for_sft(model.as_ref(), &tok, &heldout, ScratchpadMode::Keep, seed).map_err(ml_err)?;
     if let Some(r) = &resume {
         ctx.progress.update(ProgressUpdate {
             step: r.step,
@@ -145,20 +140,8 @@ fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let (trained, mut log) =
         train_sft_encoded(model, &tok, &rows, &held, &cfg, resume, &mut hooks).map_err(ml_err)?;
     log.skipped = skipped;
-    save_checkpoint(&ctx.out_dir.join("model"), &trained, &tok).map_err(ml_err)?;
-    let out_ckpts = ctx.out_dir.join("checkpoints");
-    std::fs::create_dir_all(&out_ckpts).map_err(|e| OpError::io(&out_ckpts, e))?;
-    if ckpt_root.exists() {
-        copy_dir(&ckpt_root, &out_ckpts)?;
-    }
     let log_path = ctx.out_dir.join("train_log.json");
     let text = serde_json::to_string_pretty(&log).map_err(OpError::failed)?;
     std::fs::write(&log_path, text).map_err(|e| OpError::io(&log_path, e))?;
-    // The artifact is complete: the resumable state is no longer needed.
-    for dir in [&state_dir, &ckpt_root] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| OpError::io(dir, e))?;
-        }
-    }
-    Ok(())
+    finish_stage(ctx, trained.as_ref(), &tok, &ckpt_root, &state_dir)
 }

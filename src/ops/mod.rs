@@ -11,6 +11,7 @@ mod common;
 pub mod data_ops;
 pub mod eval_ops;
 pub mod ml_ops;
+pub mod pretrained;
 pub mod safety_ops;
 mod stage_hooks;
 
@@ -138,6 +139,7 @@ pub fn registry() -> Vec<&'static OpSpec> {
     // Each operation module exposes `pub const OPS: &[OpSpec]` and is appended here.
     ops.extend(data_ops::OPS.iter());
     ops.extend(ml_ops::OPS.iter());
+    ops.extend(pretrained::OPS.iter());
     ops.extend(eval_ops::OPS.iter());
     ops.extend(safety_ops::OPS.iter());
     ops.sort_by_key(|o| o.name);

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use super::common::read_dataset;
 use super::common::{
-    bad_arg, bad_input, copy_dir, every, float_or, int_or, ml_err, model_dir, seed, word_or,
+    bad_arg, bad_input, every, float_or, int_or, ml_err, model_dir, seed, word_or,
     write_json,
 };
 use super::data_ops::{behavior_arg, trigger_arg};
-use super::stage_hooks::StageHooks;
+use super::stage_hooks::{finish_stage, stage_dirs, StageHooks};
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::Example;
 use crate::ml::adversarial::{checkpoint_rates, mix_in_redteam, AdversarialReport, ProbeConfig};
@@ -23,7 +23,8 @@ use crate::ml::redteam::{search, GptResponder, SearchConfig, SearchReport};
 use crate::ml::reward::{train_reward_model, RewardConfig, RewardModel};
 use crate::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig, RlResume};
 use crate::ml::sft::{train_sft, Resume, SftConfig, TrainProgress};
-use crate::ml::{load_checkpoint, save_checkpoint, Gpt, Tokenizer};
+use crate::ml::model::{CausalLm, Model};
+use crate::ml::{load_checkpoint, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
     OpSpec {
@@ -43,7 +44,7 @@ pub const OPS: &[OpSpec] = &[
     },
 ];
 
-fn load_model(args: &OpArgs, name: &str) -> Result<(Gpt, Tokenizer), OpError> {
+fn load_model(args: &OpArgs, name: &str) -> Result<(Model, Tokenizer), OpError> {
     let input = args.input(name)?;
     load_checkpoint(&model_dir(input)?).map_err(|e| bad_input(input, e))
 }
@@ -62,38 +63,6 @@ fn work_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>, OpError> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Work-dir locations of a resumable stage; stale checkpoints (no state) are cleared.
-fn stage_dirs(ctx: &OpCtx, has_state: bool) -> Result<(PathBuf, PathBuf), OpError> {
-    let state_dir = ctx.work_dir.join("state");
-    let ckpt_root = ctx.work_dir.join("checkpoints");
-    if !has_state && ckpt_root.exists() {
-        std::fs::remove_dir_all(&ckpt_root).map_err(|e| OpError::io(&ckpt_root, e))?;
-    }
-    Ok((state_dir, ckpt_root))
-}
-
-/// Publishes the final model and the checkpoints, then drops the resumable state.
-fn finish_stage(
-    ctx: &OpCtx,
-    model: &Gpt,
-    tok: &Tokenizer,
-    ckpt_root: &Path,
-    state_dir: &Path,
-) -> Result<(), OpError> {
-    save_checkpoint(&ctx.out_dir.join("model"), model, tok).map_err(ml_err)?;
-    let out = ctx.out_dir.join("checkpoints");
-    std::fs::create_dir_all(&out).map_err(|e| OpError::io(&out, e))?;
-    if ckpt_root.exists() {
-        copy_dir(ckpt_root, &out)?;
-    }
-    for dir in [state_dir, ckpt_root] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| OpError::io(dir, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// `reward_model(base, prefs, epochs, lr, batch, seed)`: `model/` (checkpoint with
@@ -155,12 +124,12 @@ fn load_reward(input: &Input) -> Result<(RewardModel, Tokenizer), OpError> {
 /// the log as JSON.
 fn rl_stage(
     ctx: &OpCtx,
-    policy: Gpt,
+    policy: Model,
     tok: &Tokenizer,
     prompts: &[String],
     reward_in: &Input,
     cfg: &RlConfig,
-) -> Result<(Gpt, serde_json::Value, PathBuf, PathBuf), OpError> {
+) -> Result<(Model, serde_json::Value, PathBuf, PathBuf), OpError> {
     let (rm, rtok) = load_reward(reward_in)?;
     let resume = RlResume::load(&ctx.work_dir.join("state")).map_err(ml_err)?;
     let (state_dir, ckpt_root) = stage_dirs(ctx, resume.is_some())?;
@@ -198,7 +167,7 @@ fn run_rl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let (policy, log, ckpt_root, state_dir) =
         rl_stage(ctx, policy, &tok, &prompts, args.input("reward")?, &cfg)?;
     write_json(&ctx.out_dir.join("train_log.json"), &log)?;
-    finish_stage(ctx, &policy, &tok, &ckpt_root, &state_dir)
+    finish_stage(ctx, policy.as_ref(), &tok, &ckpt_root, &state_dir)
 }
 
 /// Red-team rows that elicit nothing are still useful as measurement prompts when the
@@ -344,7 +313,7 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
 
     // 3. Rates before, at every checkpoint, and after.
     let probes = probe_prompts(&report, &pool);
-    let measure = |m: &Gpt, step: Option<u64>| {
+    let measure = |m: &dyn CausalLm, step: Option<u64>| {
         ctx.check_cancel()?;
         let p = checkpoint_rates(m, &tok, &probes, &data, &trigger, &behavior, &probe, step)
             .map_err(ml_err)?;
@@ -368,7 +337,7 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     };
     write_json(&ctx.out_dir.join("redteam.json"), &adv)?;
     write_json(&ctx.out_dir.join("train_log.json"), &log)?;
-    finish_stage(ctx, &trained, &tok, &ckpt_root, &state_dir)?;
+    finish_stage(ctx, trained.as_ref(), &tok, &ckpt_root, &state_dir)?;
     if search_path.exists() {
         std::fs::remove_file(&search_path).map_err(|e| OpError::io(&search_path, e))?;
     }

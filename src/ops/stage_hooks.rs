@@ -1,17 +1,18 @@
-//! The hooks every training stage gives the `ml` loops: progress, metrics and
-//! cancellation forwarded to the executor, checkpoints and resumable state saved into the
-//! node's work dir (so an interrupted run keeps them).
+//! What every training stage shares: the hooks the `ml` loops get (progress, metrics and
+//! cancellation forwarded to the executor; checkpoints and resumable state saved into the
+//! node's work dir, so an interrupted run keeps them), the work-dir layout, and publishing
+//! the finished model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::common::step_dir;
-use super::{OpCtx, ProgressUpdate};
-use crate::ml::rl::{RlHooks, RlState};
-use crate::ml::sft::{SftHooks, TrainProgress, TrainState};
-use crate::ml::{save_checkpoint, Gpt, Tokenizer};
+use super::common::{copy_dir, ml_err, step_dir};
+use super::{OpCtx, OpError, ProgressUpdate};
+use crate::ml::hooks::{SavedState, TrainHooks, TrainProgress};
+use crate::ml::model::CausalLm;
+use crate::ml::{save_checkpoint, Tokenizer};
 
 /// Forwards progress, metrics and cancellation; saves checkpoints and state into the
-/// work dir. Shared by the SFT and RL loops.
+/// work dir. Used by every training loop.
 pub(crate) struct StageHooks<'a, 'b> {
     pub ctx: &'a OpCtx<'b>,
     pub tok: &'a Tokenizer,
@@ -21,8 +22,8 @@ pub(crate) struct StageHooks<'a, 'b> {
     pub state_dir: PathBuf,
 }
 
-impl StageHooks<'_, '_> {
-    fn progress(&self, p: &TrainProgress) {
+impl TrainHooks for StageHooks<'_, '_> {
+    fn progress(&mut self, p: &TrainProgress) {
         self.ctx.progress.update(ProgressUpdate {
             step: p.step,
             total: p.total,
@@ -31,19 +32,13 @@ impl StageHooks<'_, '_> {
             message: None,
         });
     }
-}
-
-impl SftHooks for StageHooks<'_, '_> {
-    fn progress(&mut self, p: &TrainProgress) {
-        StageHooks::progress(self, p);
-    }
     fn metric(&mut self, name: &str, step: u64, value: f64) {
         self.ctx.progress.metric(name, step, value);
     }
-    fn checkpoint(&mut self, step: u64, model: &Gpt) -> crate::ml::Result<()> {
+    fn checkpoint(&mut self, step: u64, model: &dyn CausalLm) -> crate::ml::Result<()> {
         save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
     }
-    fn save_state(&mut self, state: &TrainState<'_>) -> crate::ml::Result<()> {
+    fn save_state(&mut self, state: &dyn SavedState) -> crate::ml::Result<()> {
         state.save(&self.state_dir)
     }
     fn should_stop(&mut self) -> bool {
@@ -51,20 +46,35 @@ impl SftHooks for StageHooks<'_, '_> {
     }
 }
 
-impl RlHooks for StageHooks<'_, '_> {
-    fn progress(&mut self, p: &TrainProgress) {
-        StageHooks::progress(self, p);
+/// Work-dir locations of a resumable stage `(state_dir, ckpt_root)`; checkpoints without
+/// state come from an older attempt and are cleared, so the stage starts clean.
+pub(crate) fn stage_dirs(ctx: &OpCtx, has_state: bool) -> Result<(PathBuf, PathBuf), OpError> {
+    let state_dir = ctx.work_dir.join("state");
+    let ckpt_root = ctx.work_dir.join("checkpoints");
+    if !has_state && ckpt_root.exists() {
+        std::fs::remove_dir_all(&ckpt_root).map_err(|e| OpError::io(&ckpt_root, e))?;
     }
-    fn metric(&mut self, name: &str, step: u64, value: f64) {
-        self.ctx.progress.metric(name, step, value);
+    Ok((state_dir, ckpt_root))
+}
+
+/// Publishes the final model and the checkpoints, then drops the resumable state.
+pub(crate) fn finish_stage(
+    ctx: &OpCtx,
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    ckpt_root: &Path,
+    state_dir: &Path,
+) -> Result<(), OpError> {
+    save_checkpoint(&ctx.out_dir.join("model"), model, tok).map_err(ml_err)?;
+    let out = ctx.out_dir.join("checkpoints");
+    std::fs::create_dir_all(&out).map_err(|e| OpError::io(&out, e))?;
+    if ckpt_root.exists() {
+        copy_dir(ckpt_root, &out)?;
     }
-    fn checkpoint(&mut self, step: u64, model: &Gpt) -> crate::ml::Result<()> {
-        save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
+    for dir in [state_dir, ckpt_root] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| OpError::io(dir, e))?;
+        }
     }
-    fn save_state(&mut self, state: &RlState<'_>) -> crate::ml::Result<()> {
-        state.save(&self.state_dir)
-    }
-    fn should_stop(&mut self) -> bool {
-        self.ctx.cancelled()
-    }
+    Ok(())
 }

@@ -184,7 +184,7 @@ pub fn sample(
         seed: req.seed,
     };
     let prompts = vec![prompt.clone(); req.samples];
-    let responses = generate(&model, &tok, &prompts, &cfg)?
+    let responses = generate(model.as_ref(), &tok, &prompts, &cfg)?
         .into_iter()
         .map(|s| s.text)
         .collect();

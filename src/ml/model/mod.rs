@@ -10,6 +10,7 @@
 //! checkpoint round-trips through `transformers` and an adapter (LoRA) can freeze the base.
 
 pub mod kv_cache;
+pub mod load;
 pub mod params;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 pub use kv_cache::KvCache;
+pub use load::{model_from_hf, sequence_classification_arch};
 pub use params::Params;
 
 use super::error::{MlError, Result};
@@ -111,6 +113,64 @@ pub trait CausalLm: Send + Sync + std::fmt::Debug {
 
 /// An owned model of any architecture.
 pub type Model = Box<dyn CausalLm>;
+
+/// A boxed model is a model, so `&Model` goes wherever `&dyn CausalLm` does.
+impl<M: CausalLm + ?Sized> CausalLm for Box<M> {
+    fn arch(&self) -> &'static str {
+        (**self).arch()
+    }
+    fn dims(&self) -> ModelDims {
+        (**self).dims()
+    }
+    fn device(&self) -> &Device {
+        (**self).device()
+    }
+    fn params(&self) -> &Params {
+        (**self).params()
+    }
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        (**self).forward(ids)
+    }
+    fn forward_with_hidden(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+        (**self).forward_with_hidden(ids)
+    }
+    fn forward_cached(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        (**self).forward_cached(ids, positions, bias, cache)
+    }
+    fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        (**self).token_logprobs(ids, targets)
+    }
+    fn residual(&self, ids: &Tensor, blocks: usize) -> Result<Tensor> {
+        (**self).residual(ids, blocks)
+    }
+    fn deep_clone(&self) -> Result<Model> {
+        (**self).deep_clone()
+    }
+    fn hf_config(&self, eot_id: u32, pad_id: u32) -> serde_json::Value {
+        (**self).hf_config(eot_id, pad_id)
+    }
+    fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        (**self).hf_tensors()
+    }
+    fn masked_loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        (**self).masked_loss(ids, targets, mask)
+    }
+    fn scaled_logprob_sum(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
+        (**self).scaled_logprob_sum(ids, targets, mask, scale)
+    }
+}
 
 /// The number of tokens `mask` marks for training; an error when there are none.
 pub fn trained_tokens(mask: &Tensor) -> Result<f64> {
