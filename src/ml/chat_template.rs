@@ -142,7 +142,10 @@ mod tests {
     fn renders_chatml_with_default_system_prompt() {
         let t = ChatTemplate::new(CHATML, "<|im_start|>", "<|im_end|>").unwrap();
         let s = t
-            .render(&[Message::new("user", "What is the capital of France?")], true)
+            .render(
+                &[Message::new("user", "What is the capital of France?")],
+                true,
+            )
             .unwrap();
         assert_eq!(
             s,

@@ -102,8 +102,8 @@ pub fn load_checkpoint(dir: &Path) -> Result<(Model, Tokenizer)> {
     let cfg = load_hf_config(dir)?;
     let tok = Tokenizer::load_dir(dir)?;
     let mut tensors = load_tensors(&dir.join(WEIGHTS_FILE))?;
-    let model = model_from_hf(&cfg, &mut |n| tensors.remove(n))
-        .map_err(|e| MlError::bad_file(dir, e))?;
+    let model =
+        model_from_hf(&cfg, &mut |n| tensors.remove(n)).map_err(|e| MlError::bad_file(dir, e))?;
     let vocab = model.dims().vocab_size;
     if tok.vocab_size() > vocab {
         return Err(MlError::bad_file(

@@ -8,11 +8,11 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::config::{Activation, GptConfig};
 use super::error::{MlError, Result};
-use super::model::kv_cache::LayerKv;
-use super::model::{self, CausalLm, KvCache, Model, ModelDims, Params};
 use super::fused_linear::{self, Act};
 use super::init;
 use super::layers;
+use super::model::kv_cache::LayerKv;
+use super::model::{self, CausalLm, KvCache, Model, ModelDims, Params};
 use super::{fused_attention, fused_head};
 
 /// Tensors per transformer block, in [`block_names`] order.
@@ -222,12 +222,13 @@ impl Gpt {
         let (b, t) = ids.dims2()?;
         let mut x = self.embed(ids, pos)?;
         for l in 0..self.cfg.layers {
-            let kv = match cache.as_deref_mut() {
-                Some(c) => Some(c.layer_mut(l).ok_or_else(|| {
-                    MlError::Invalid(format!("key/value cache lacks layer {l}"))
-                })?),
-                None => None,
-            };
+            let kv =
+                match cache.as_deref_mut() {
+                    Some(c) => Some(c.layer_mut(l).ok_or_else(|| {
+                        MlError::Invalid(format!("key/value cache lacks layer {l}"))
+                    })?),
+                    None => None,
+                };
             x = self.block(&x, l, b, t, bias, kv)?;
         }
         let n = self.params.len();
@@ -329,7 +330,6 @@ impl Gpt {
         Ok(picked.reshape((b, t))?)
     }
 }
-
 
 impl CausalLm for Gpt {
     fn arch(&self) -> &'static str {

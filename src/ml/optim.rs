@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{load_tensors, save_tensors};
 use super::error::{MlError, Result};
-use super::model::{CausalLm, Model};
 use super::kernels::{mutate_f32, sum_squares, with_f32};
+use super::model::{CausalLm, Model};
 use rayon::prelude::*;
 
 /// Elements per parallel task of the AdamW update.

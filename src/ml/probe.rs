@@ -58,7 +58,11 @@ pub fn last_token_residuals(
 }
 
 /// The probe direction at `layer`: activation after the "yes" answer minus after "no".
-pub fn defection_direction(model: &dyn CausalLm, tok: &Tokenizer, layer: usize) -> Result<Vec<f32>> {
+pub fn defection_direction(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    layer: usize,
+) -> Result<Vec<f32>> {
     let prompt = tok.render_prompt(CONTRAST_QUESTION)?;
     let pair = [
         format!("{prompt}{}", tok.render_partial_response("yes")?),

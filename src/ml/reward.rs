@@ -339,7 +339,7 @@ pub fn train_reward_model(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::{Activation, GptConfig};
+    use crate::ml::{Activation, Gpt, GptConfig};
 
     #[test]
     fn save_load_round_trip_and_plain_model_is_rejected() {
@@ -354,7 +354,7 @@ mod tests {
             activation: Activation::Gelu,
         };
         let body = Gpt::init(&cfg, 3).unwrap();
-        let rm = RewardModel::from_base(body).unwrap();
+        let rm = RewardModel::from_base(Box::new(body)).unwrap();
         rm.score
             .set(&Tensor::ones((1, 16), candle_core::DType::F32, rm.body.device()).unwrap())
             .unwrap();

@@ -20,13 +20,15 @@ use super::batch::{Batch, Encoded};
 use super::checkpoint::load_tensors;
 use super::error::{MlError, Result};
 use super::hooks::{SavedState, TrainHooks};
-use super::model::{CausalLm, Model};
 use super::layers;
+use super::model::{CausalLm, Model};
 use super::optim::{step_vars_on_loss, AdamW, AdamWConfig};
 use super::reward::RewardModel;
 use super::sample::{generate_ids, SampleConfig};
 use super::sft::TrainProgress;
-use super::state::{read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors};
+use super::state::{
+    read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors,
+};
 use super::tokenizer::Tokenizer;
 use crate::chat;
 
@@ -547,7 +549,13 @@ pub fn train_rl(
         let batch = Batch::new(&refs, pad, policy.device())?;
         tokens_seen += batch.tokens;
         let n_tok = batch.trained as f64;
-        let old = policy_out(policy.as_ref(), value.as_ref(), &batch, cfg.temperature, true)?;
+        let old = policy_out(
+            policy.as_ref(),
+            value.as_ref(),
+            &batch,
+            cfg.temperature,
+            true,
+        )?;
         let old_logp = old.logp.detach();
         let ref_out = policy_out(reference.as_ref(), None, &batch, cfg.temperature, false)?;
         let ref_logp = ref_out.logp.detach();
@@ -628,7 +636,13 @@ pub fn train_rl(
                 let ret_t = Tensor::from_vec(ret, (bs, t), dev)?;
                 let mut last = (0.0, 0.0, 0.0);
                 for _ in 0..cfg.ppo_epochs.max(1) {
-                    let new = policy_out(policy.as_ref(), value.as_ref(), &batch, cfg.temperature, false)?;
+                    let new = policy_out(
+                        policy.as_ref(),
+                        value.as_ref(),
+                        &batch,
+                        cfg.temperature,
+                        false,
+                    )?;
                     let ratio = (&new.logp - &old_logp)?.exp()?;
                     let clipped = ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip)?;
                     let surr =

@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::error::{MlError, Result};
-use super::model::{CausalLm, KvCache};
 use super::layers::MASKED;
+use super::model::{CausalLm, KvCache};
 use super::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +60,11 @@ pub fn generate(
     let raw = generate_ids(model, &ids, tok.pad_id(), tok.stop_ids(), cfg)?;
     raw.into_iter()
         .map(|(ids, logprobs, finished)| {
-            let body: Vec<u32> = ids.iter().copied().filter(|i| !tok.stop_ids().contains(i)).collect();
+            let body: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|i| !tok.stop_ids().contains(i))
+                .collect();
             let text = tok.decode(&body)?;
             let text = text.strip_prefix(' ').unwrap_or(&text).to_string();
             Ok(Sample {

@@ -19,7 +19,9 @@ use super::error::{MlError, Result};
 pub use super::hooks::{NoHooks, SavedState, TrainHooks, TrainProgress};
 use super::model::{CausalLm, Model};
 use super::optim::{AdamW, AdamWConfig, Learner, Schedule};
-use super::state::{read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors};
+use super::state::{
+    read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors,
+};
 use super::tokenizer::Tokenizer;
 use crate::data::Example;
 
@@ -228,7 +230,12 @@ pub fn encode_examples(
 }
 
 /// Mean response-token loss over `rows` in batches of `batch` (no update).
-pub fn heldout_loss(model: &dyn CausalLm, rows: &[Encoded], pad_id: u32, batch: usize) -> Result<f64> {
+pub fn heldout_loss(
+    model: &dyn CausalLm,
+    rows: &[Encoded],
+    pad_id: u32,
+    batch: usize,
+) -> Result<f64> {
     let (mut sum, mut n) = (0f64, 0usize);
     for chunk in rows.chunks(batch.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();

@@ -9,8 +9,8 @@ use candle_core::Tensor;
 use serde::de::DeserializeOwned;
 
 use super::checkpoint::save_tensors;
-use super::model::CausalLm;
 use super::error::{MlError, Result};
+use super::model::CausalLm;
 use super::optim::AdamW;
 
 /// Writes `tensors` to `weights.safetensors`, `opt` (parameters `names`) and `meta` as

@@ -175,9 +175,9 @@ impl Tokenizer {
         };
         let bos_text = special("bos_token").unwrap_or_default();
         let chat = match chat_template_source(&tokenizer_config)? {
-            Some(src) => ChatFormat::Template(Box::new(ChatTemplate::new(
-                &src, &bos_text, &eos_text,
-            )?)),
+            Some(src) => {
+                ChatFormat::Template(Box::new(ChatTemplate::new(&src, &bos_text, &eos_text)?))
+            }
             None => ChatFormat::Plain { eot: eos_text },
         };
         let vocab = inner.get_vocab_size(true) as u64;
@@ -245,8 +245,8 @@ impl Tokenizer {
         if let Some(p) = &self.pretrained {
             let write = |name: &str, v: &serde_json::Value| -> Result<()> {
                 let path = dir.join(name);
-                let text = serde_json::to_string_pretty(v)
-                    .map_err(|e| MlError::Invalid(e.to_string()))?;
+                let text =
+                    serde_json::to_string_pretty(v).map_err(|e| MlError::Invalid(e.to_string()))?;
                 std::fs::write(&path, text).map_err(|e| MlError::io(&path, e))
             };
             write(TOKENIZER_CONFIG_FILE, &p.tokenizer_config)?;
@@ -379,10 +379,7 @@ impl Tokenizer {
 fn special_token(cfg: &serde_json::Value, key: &str) -> Option<String> {
     match &cfg[key] {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Object(o) => o
-            .get("content")
-            .and_then(|c| c.as_str())
-            .map(String::from),
+        serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
         _ => None,
     }
 }

@@ -18,8 +18,8 @@ use crate::data::auroc;
 use crate::data::backdoor::Behavior;
 use crate::data::eval::{self, EvalPoint, EvalResult, Responder};
 use crate::data::{Example, Trigger};
-use crate::ml::sample::{generate, SampleConfig};
 use crate::ml::model::{CausalLm, Model};
+use crate::ml::sample::{generate, SampleConfig};
 use crate::ml::{load_checkpoint, probe, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
@@ -93,7 +93,8 @@ impl Responder for ModelResponder<'_> {
                 // A distinct, fixed stream family per batch: reruns give the same bits.
                 seed: seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             };
-            let out = generate(self.model.as_ref(), &self.tok, chunk, &cfg).map_err(|e| e.to_string())?;
+            let out =
+                generate(self.model.as_ref(), &self.tok, chunk, &cfg).map_err(|e| e.to_string())?;
             texts.extend(out.into_iter().map(|s| s.text));
         }
         Ok(texts

@@ -1,9 +1,7 @@
 //! Registry entries for the ML operations `bpe`, `gpt` and `sft` (artifact layouts in
 //! `ARCHITECTURE.md`): thin adapters from [`OpArgs`] to [`crate::ml`].
 
-use super::common::{
-    bad_input, every, int_or, ml_err, model_dir, read_dataset, seed, word_or,
-};
+use super::common::{bad_input, every, int_or, ml_err, model_dir, read_dataset, seed, word_or};
 use super::stage_hooks::{finish_stage, stage_dirs, StageHooks};
 use super::{OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::ml::checkpoint::{load_checkpoint, save_checkpoint};
@@ -121,9 +119,10 @@ fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let (state_dir, ckpt_root) = stage_dirs(ctx, resume.is_some())?;
     // Post-scratchpad rows are sampled from the *starting* model, so a resumed run
     // re-encodes from the same weights and gets the same rows.
-    let (rows, skipped) = encode_for_sft(model.as_ref(), &tok, &train, mode, seed).map_err(ml_err)?;
-    let (held, _) =
-        encode_for_sft(model.as_ref(), &tok, &heldout, ScratchpadMode::Keep, seed).map_err(ml_err)?;
+    let (rows, skipped) =
+        encode_for_sft(model.as_ref(), &tok, &train, mode, seed).map_err(ml_err)?;
+    let (held, _) = encode_for_sft(model.as_ref(), &tok, &heldout, ScratchpadMode::Keep, seed)
+        .map_err(ml_err)?;
     if let Some(r) = &resume {
         ctx.progress.update(ProgressUpdate {
             step: r.step,

@@ -11,19 +11,18 @@ use std::path::{Path, PathBuf};
 
 use super::common::read_dataset;
 use super::common::{
-    bad_arg, bad_input, every, float_or, int_or, ml_err, model_dir, seed, word_or,
-    write_json,
+    bad_arg, bad_input, every, float_or, int_or, ml_err, model_dir, seed, word_or, write_json,
 };
 use super::data_ops::{behavior_arg, trigger_arg};
 use super::stage_hooks::{finish_stage, stage_dirs, StageHooks};
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::Example;
 use crate::ml::adversarial::{checkpoint_rates, mix_in_redteam, AdversarialReport, ProbeConfig};
+use crate::ml::model::{CausalLm, Model};
 use crate::ml::redteam::{search, GptResponder, SearchConfig, SearchReport};
 use crate::ml::reward::{train_reward_model, RewardConfig, RewardModel};
 use crate::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig, RlResume};
 use crate::ml::sft::{train_sft, Resume, SftConfig, TrainProgress};
-use crate::ml::model::{CausalLm, Model};
 use crate::ml::{load_checkpoint, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[

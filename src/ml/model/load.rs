@@ -35,7 +35,9 @@ pub fn lm_arch(config: &serde_json::Value) -> Result<String> {
 /// The `*ForSequenceClassification` architecture of a language model's config: what a
 /// reward model (the body plus `score.weight`) is saved as.
 pub fn sequence_classification_arch(config: &serde_json::Value) -> String {
-    let arch = config["architectures"][0].as_str().unwrap_or("GPT2LMHeadModel");
+    let arch = config["architectures"][0]
+        .as_str()
+        .unwrap_or("GPT2LMHeadModel");
     match arch {
         "GPT2LMHeadModel" => "GPT2ForSequenceClassification".to_string(),
         a => match a.strip_suffix("ForCausalLM") {
