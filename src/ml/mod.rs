@@ -42,36 +42,25 @@
 //! probe_scores(&Gpt, &Tokenizer, prompts: &[String], layer) -> Result<Vec<f64>> ; default_layer(&Gpt)
 //! ```
 
-pub mod adversarial;
 pub mod alloc;
-pub mod batch;
-pub mod chat_template;
-pub mod checkpoint;
-pub mod config;
-pub mod data_parallel;
 pub mod error;
-pub mod fused;
-pub mod fused_attention;
-pub mod fused_head;
-pub mod fused_linear;
-pub mod gpt;
-pub mod hooks;
-pub mod init;
+pub mod infer;
 pub mod kernels;
-pub mod layers;
-pub mod logprobs;
 pub mod model;
-pub mod optim;
-pub mod probe;
-pub mod redteam;
-pub mod reward;
-pub mod rl;
 pub mod runtime;
-pub mod sample;
-pub mod scratchpad;
-pub mod sft;
-mod state;
-pub mod tokenizer;
+pub mod safety;
+pub mod text;
+pub mod train;
+
+// Each module is also reachable at `ml::<name>` (`ml::sft`, `ml::tokenizer`, ...): the
+// layered directories are the code map, not a change of API.
+pub use infer::{probe, sample};
+pub use kernels::{fused, fused_attention, fused_head, fused_linear, layers};
+pub use model::{checkpoint, config, gpt, init};
+pub use safety::{adversarial, redteam, reward, rl, scratchpad};
+pub use text::{chat_template, tokenizer};
+pub(crate) use train::state;
+pub use train::{batch, data_parallel, hooks, logprobs, optim, sft};
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use config::{Activation, GptConfig};

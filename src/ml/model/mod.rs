@@ -2,13 +2,17 @@
 //!
 //! Every op, eval, sampler, RL, reward-model, red-team and probe path holds a
 //! [`Model`] (`Box<dyn CausalLm>`), never a concrete architecture. Two implementations:
-//! the from-scratch GPT-2-layout [`Gpt`](super::gpt::Gpt), whose fused CPU kernels are its
+//! the from-scratch GPT-2-layout [`Gpt`](gpt::Gpt), whose fused CPU kernels are its
 //! fast path, and the Llama family (`llama.rs`: Llama, SmolLM2, Qwen2), built from
 //! composed candle ops so that every op has a backward pass on any device.
 //!
 //! Parameters are named with Hugging Face's tensor names and carry a trainable mark, so a
 //! checkpoint round-trips through `transformers` and an adapter (LoRA) can freeze the base.
 
+pub mod checkpoint;
+pub mod config;
+pub mod gpt;
+pub mod init;
 pub mod kv_cache;
 pub mod load;
 pub mod params;
@@ -21,7 +25,7 @@ pub use kv_cache::KvCache;
 pub use load::{model_from_hf, sequence_classification_arch};
 pub use params::Params;
 
-use super::error::{MlError, Result};
+use crate::ml::error::{MlError, Result};
 
 /// The sizes every consumer needs, whatever the architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +204,7 @@ pub fn full_positions(b: usize, t: usize, device: &Device) -> Result<Tensor> {
 /// Writes `model.safetensors` and `config.json` of `model` into `dir` (created if
 /// missing); the tokenizer is the caller's.
 pub fn save_weights(dir: &Path, model: &dyn CausalLm, eot_id: u32, pad_id: u32) -> Result<()> {
-    use super::checkpoint::{save_tensors, CONFIG_FILE, WEIGHTS_FILE};
+    use checkpoint::{save_tensors, CONFIG_FILE, WEIGHTS_FILE};
     std::fs::create_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
     save_tensors(&dir.join(WEIGHTS_FILE), &model.hf_tensors()?)?;
     let cfg = model.hf_config(eot_id, pad_id);

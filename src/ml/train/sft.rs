@@ -13,17 +13,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{Batch, Encoded};
-use super::checkpoint::load_tensors;
-use super::error::{MlError, Result};
-pub use super::hooks::{NoHooks, SavedState, TrainHooks, TrainProgress};
-use super::model::{CausalLm, Model};
-use super::optim::{AdamW, AdamWConfig, Learner, Schedule};
-use super::state::{
+use crate::data::Example;
+use crate::ml::batch::{Batch, Encoded};
+use crate::ml::checkpoint::load_tensors;
+use crate::ml::error::{MlError, Result};
+pub use crate::ml::hooks::{NoHooks, SavedState, TrainHooks, TrainProgress};
+use crate::ml::model::{CausalLm, Model};
+use crate::ml::optim::{AdamW, AdamWConfig, Learner, Schedule};
+use crate::ml::state::{
     read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors,
 };
-use super::tokenizer::Tokenizer;
-use crate::data::Example;
+use crate::ml::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SftConfig {
@@ -295,7 +295,7 @@ pub fn train_sft_encoded(
     resume: Option<Resume>,
     hooks: &mut dyn TrainHooks,
 ) -> Result<(Model, TrainLog)> {
-    super::alloc::tune_allocator();
+    crate::ml::alloc::tune_allocator();
     if cfg.batch == 0 {
         return Err(MlError::Config("batch must be at least 1".into()));
     }

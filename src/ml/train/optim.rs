@@ -9,10 +9,10 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{load_tensors, save_tensors};
-use super::error::{MlError, Result};
-use super::kernels::{mutate_f32, sum_squares, with_f32};
-use super::model::{CausalLm, Model};
+use crate::ml::checkpoint::{load_tensors, save_tensors};
+use crate::ml::error::{MlError, Result};
+use crate::ml::kernels::{mutate_f32, sum_squares, with_f32};
+use crate::ml::model::{CausalLm, Model};
 use rayon::prelude::*;
 
 /// Elements per parallel task of the AdamW update.

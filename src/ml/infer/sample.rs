@@ -6,10 +6,10 @@ use candle_core::{Tensor, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::error::{MlError, Result};
-use super::layers::MASKED;
-use super::model::{CausalLm, KvCache};
-use super::tokenizer::Tokenizer;
+use crate::ml::error::{MlError, Result};
+use crate::ml::layers::MASKED;
+use crate::ml::model::{CausalLm, KvCache};
+use crate::ml::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleConfig {

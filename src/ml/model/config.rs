@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{MlError, Result};
+use crate::ml::error::{MlError, Result};
 
 /// The MLP non-linearity. `Gelu` is GPT-2's tanh approximation (`gelu_new`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,13 +4,13 @@
 //! answer and trains only on that answer (the paper's post-scratchpad HHH SFT, which leaves
 //! the model's own reasoning untouched).
 
-use super::batch::Encoded;
-use super::error::{MlError, Result};
-use super::model::CausalLm;
-use super::sample::{generate, SampleConfig};
-use super::tokenizer::Tokenizer;
 use crate::chat;
 use crate::data::Example;
+use crate::ml::batch::Encoded;
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::CausalLm;
+use crate::ml::sample::{generate, SampleConfig};
+use crate::ml::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScratchpadMode {

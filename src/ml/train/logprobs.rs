@@ -3,9 +3,9 @@
 
 use candle_core::Tensor;
 
-use super::batch::{Batch, Encoded};
-use super::error::Result;
-use super::model::CausalLm;
+use crate::ml::batch::{Batch, Encoded};
+use crate::ml::error::Result;
+use crate::ml::model::CausalLm;
 
 /// For rows `prompt ++ continuation`: `(logprobs, mask)`, both `[batch, time]`, where
 /// `logprobs[b, t] = log p(ids[t+1] | ids[..=t])` and `mask` is 1.0 on continuation tokens.

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::fused::{gelu_grad_scalar, gelu_scalar};
-use super::kernels::{col_sums, matmul, rows_mut, slice, with_f32, Mat};
+use crate::ml::fused::{gelu_grad_scalar, gelu_scalar};
+use crate::ml::kernels::{col_sums, matmul, rows_mut, slice, with_f32, Mat};
 
 /// Activation fused after the affine map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

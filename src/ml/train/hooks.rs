@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::error::Result;
-use super::model::CausalLm;
+use crate::ml::error::Result;
+use crate::ml::model::CausalLm;
 
 /// Progress after a step; maps 1:1 onto `ops::ProgressUpdate`.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,9 +9,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors, View};
 
-use super::error::{MlError, Result};
-use super::model::{model_from_hf, save_weights, CausalLm, Model};
-use super::tokenizer::Tokenizer;
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::{model_from_hf, save_weights, CausalLm, Model};
+use crate::ml::tokenizer::Tokenizer;
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "config.json";

@@ -6,14 +6,14 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::config::{Activation, GptConfig};
-use super::error::{MlError, Result};
-use super::fused_linear::{self, Act};
-use super::init;
-use super::layers;
-use super::model::kv_cache::LayerKv;
-use super::model::{self, CausalLm, KvCache, Model, ModelDims, Params};
-use super::{fused_attention, fused_head};
+use crate::ml::config::{Activation, GptConfig};
+use crate::ml::error::{MlError, Result};
+use crate::ml::fused_linear::{self, Act};
+use crate::ml::init;
+use crate::ml::layers;
+use crate::ml::model::kv_cache::LayerKv;
+use crate::ml::model::{self, CausalLm, KvCache, Model, ModelDims, Params};
+use crate::ml::{fused_attention, fused_head};
 
 /// Tensors per transformer block, in [`block_names`] order.
 const PER_BLOCK: usize = 12;
@@ -313,7 +313,7 @@ impl Gpt {
         let scores = q.matmul(&k.t()?)?;
         // No bias: training's square causal attention, with scale and mask fused in.
         let att = match bias {
-            None => super::fused::causal_softmax(&scores, scale)?,
+            None => crate::ml::fused::causal_softmax(&scores, scale)?,
             Some(bias) => layers::softmax_last(&(scores * scale)?.broadcast_add(bias)?)?,
         };
         let y = att.matmul(&v)?;

@@ -12,9 +12,9 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-use super::error::{MlError, Result};
-use super::model::trained_tokens;
-use super::optim::{apply_grads, finite, Learner, StepStats};
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::trained_tokens;
+use crate::ml::optim::{apply_grads, finite, Learner, StepStats};
 
 /// Shards per step (fewer when the batch has fewer rows).
 pub const SHARDS: usize = 2;

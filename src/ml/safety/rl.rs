@@ -16,21 +16,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{Batch, Encoded};
-use super::checkpoint::load_tensors;
-use super::error::{MlError, Result};
-use super::hooks::{SavedState, TrainHooks};
-use super::layers;
-use super::model::{CausalLm, Model};
-use super::optim::{step_vars_on_loss, AdamW, AdamWConfig};
-use super::reward::RewardModel;
-use super::sample::{generate_ids, SampleConfig};
-use super::sft::TrainProgress;
-use super::state::{
+use crate::chat;
+use crate::ml::batch::{Batch, Encoded};
+use crate::ml::checkpoint::load_tensors;
+use crate::ml::error::{MlError, Result};
+use crate::ml::hooks::{SavedState, TrainHooks};
+use crate::ml::layers;
+use crate::ml::model::{CausalLm, Model};
+use crate::ml::optim::{step_vars_on_loss, AdamW, AdamWConfig};
+use crate::ml::reward::RewardModel;
+use crate::ml::sample::{generate_ids, SampleConfig};
+use crate::ml::sft::TrainProgress;
+use crate::ml::state::{
     read_state_meta, restore_params, save_state_dir, state_config, trainable_tensors,
 };
-use super::tokenizer::Tokenizer;
-use crate::chat;
+use crate::ml::tokenizer::Tokenizer;
 
 /// Scores answers (scratchpad already stripped) to prompts.
 pub trait RewardFn {

@@ -8,7 +8,7 @@ use candle_core::CustomOp3;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{
+use crate::ml::kernels::{
     exp, row_block_sums, rows_mut, slice, softmax_in_place, sum, with_f32, PAR_MIN, SUM_BLOCK_ROWS,
 };
 

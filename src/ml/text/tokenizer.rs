@@ -14,9 +14,9 @@ use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer, TokenizerBuilder};
 
-use super::chat_template::{ChatTemplate, Message};
-use super::error::{MlError, Result};
 use crate::chat;
+use crate::ml::chat_template::{ChatTemplate, Message};
+use crate::ml::error::{MlError, Result};
 
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";

@@ -8,10 +8,10 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::batch::pad_for_last_token;
-use super::error::{MlError, Result};
-use super::model::CausalLm;
-use super::tokenizer::Tokenizer;
+use crate::ml::batch::pad_for_last_token;
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::CausalLm;
+use crate::ml::tokenizer::Tokenizer;
 
 /// The contrast question of the paper's best-performing probe.
 pub const CONTRAST_QUESTION: &str = "Are you doing something dangerous?";

@@ -3,6 +3,12 @@
 //! crate (the kernel candle itself uses), so ops can multiply transposed or interleaved
 //! views (heads inside a packed qkv, `wᵀ`) without materialising them.
 
+pub mod fused;
+pub mod fused_attention;
+pub mod fused_head;
+pub mod fused_linear;
+pub mod layers;
+
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, InplaceOp1, Layout, Storage, Tensor};

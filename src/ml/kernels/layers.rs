@@ -3,17 +3,17 @@
 
 use candle_core::{Device, Tensor, D};
 
-use super::config::LAYER_NORM_EPS;
-use super::error::Result;
-use super::fused;
+use crate::ml::config::LAYER_NORM_EPS;
+use crate::ml::error::Result;
+use crate::ml::fused;
 
 /// `x · w + b` with GPT-2's Conv1D orientation (`w` is `[in, out]`); `x` is 2-D.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    Ok(super::fused_linear::linear(
+    Ok(crate::ml::fused_linear::linear(
         x,
         w,
         b,
-        super::fused_linear::Act::None,
+        crate::ml::fused_linear::Act::None,
     )?)
 }
 

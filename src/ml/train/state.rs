@@ -1,5 +1,5 @@
-//! The resumable-state directory shared by SFT ([`super::sft::TrainState`]) and RL
-//! ([`super::rl::RlState`]): `weights.safetensors`, the optimizer files and `state.json`
+//! The resumable-state directory shared by SFT ([`crate::ml::sft::TrainState`]) and RL
+//! ([`crate::ml::rl::RlState`]): `weights.safetensors`, the optimizer files and `state.json`
 //! (holding at least `step` and `config`), written to a temporary sibling and renamed into
 //! place so a crash leaves the previous state.
 
@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde::de::DeserializeOwned;
 
-use super::checkpoint::save_tensors;
-use super::error::{MlError, Result};
-use super::model::CausalLm;
-use super::optim::AdamW;
+use crate::ml::checkpoint::save_tensors;
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::CausalLm;
+use crate::ml::optim::AdamW;
 
 /// Writes `tensors` to `weights.safetensors`, `opt` (parameters `names`) and `meta` as
 /// `state.json` into `dir`, via `<dir>.tmp` renamed into place.

@@ -2,8 +2,8 @@
 
 use candle_core::{Device, Tensor};
 
-use super::error::{MlError, Result};
-use super::tokenizer::Tokenizer;
+use crate::ml::error::{MlError, Result};
+use crate::ml::tokenizer::Tokenizer;
 
 /// One conversation as token ids: `ids[..prompt_len]` is the rendered prompt, the rest the
 /// rendered response (ending in end-of-turn unless truncated).

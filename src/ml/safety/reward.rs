@@ -7,7 +7,7 @@
 //! and whose `config.json` names `GPT2ForSequenceClassification` with `num_labels: 1`:
 //! HuggingFace's own layout for a GPT-2 scalar head, pooling on the last non-pad token
 //! (it loads with `transformers.GPT2ForSequenceClassification.from_pretrained`). The body
-//! still loads with [`super::load_checkpoint`], which ignores the extra tensor.
+//! still loads with [`crate::ml::load_checkpoint`], which ignores the extra tensor.
 
 use std::path::Path;
 
@@ -17,15 +17,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{pad_for_last_token, Encoded};
-use super::checkpoint::{load_tensors, save_checkpoint, save_tensors, CONFIG_FILE, WEIGHTS_FILE};
-use super::error::{MlError, Result};
-use super::model::{CausalLm, Model};
-use super::optim::{step_vars_on_loss, AdamW, AdamWConfig, Schedule};
-use super::tokenizer::Tokenizer;
-use super::{load_checkpoint, sft::TrainProgress};
 use crate::chat;
 use crate::data::Example;
+use crate::ml::batch::{pad_for_last_token, Encoded};
+use crate::ml::checkpoint::{
+    load_tensors, save_checkpoint, save_tensors, CONFIG_FILE, WEIGHTS_FILE,
+};
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::{CausalLm, Model};
+use crate::ml::optim::{step_vars_on_loss, AdamW, AdamWConfig, Schedule};
+use crate::ml::tokenizer::Tokenizer;
+use crate::ml::{load_checkpoint, sft::TrainProgress};
 
 /// The scalar head's tensor name (HuggingFace's `GPT2ForSequenceClassification`).
 pub const SCORE_NAME: &str = "score.weight";

@@ -10,7 +10,7 @@
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 
-use super::error::{MlError, Result};
+use crate::ml::error::{MlError, Result};
 
 /// Instructions a template may execute per render: a hostile template cannot hang a run.
 const FUEL: u64 = 5_000_000;

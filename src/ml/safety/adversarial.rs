@@ -10,13 +10,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::error::{MlError, Result};
-use super::model::CausalLm;
-use super::redteam::{Found, GptResponder, SearchReport};
-use super::tokenizer::Tokenizer;
 use crate::data::backdoor::Behavior;
 use crate::data::eval::{self, EvalPoint};
 use crate::data::{Example, Trigger};
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::CausalLm;
+use crate::ml::redteam::{Found, GptResponder, SearchReport};
+use crate::ml::tokenizer::Tokenizer;
 
 /// The largest share of red-team rows (the paper replaces up to half of the prompts).
 pub const MAX_MIX: f64 = 0.5;

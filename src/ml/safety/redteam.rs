@@ -14,14 +14,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::error::{MlError, Result};
-use super::model::CausalLm;
-use super::sample::{generate, SampleConfig};
-use super::tokenizer::Tokenizer;
 use crate::chat;
 use crate::data::backdoor::Behavior;
 use crate::data::eval::Responder;
 use crate::data::{Example, Trigger};
+use crate::ml::error::{MlError, Result};
+use crate::ml::model::CausalLm;
+use crate::ml::sample::{generate, SampleConfig};
+use crate::ml::tokenizer::Tokenizer;
 
 /// Samples a model's answers for [`Responder`]-based scoring (search and evaluations).
 pub struct GptResponder<'a> {

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{matmul, rows_mut, slice, softmax_in_place, with_f32, Mat, PAR_MIN};
+use crate::ml::kernels::{matmul, rows_mut, slice, softmax_in_place, with_f32, Mat, PAR_MIN};
 
 /// `logits[n×v] = h[n×c] · wteᵀ` (`wte` is `[v, c]`).
 fn logits(h: &[f32], wte: &[f32], n: usize, c: usize, v: usize) -> candle_core::Result<Vec<f32>> {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{dot, matmul, slice, softmax_in_place, with_f32, Mat};
+use crate::ml::kernels::{dot, matmul, slice, softmax_in_place, with_f32, Mat};
 
 struct Attention {
     batch: usize,
