@@ -20,7 +20,11 @@ in its own process so that its peak RSS is its own. Examples:
     python3 bench/reference_smollm2.py --train-full --steps 5
     python3 bench/reference_smollm2.py --generate --threads 1
 
-Runs itself in the environment of scripts/pyenv.sh.
+Runs itself in the environment of scripts/pyenv.sh. Each record has the CPU seconds of its timed
+section and the 1-minute load average: on a shared machine PyTorch's OpenMP threads wait for each
+other at every op, so small ops (generation) slow down far more than the load suggests -- at load
+10 on 2 cores, --generate made 3.8 tok/s on 2 threads (81 CPU s) and 27.5 tok/s on 1 (11 CPU s).
+Compare figures taken at low load, or on 1 thread.
 """
 import argparse
 import json
