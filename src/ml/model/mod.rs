@@ -9,6 +9,7 @@
 //! Parameters are named with Hugging Face's tensor names and carry a trainable mark, so a
 //! checkpoint round-trips through `transformers` and an adapter (LoRA) can freeze the base.
 
+pub mod gguf;
 pub mod kv_cache;
 pub mod params;
 
