@@ -594,6 +594,7 @@ mod tests {
                 .unwrap(),
             b.to_vec1::<f32>().unwrap()
         );
-        assert!(permute_rows(&w, 4).is_err());
+        assert!(permute_rows(&w, 5).is_err()); // 24 rows do not split into 5 heads of 2 halves
+        assert!(permute_rows(&w, 0).is_err());
     }
 }
