@@ -161,7 +161,12 @@ const TEXTS: &[&str] = &[
 #[test]
 fn f32_round_trip_is_exact_and_permutation_is_undone() {
     for tied in [false, true] {
-        let model = tiny_model(tied, 7);
+        let mut model = tiny_model(tied, 7);
+        let scaling =
+            json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64});
+        if tied {
+            model.config["rope_scaling"] = scaling.clone();
+        }
         let (_dir, path) = write(&model, GgmlDType::F32);
         let back = read_gguf(&path).unwrap();
         assert_eq!(
@@ -199,7 +204,11 @@ fn f32_round_trip_is_exact_and_permutation_is_undone() {
         assert_eq!(c["max_position_embeddings"], 128);
         assert_eq!(c["vocab_size"], model.config["vocab_size"]);
         assert_eq!(c["tie_word_embeddings"], tied);
-        assert!(c.get("rope_scaling").is_none());
+        if tied {
+            assert_eq!(c["rope_scaling"], scaling);
+        } else {
+            assert!(c.get("rope_scaling").is_none());
+        }
         let eot = model.tokenizer.token_to_id("<|eot|>").unwrap();
         let pad = model.tokenizer.token_to_id("<|pad|>").unwrap();
         assert_eq!(c["bos_token_id"], eot);
@@ -628,7 +637,7 @@ fn control_and_user_defined_tokens_and_add_bos() {
     );
     let ids = |t: &str, special: bool| m.tokenizer.encode(t, special).unwrap().get_ids().to_vec();
     let (h, i) = (u32::from(b'h'), u32::from(b'i')); // the vocabulary is in byte order
-    // BOS is added; control and user-defined tokens stay whole.
+                                                     // BOS is added; control and user-defined tokens stay whole.
     assert_eq!(ids("hi<think></s>", true), [256, h, i, 258, 257]);
     assert_eq!(ids("hi<think></s>", false), [h, i, 258, 257]);
     // Control tokens are special (skipped when decoding without specials); user-defined not.

@@ -14,6 +14,9 @@
 //! }
 //! // test helper: the inverse, with a GGML type per tensor (llama.cpp's names)
 //! write_gguf_llama(path: &Path, &GgufModel, dtype: &dyn Fn(&str /*gguf name*/, &[usize]) -> GgmlDType) -> Result<()>
+//! hf_name("blk.3.attn_q.weight") == Some("model.layers.3.self_attn.q_proj.weight") ; gguf_name(hf)
+//! permute_rows(&w, n_head) / unpermute_rows(&w, n_head)   // llama.cpp's q/k row order and back
+//! tokenizer::{bytes_to_unicode, gguf_pre_name, tokenizer_metadata}
 //! ```
 //!
 //! # What is read
@@ -36,9 +39,9 @@
 //! - The tokenizer: see the `tokenizer` submodule (byte-level BPE only; sentencepiece
 //!   `llama` tokenizers are refused).
 //!
-//! Hostile input (truncation, absurd counts, dimensions or offsets, bad alignment) gives an
-//! error, never a panic, a hang or a huge allocation: every size is checked against the file
-//! length with checked arithmetic before anything is allocated.
+//! Hostile input (truncation, absurd counts, dimensions or offsets, overlapping tensor data,
+//! bad alignment) gives an error, never a panic, a hang or a huge allocation: every size is
+//! checked against the file length with checked arithmetic before anything is allocated.
 
 mod reader;
 pub mod tokenizer;
@@ -174,7 +177,7 @@ pub fn read_gguf(path: &Path) -> Result<GgufModel> {
     let mut config = llama_config(&m)?;
 
     // Every tensor must be a Llama tensor with the shape the config implies.
-    let expected = expected_shapes(&config, &gguf)?;
+    let expected = expected_shapes(&config, &gguf, path)?;
     for t in &gguf.tensors {
         if t.name == "rope_freqs.weight" {
             return Err(bad(
@@ -366,6 +369,7 @@ fn rope_scaling(m: &MetaView<'_>) -> Result<Option<serde_json::Value>> {
 fn expected_shapes(
     config: &serde_json::Value,
     gguf: &Gguf,
+    path: &Path,
 ) -> Result<std::collections::HashMap<String, Vec<usize>>> {
     let g = |k: &str| config[k].as_u64().unwrap_or(0) as usize;
     let (hidden, inter, layers) = (
@@ -381,18 +385,21 @@ fn expected_shapes(
     // Each layer has 9 tensors: a block count the directory cannot hold is an error before
     // any per-layer loop (an absurd count would otherwise spin).
     if layers.saturating_mul(LAYER_TENSORS.len()) > gguf.tensors.len() {
-        return Err(MlError::Invalid(format!(
-            "llama.block_count {layers} needs {} tensors, the file has {}",
-            layers.saturating_mul(LAYER_TENSORS.len()),
-            gguf.tensors.len()
-        )));
+        return Err(MlError::bad_file(
+            path,
+            format!(
+                "llama.block_count {layers} needs {} tensors, the file has {}",
+                layers.saturating_mul(LAYER_TENSORS.len()),
+                gguf.tensors.len()
+            ),
+        ));
     }
     let vocab = gguf
         .tensors
         .iter()
         .find(|t| t.name == "token_embd.weight")
         .map(|t| t.shape[0])
-        .ok_or_else(|| MlError::Invalid("tensor `token_embd.weight` is missing".into()))?;
+        .ok_or_else(|| MlError::bad_file(path, "tensor `token_embd.weight` is missing"))?;
     let (q, kvd) = (heads * hd, kv * hd);
     let mut s = std::collections::HashMap::new();
     s.insert("token_embd.weight".to_string(), vec![vocab, hidden]);
