@@ -15,8 +15,8 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::quantized::GgmlDType;
+use candle_core::{CpuStorage, Device, Tensor};
 
 use crate::ml::error::{MlError, Result};
 
@@ -564,12 +564,16 @@ pub(crate) fn read_tensor_f32(file: &mut File, info: &TensorInfo) -> Result<Tens
         let bytes = &mut as_bytes_mut(&mut buf)[..nb * type_size];
         file.read_exact(bytes)
             .map_err(|e| MlError::Invalid(format!("reading tensor `{}`: {e}", info.name)))?;
-        let q = QTensor::new(
-            QStorage::Cpu(dt.from_data(Cow::Borrowed(bytes))),
-            (nb * block,),
-        )?;
-        let v = q.dequantize(&Device::Cpu)?.to_vec1::<f32>()?;
-        out.extend_from_slice(&v);
+        // candle's block code (`GgmlType::to_float`), straight into an f32 vector.
+        match dt.from_data(Cow::Borrowed(bytes)).dequantize(nb * block)? {
+            CpuStorage::F32(v) => out.extend_from_slice(&v),
+            _ => {
+                return Err(MlError::Invalid(format!(
+                    "tensor `{}`: dequantisation did not give f32",
+                    info.name
+                )))
+            }
+        }
         left -= nb;
     }
     Ok(Tensor::from_vec(out, info.shape.as_slice(), &Device::Cpu)?)
