@@ -104,16 +104,7 @@ pub fn load_checkpoint(dir: &Path) -> Result<(Model, Tokenizer)> {
     let mut tensors = load_tensors(&dir.join(WEIGHTS_FILE))?;
     let model =
         model_from_hf(&cfg, &mut |n| tensors.remove(n)).map_err(|e| MlError::bad_file(dir, e))?;
-    let vocab = model.dims().vocab_size;
-    if tok.vocab_size() > vocab {
-        return Err(MlError::bad_file(
-            dir,
-            format!(
-                "tokenizer has {} tokens but the model's embedding only {vocab}",
-                tok.vocab_size()
-            ),
-        ));
-    }
+    check_vocab(dir, model.as_ref(), &tok)?;
     Ok((model, tok))
 }
 
@@ -132,5 +123,27 @@ pub fn load_pretrained(path: &Path) -> Result<(Model, Tokenizer)> {
             "not a model: expected a Hugging Face model directory or a `.gguf` file",
         ));
     }
-    Err(MlError::bad_file(path, "GGUF files are not supported yet"))
+    let gguf = crate::ml::model::gguf::read_gguf(path)?;
+    let tok = Tokenizer::pretrained(gguf.tokenizer, gguf.tokenizer_config, None)
+        .map_err(|e| MlError::bad_file(path, e))?;
+    let mut tensors = gguf.tensors;
+    let model = model_from_hf(&gguf.config, &mut |n| tensors.remove(n))
+        .map_err(|e| MlError::bad_file(path, e))?;
+    check_vocab(path, model.as_ref(), &tok)?;
+    Ok((model, tok))
+}
+
+/// A tokenizer with ids past the embedding would index outside it mid-run: refuse it.
+fn check_vocab(path: &Path, model: &dyn CausalLm, tok: &Tokenizer) -> Result<()> {
+    let vocab = model.dims().vocab_size;
+    if tok.vocab_size() > vocab {
+        return Err(MlError::bad_file(
+            path,
+            format!(
+                "tokenizer has {} tokens but the model's embedding only {vocab}",
+                tok.vocab_size()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod gguf;
 pub mod gpt;
 pub mod init;
 pub mod kv_cache;
