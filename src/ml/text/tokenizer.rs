@@ -233,7 +233,16 @@ impl Tokenizer {
                 .map(Some)
                 .map_err(|e| MlError::bad_file(p, e))
         };
-        let tc = read_json(&tc_path)?.unwrap_or_else(|| serde_json::json!({}));
+        let mut tc = read_json(&tc_path)?.unwrap_or_else(|| serde_json::json!({}));
+        if !tc.is_object() {
+            return Err(MlError::bad_file(&tc_path, "expected a JSON object"));
+        }
+        // transformers 5 writes the template to its own file.
+        let jinja = dir.join("chat_template.jinja");
+        if tc["chat_template"].is_null() && jinja.is_file() {
+            let text = std::fs::read_to_string(&jinja).map_err(|e| MlError::io(&jinja, e))?;
+            tc["chat_template"] = serde_json::Value::String(text);
+        }
         let gc = read_json(&dir.join(GENERATION_CONFIG_FILE))?;
         Self::pretrained(inner, tc, gc).map_err(|e| MlError::bad_file(&tc_path, e))
     }
