@@ -10,7 +10,11 @@
 //! checkpoint round-trips through `transformers` and an adapter (LoRA) can freeze the base.
 
 pub mod kv_cache;
+pub mod llama;
+pub mod llama_config;
+pub mod llama_ops;
 pub mod params;
+pub mod weights;
 
 use std::path::Path;
 
