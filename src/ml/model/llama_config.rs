@@ -108,7 +108,12 @@ fn opt_usize(v: &Value, key: &str, arch: &str) -> Result<Option<usize>> {
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| cfg_err(arch, format!("`{key}` must be a non-negative integer, got {x}"))),
+            .ok_or_else(|| {
+                cfg_err(
+                    arch,
+                    format!("`{key}` must be a non-negative integer, got {x}"),
+                )
+            }),
     }
 }
 
@@ -168,7 +173,10 @@ fn positive_finite(x: f64, key: &str, arch: &str) -> Result<f64> {
     if x.is_finite() && x > 0.0 {
         Ok(x)
     } else {
-        Err(cfg_err(arch, format!("`{key}` must be a positive number, got {x}")))
+        Err(cfg_err(
+            arch,
+            format!("`{key}` must be a positive number, got {x}"),
+        ))
     }
 }
 
@@ -183,7 +191,10 @@ fn parse_rope_scaling(v: &Value, arch: &str) -> Result<RopeScaling> {
         Some(o) => o,
     };
     if !obj.is_object() {
-        return Err(cfg_err(arch, format!("`rope_scaling` must be an object, got {obj}")));
+        return Err(cfg_err(
+            arch,
+            format!("`rope_scaling` must be an object, got {obj}"),
+        ));
     }
     let kind = obj
         .get("rope_type")
@@ -191,8 +202,12 @@ fn parse_rope_scaling(v: &Value, arch: &str) -> Result<RopeScaling> {
         .and_then(Value::as_str)
         .unwrap_or("default");
     let factor = || -> Result<f64> {
-        let f = opt_f64(obj, "factor", arch)?
-            .ok_or_else(|| cfg_err(arch, format!("`rope_scaling` of type {kind} lacks `factor`")))?;
+        let f = opt_f64(obj, "factor", arch)?.ok_or_else(|| {
+            cfg_err(
+                arch,
+                format!("`rope_scaling` of type {kind} lacks `factor`"),
+            )
+        })?;
         positive_finite(f, "rope_scaling.factor", arch)
     };
     match kind {
@@ -215,7 +230,10 @@ fn parse_rope_scaling(v: &Value, arch: &str) -> Result<RopeScaling> {
             let orig = opt_usize(obj, "original_max_position_embeddings", arch)?
                 .filter(|&n| n > 0)
                 .ok_or_else(|| {
-                    cfg_err(arch, "llama3 `rope_scaling` lacks a positive `original_max_position_embeddings`")
+                    cfg_err(
+                        arch,
+                        "llama3 `rope_scaling` lacks a positive `original_max_position_embeddings`",
+                    )
                 })?;
             Ok(RopeScaling::Llama3 {
                 factor: factor()?,
@@ -340,7 +358,7 @@ impl LlamaConfig {
             Some(0) => return Err(cfg_err(name, "`head_dim` must be positive, got 0")),
             Some(d) => d,
             None => {
-                if hidden_size % heads != 0 {
+                if !hidden_size.is_multiple_of(heads) {
                     return Err(cfg_err(
                         name,
                         format!(
@@ -399,7 +417,7 @@ impl LlamaConfig {
         max_position_embeddings: usize,
         tie_word_embeddings: bool,
     ) -> Result<LlamaConfig> {
-        if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
+        if num_attention_heads == 0 || !hidden_size.is_multiple_of(num_attention_heads) {
             return Err(MlError::Config(format!(
                 "hidden_size {hidden_size} is not a positive multiple of {num_attention_heads} heads"
             )));
@@ -448,7 +466,10 @@ impl LlamaConfig {
                 return Err(cfg_err(name, format!("`{key}` must be positive, got 0")));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(cfg_err(
                 name,
                 format!(
@@ -457,16 +478,22 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(cfg_err(
                 name,
-                format!("head_dim {} must be even for rotary embeddings", self.head_dim),
+                format!(
+                    "head_dim {} must be even for rotary embeddings",
+                    self.head_dim
+                ),
             ));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
             return Err(cfg_err(
                 name,
-                format!("rms_norm_eps must be a non-negative number, got {}", self.rms_norm_eps),
+                format!(
+                    "rms_norm_eps must be a non-negative number, got {}",
+                    self.rms_norm_eps
+                ),
             ));
         }
         positive_finite(self.rope_theta, "rope_theta", name)?;
@@ -613,11 +640,12 @@ impl LlamaConfig {
         // `dtype`; v4 writes `rope_theta`, `rope_scaling` and `torch_dtype`. Keep the layout
         // the original file used (v4 for a config built in code).
         let v5 = out.remove("rope_parameters").is_some();
-        let dtype_key = if self.extra.contains_key("dtype") && !self.extra.contains_key("torch_dtype") {
-            "dtype"
-        } else {
-            "torch_dtype"
-        };
+        let dtype_key =
+            if self.extra.contains_key("dtype") && !self.extra.contains_key("torch_dtype") {
+                "dtype"
+            } else {
+                "torch_dtype"
+            };
         let arch = self.arch;
         let scaling = match &self.rope_scaling {
             RopeScaling::Default => Value::Null,
@@ -653,7 +681,10 @@ impl LlamaConfig {
             ("rms_norm_eps", json!(self.rms_norm_eps)),
             ("tie_word_embeddings", json!(self.tie_word_embeddings)),
             ("hidden_act", json!("silu")),
-            ("max_position_embeddings", json!(self.max_position_embeddings)),
+            (
+                "max_position_embeddings",
+                json!(self.max_position_embeddings),
+            ),
             ("bos_token_id", json!(self.bos_token_id)),
             ("eos_token_id", eos),
             ("pad_token_id", json!(self.pad_token_id)),
@@ -705,7 +736,8 @@ impl LlamaConfig {
                         let f = f as f64;
                         let wavelen = 2.0 * std::f64::consts::PI / f;
                         let scaled = if wavelen > low_wavelen { f / factor } else { f };
-                        let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                        // transformers: ~(wavelen < high) * ~(wavelen > low); wavelengths are finite.
+                        let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                         let out = if medium {
                             let smooth = (old / wavelen - low_freq_factor)
                                 / (high_freq_factor - low_freq_factor);
@@ -751,7 +783,10 @@ mod tests {
         assert_eq!(c.param_count().unwrap(), 134_515_008);
         let back = LlamaConfig::from_hf_json(&c.to_hf_json()).unwrap();
         assert_eq!(back.to_hf_json(), c.to_hf_json());
-        assert_eq!(c.to_hf_json()["initializer_range"], json!(0.041666666666666664));
+        assert_eq!(
+            c.to_hf_json()["initializer_range"],
+            json!(0.041666666666666664)
+        );
     }
 
     #[test]
@@ -762,7 +797,10 @@ mod tests {
         assert!(e.contains("does not divide"), "{e}");
         let mut v = smol();
         v["hidden_act"] = json!("gelu");
-        assert!(LlamaConfig::from_hf_json(&v).unwrap_err().to_string().contains("gelu"));
+        assert!(LlamaConfig::from_hf_json(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("gelu"));
         let mut v = smol();
         v["hidden_size"] = json!(0);
         assert!(LlamaConfig::from_hf_json(&v).is_err());

@@ -138,7 +138,11 @@ fn linear_bwd(
                     x,
                     Mat::rows(0, k),
                 )?;
-                Ok(if with_bias { Some(col_sums(g, n)) } else { None })
+                Ok(if with_bias {
+                    Some(col_sums(g, n))
+                } else {
+                    None
+                })
             })
         },
     );
@@ -163,7 +167,13 @@ impl CustomOp2 for LinearT {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        linear_fwd(slice(s1, l1, "linear")?, l1, slice(s2, l2, "linear")?, l2, None)
+        linear_fwd(
+            slice(s1, l1, "linear")?,
+            l1,
+            slice(s2, l2, "linear")?,
+            l2,
+            None,
+        )
     }
     fn bwd(
         &self,
@@ -491,7 +501,9 @@ impl CustomOp3 for SwiGlu {
             // Saved state gone (a second backward): recompute it.
             None => with_f32(x_t, |x| {
                 with_f32(wg_t, |wg| {
-                    with_f32(wu_t, |wu| Ok((project(x, wg, m, f, k)?, project(x, wu, m, f, k)?)))
+                    with_f32(wu_t, |wu| {
+                        Ok((project(x, wg, m, f, k)?, project(x, wu, m, f, k)?))
+                    })
                 })
             })?,
         };
@@ -637,7 +649,12 @@ fn per_unit(
 
 impl Gqa {
     /// `(head_dim, q width, kv width)` from the inputs' layouts.
-    fn widths(&self, q: &Layout, k: &Layout, v: &Layout) -> candle_core::Result<(usize, usize, usize)> {
+    fn widths(
+        &self,
+        q: &Layout,
+        k: &Layout,
+        v: &Layout,
+    ) -> candle_core::Result<(usize, usize, usize)> {
         let (rows, qw) = q.shape().dims2()?;
         let (kr, kw) = k.shape().dims2()?;
         let (vr, vw) = v.shape().dims2()?;

@@ -37,7 +37,10 @@ pub struct HfWeights {
 impl std::fmt::Debug for HfWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HfWeights")
-            .field("files", &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>())
+            .field(
+                "files",
+                &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
             .field("tensors", &self.routing.len())
             .finish()
     }
@@ -112,7 +115,10 @@ impl HfWeights {
                 if !p.exists() {
                     return Err(MlError::bad_file(
                         &index,
-                        format!("names shard `{shard}`, which does not exist in {}", dir.display()),
+                        format!(
+                            "names shard `{shard}`, which does not exist in {}",
+                            dir.display()
+                        ),
                     ));
                 }
                 files.push((p.clone(), map_file(&p)?));
@@ -184,9 +190,9 @@ impl HfWeights {
 
     /// The tensor `name`, which must exist with shape `expected`.
     pub fn get_shaped(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
-        let t = self.get(name)?.ok_or_else(|| {
-            MlError::Invalid(format!("the weights lack tensor `{name}`"))
-        })?;
+        let t = self
+            .get(name)?
+            .ok_or_else(|| MlError::Invalid(format!("the weights lack tensor `{name}`")))?;
         check_shape(name, &t, expected)?;
         Ok(t)
     }
