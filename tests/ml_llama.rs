@@ -688,6 +688,38 @@ fn cached_steps_match_the_full_forward() {
     }
 }
 
+/// The cache's buffers start small and grow (256, 512, then the context of 600): decoding
+/// past each boundary matches the full forward, and the context limit is an error.
+#[test]
+fn cache_grows_past_its_first_buffer_up_to_the_context() {
+    let mut v = tiny_json("LlamaForCausalLM", true);
+    v["max_position_embeddings"] = json!(600);
+    let m = model(&LlamaConfig::from_hf_json(&v).unwrap(), 8);
+    let seq: Vec<u32> = (0..600u32).map(|i| (i * 7 + 3) % 37).collect();
+    let full = m.forward(&ids(std::slice::from_ref(&seq))).unwrap();
+    let mut cache = KvCache::new(2);
+    let step = |cache: &mut KvCache, from: usize, n: usize| {
+        let idt = Tensor::from_vec(seq[from..from + n].to_vec(), (1, n), &CPU).unwrap();
+        let pos = Tensor::from_vec((from as u32..(from + n) as u32).collect(), n, &CPU).unwrap();
+        let bias = causal_bias(n, from + n, &CPU).unwrap();
+        m.forward_cached(&idt, &pos, &bias, cache)
+    };
+    // A prefill of 200, then chunks that cross 256 and 512.
+    let mut at = 0;
+    for n in [200, 100, 1, 298, 1] {
+        let l = step(&mut cache, at, n).unwrap();
+        let d = max_diff(&l, &full.narrow(1, at, n).unwrap());
+        assert!(d < 1e-4, "positions {at}..{}: {d}", at + n);
+        at += n;
+    }
+    assert_eq!(cache.len(), 600);
+    let one = Tensor::zeros((1, 1), DType::U32, &CPU).unwrap();
+    let pos = Tensor::zeros(1, DType::U32, &CPU).unwrap();
+    let bias = Tensor::zeros((1, 1, 1, 601), DType::F32, &CPU).unwrap();
+    let e = m.forward_cached(&one, &pos, &bias, &mut cache).unwrap_err();
+    assert!(e.to_string().contains("context"), "{e}");
+}
+
 #[test]
 fn residual_and_hidden_states_have_the_documented_shapes() {
     let m = model(&tiny("LlamaForCausalLM", true), 2);
