@@ -10,6 +10,7 @@ use candle_core::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors, View};
 
 use crate::ml::error::{MlError, Result};
+use crate::ml::model::weights::{read_config_json, HfWeights};
 use crate::ml::model::{model_from_hf, save_weights, CausalLm, Model};
 use crate::ml::tokenizer::Tokenizer;
 
@@ -89,21 +90,26 @@ pub fn save_checkpoint(dir: &Path, model: &dyn CausalLm, tok: &Tokenizer) -> Res
     tok.save_dir(dir)
 }
 
-/// Reads the `config.json` of a model directory.
-pub fn load_hf_config(dir: &Path) -> Result<serde_json::Value> {
-    let p = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&p).map_err(|e| MlError::io(&p, e))?;
-    serde_json::from_str(&text).map_err(|e| MlError::bad_file(&p, e))
-}
-
 /// Loads a model directory: one written by [`save_checkpoint`], or a Hugging Face one
 /// (`save_pretrained` of a supported architecture).
 pub fn load_checkpoint(dir: &Path) -> Result<(Model, Tokenizer)> {
-    let cfg = load_hf_config(dir)?;
+    let cfg = read_config_json(dir)?;
     let tok = Tokenizer::load_dir(dir)?;
-    let mut tensors = load_tensors(&dir.join(WEIGHTS_FILE))?;
-    let model =
-        model_from_hf(&cfg, &mut |n| tensors.remove(n)).map_err(|e| MlError::bad_file(dir, e))?;
+    let weights = HfWeights::open(dir)?;
+    // `get` cannot fail: keep the first read error and report it instead of the "lacks
+    // tensor" that would follow.
+    let mut failure = None;
+    let built = model_from_hf(&cfg, &mut |n| match weights.get(n) {
+        Ok(t) => t,
+        Err(e) => {
+            failure.get_or_insert(e);
+            None
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let model = built.map_err(|e| MlError::bad_file(dir, e))?;
     check_vocab(dir, model.as_ref(), &tok)?;
     Ok((model, tok))
 }

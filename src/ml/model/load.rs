@@ -2,12 +2,14 @@
 //! loader (checkpoint directories, pretrained directories, GGUF files, resumed state)
 //! ends here, chosen by `architectures[0]`.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use super::Model;
 use crate::ml::config::GptConfig;
 use crate::ml::error::{MlError, Result};
 use crate::ml::gpt::Gpt;
+use crate::ml::model::llama::Llama;
+use crate::ml::model::llama_config::LlamaConfig;
 
 /// Language-model architectures this build runs.
 pub const SUPPORTED: &[&str] = &[
@@ -66,11 +68,7 @@ pub fn model_from_hf(
     }
 }
 
-fn llama(
-    _config: &serde_json::Value,
-    _get: &mut dyn FnMut(&str) -> Option<Tensor>,
-) -> Result<Model> {
-    Err(MlError::Config(
-        "Llama-family models are not available in this build yet".into(),
-    ))
+fn llama(config: &serde_json::Value, get: &mut dyn FnMut(&str) -> Option<Tensor>) -> Result<Model> {
+    let cfg = LlamaConfig::from_hf_json(config)?;
+    Ok(Box::new(Llama::from_tensors(&cfg, get, &Device::Cpu)?))
 }

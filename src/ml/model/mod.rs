@@ -15,8 +15,12 @@ pub mod gguf;
 pub mod gpt;
 pub mod init;
 pub mod kv_cache;
+pub mod llama;
+pub mod llama_config;
+pub mod llama_ops;
 pub mod load;
 pub mod params;
+pub mod weights;
 
 use std::path::Path;
 
