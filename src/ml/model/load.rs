@@ -60,7 +60,12 @@ pub fn model_from_hf(
             let cfg = GptConfig::from_hf_json(config)?;
             Ok(Box::new(Gpt::from_tensors(&cfg, get)?))
         }
-        "LlamaForCausalLM" | "Qwen2ForCausalLM" | "MistralForCausalLM" => llama(config, get),
+        "LlamaForCausalLM" | "Qwen2ForCausalLM" | "MistralForCausalLM" => {
+            // A reward model's body reads as its language model.
+            let mut lm = config.clone();
+            lm["architectures"] = serde_json::json!([arch]);
+            llama(&lm, get)
+        }
         other => Err(MlError::Config(format!(
             "architecture `{other}` is not supported (supported: {})",
             SUPPORTED.join(", ")
