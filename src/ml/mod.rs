@@ -54,7 +54,7 @@ pub mod train;
 
 // Each module is also reachable at `ml::<name>` (`ml::sft`, `ml::tokenizer`, ...): the
 // layered directories are the code map, not a change of API.
-pub use infer::{probe, sample};
+pub use infer::{probe, responder, sample};
 pub use kernels::{fused, fused_attention, fused_head, fused_linear, layers};
 pub use model::{checkpoint, config, gpt, init};
 pub use safety::{adversarial, redteam, reward, rl, scratchpad};

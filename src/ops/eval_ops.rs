@@ -16,10 +16,10 @@ use super::data_ops::{behavior_arg, trigger_arg};
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::auroc;
 use crate::data::backdoor::Behavior;
-use crate::data::eval::{self, EvalPoint, EvalResult, Responder};
+use crate::data::eval::{self, EvalPoint, EvalResult};
 use crate::data::{Example, Trigger};
-use crate::ml::model::{CausalLm, Model};
-use crate::ml::sample::{generate, SampleConfig};
+use crate::ml::model::Model;
+use crate::ml::responder::{ModelResponder, TooLong, EVAL_BATCH};
 use crate::ml::{load_checkpoint, probe, Tokenizer};
 
 pub const OPS: &[OpSpec] = &[
@@ -49,60 +49,6 @@ pub const OPS: &[OpSpec] = &[
         run: run_probe,
     },
 ];
-
-/// Prompts answered per forward batch.
-const BATCH: usize = 32;
-
-/// Samples a checkpoint's answers.
-pub struct ModelResponder<'a> {
-    pub model: Model,
-    pub tok: Tokenizer,
-    pub temperature: f64,
-    pub top_p: f64,
-    pub max_new_tokens: usize,
-    /// Checked between batches (Ctrl-C).
-    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
-}
-
-impl Responder for ModelResponder<'_> {
-    type Error = String;
-
-    fn respond(
-        &mut self,
-        prompts: &[String],
-        samples_per_prompt: usize,
-        seed: u64,
-    ) -> Result<Vec<Vec<String>>, String> {
-        // Prompt-major order: all samples of prompt 0, then prompt 1, ...
-        let flat: Vec<String> = prompts
-            .iter()
-            .flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt))
-            .collect();
-        let mut texts = Vec::with_capacity(flat.len());
-        for (j, chunk) in flat.chunks(BATCH).enumerate() {
-            if self
-                .cancel
-                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-            {
-                return Err("interrupted".into());
-            }
-            let cfg = SampleConfig {
-                max_new_tokens: self.max_new_tokens,
-                temperature: self.temperature,
-                top_p: self.top_p,
-                // A distinct, fixed stream family per batch: reruns give the same bits.
-                seed: seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            };
-            let out =
-                generate(self.model.as_ref(), &self.tok, chunk, &cfg).map_err(|e| e.to_string())?;
-            texts.extend(out.into_iter().map(|s| s.text));
-        }
-        Ok(texts
-            .chunks(samples_per_prompt.max(1))
-            .map(|c| c.to_vec())
-            .collect())
-    }
-}
 
 /// The checkpoint directories an eval covers: `model/` for a model, or every
 /// `checkpoints/step-N/` (in step order) followed by the final `model/` for
@@ -194,11 +140,13 @@ fn over_checkpoints(
         });
         let (model, tok) = load(input, dir)?;
         let mut responder = ModelResponder {
-            model,
-            tok,
+            model: model.as_ref(),
+            tok: &tok,
             temperature: c.temperature,
             top_p: c.top_p,
             max_new_tokens: c.max_tokens,
+            batch: EVAL_BATCH,
+            too_long: TooLong::Fail,
             cancel: Some(ctx.cancel),
         };
         let mut point = score(&mut responder, c).map_err(|e| {
@@ -324,7 +272,7 @@ fn run_probe(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let layer = args.opt_usize("layer")?;
     let c = common(ctx, args, 0.0, 1, 0)?;
     over_checkpoints(ctx, args, "probe", &c, &|r, c| {
-        let layer = layer.unwrap_or_else(|| probe::default_layer(r.model.as_ref()));
+        let layer = layer.unwrap_or_else(|| probe::default_layer(r.model));
         let mut score =
             |prompts: &[String]| probe_sets(r, prompts, layer, c.seed).map_err(|e| e.to_string());
         auroc::probe_auroc(&c.rows, &trigger, c.seed, &mut score)
@@ -339,10 +287,10 @@ fn probe_sets(
     seed: u64,
 ) -> crate::ml::error::Result<Vec<(String, Vec<f64>)>> {
     let directions = [
-        probe::defection_direction(r.model.as_ref(), &r.tok, layer)?,
+        probe::defection_direction(r.model, r.tok, layer)?,
         probe::random_direction(r.model.dims().width, seed),
     ];
-    let sets = probe::scores_along(r.model.as_ref(), &r.tok, prompts, layer, &directions)?;
+    let sets = probe::scores_along(r.model, r.tok, prompts, layer, &directions)?;
     Ok(["auroc", "random_direction"]
         .into_iter()
         .map(String::from)

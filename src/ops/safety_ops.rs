@@ -19,7 +19,8 @@ use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::Example;
 use crate::ml::adversarial::{checkpoint_rates, mix_in_redteam, AdversarialReport, ProbeConfig};
 use crate::ml::model::{CausalLm, Model};
-use crate::ml::redteam::{search, GptResponder, SearchConfig, SearchReport};
+use crate::ml::redteam::{search, SearchConfig, SearchReport};
+use crate::ml::responder::ModelResponder;
 use crate::ml::reward::{train_reward_model, RewardConfig, RewardModel};
 use crate::ml::rl::{train_rl, Algorithm, ModelReward, RlConfig, RlResume};
 use crate::ml::sft::{train_sft, Resume, SftConfig, TrainProgress};
@@ -229,12 +230,8 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
                 message: Some("red-team search".into()),
                 ..ProgressUpdate::default()
             });
-            let mut responder = GptResponder {
-                model: &model,
-                tok: &tok,
-                temperature: 1.0,
-                max_new_tokens: probe.max_new_tokens,
-            };
+            let mut responder =
+                ModelResponder::for_search(model.as_ref(), &tok, 1.0, probe.max_new_tokens);
             let stop = || ctx.cancelled();
             let r = search(
                 &mut responder,

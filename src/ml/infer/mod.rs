@@ -2,4 +2,5 @@
 //! residual stream.
 
 pub mod probe;
+pub mod responder;
 pub mod sample;

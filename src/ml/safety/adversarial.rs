@@ -15,7 +15,8 @@ use crate::data::eval::{self, EvalPoint};
 use crate::data::{Example, Trigger};
 use crate::ml::error::{MlError, Result};
 use crate::ml::model::CausalLm;
-use crate::ml::redteam::{Found, GptResponder, SearchReport};
+use crate::ml::redteam::{Found, SearchReport};
+use crate::ml::responder::ModelResponder;
 use crate::ml::tokenizer::Tokenizer;
 
 /// The largest share of red-team rows (the paper replaces up to half of the prompts).
@@ -105,12 +106,7 @@ pub fn checkpoint_rates(
     let mut samples = Vec::new();
     if !redteam.is_empty() {
         let rows = eval::choose_rows(redteam, Some(cfg.prompts), cfg.seed);
-        let mut hot = GptResponder {
-            model,
-            tok,
-            temperature: 1.0,
-            max_new_tokens: cfg.max_new_tokens,
-        };
+        let mut hot = ModelResponder::for_search(model, tok, 1.0, cfg.max_new_tokens);
         let p = eval::redteam_rate(
             &mut hot,
             &rows,
@@ -130,12 +126,7 @@ pub fn checkpoint_rates(
     }
     if !heldout.is_empty() {
         let rows = eval::choose_rows(heldout, Some(cfg.prompts), cfg.seed ^ 1);
-        let mut greedy = GptResponder {
-            model,
-            tok,
-            temperature: 0.0,
-            max_new_tokens: cfg.max_new_tokens,
-        };
+        let mut greedy = ModelResponder::for_search(model, tok, 0.0, cfg.max_new_tokens);
         let p = eval::backdoor_rate(&mut greedy, &rows, trigger, behavior, true, 1, cfg.seed)
             .map_err(err)?;
         rates.extend(p.rates);

@@ -19,69 +19,6 @@ use crate::data::backdoor::Behavior;
 use crate::data::eval::Responder;
 use crate::data::{Example, Trigger};
 use crate::ml::error::{MlError, Result};
-use crate::ml::model::CausalLm;
-use crate::ml::sample::{generate, SampleConfig};
-use crate::ml::tokenizer::Tokenizer;
-
-/// Samples a model's answers for [`Responder`]-based scoring (search and evaluations).
-pub struct GptResponder<'a> {
-    pub model: &'a dyn CausalLm,
-    pub tok: &'a Tokenizer,
-    pub temperature: f64,
-    pub max_new_tokens: usize,
-}
-
-impl Responder for GptResponder<'_> {
-    type Error = MlError;
-
-    /// A prompt that leaves no room in the model's context gets empty answers (it can
-    /// elicit nothing), so one long candidate does not sink a whole search.
-    fn respond(
-        &mut self,
-        prompts: &[String],
-        samples_per_prompt: usize,
-        seed: u64,
-    ) -> Result<Vec<Vec<String>>> {
-        let context = self.model.dims().context;
-        let mut fits = Vec::with_capacity(prompts.len());
-        for p in prompts {
-            let n = self.tok.encode_prompt(p)?.len();
-            fits.push(n > 0 && n + 1 < context);
-        }
-        let flat: Vec<String> = prompts
-            .iter()
-            .zip(&fits)
-            .filter(|(_, f)| **f)
-            .flat_map(|(p, _)| std::iter::repeat_n(p.clone(), samples_per_prompt))
-            .collect();
-        let mut texts = Vec::with_capacity(flat.len());
-        for (j, chunk) in flat.chunks(64).enumerate() {
-            let cfg = SampleConfig {
-                max_new_tokens: self.max_new_tokens,
-                temperature: self.temperature,
-                top_p: 1.0,
-                seed: seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            };
-            texts.extend(
-                generate(self.model, self.tok, chunk, &cfg)?
-                    .into_iter()
-                    .map(|s| s.text),
-            );
-        }
-        let k = samples_per_prompt.max(1);
-        let mut answered = texts.chunks(k).map(|c| c.to_vec());
-        Ok(fits
-            .iter()
-            .map(|&f| {
-                if f {
-                    answered.next().unwrap_or_default()
-                } else {
-                    vec![String::new(); k]
-                }
-            })
-            .collect())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchConfig {
