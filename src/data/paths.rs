@@ -45,15 +45,6 @@ pub fn resolve_in_project(project_dir: &Path, path: &str) -> Result<PathBuf, Pat
     Ok(real)
 }
 
-/// blake3 of a file's bytes, hex.
-pub fn content_hash(path: &Path) -> Result<String, PathError> {
-    let bytes = std::fs::read(path).map_err(|source| PathError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(blake3::hash(&bytes).to_hex().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,7 +64,5 @@ mod tests {
             resolve_in_project(dir.path(), "missing.jsonl"),
             Err(PathError::Io { .. })
         ));
-        let h = content_hash(&dir.path().join("d.jsonl")).unwrap();
-        assert_eq!(h, blake3::hash(b"{}\n").to_hex().to_string());
     }
 }

@@ -44,7 +44,8 @@ impl SftHooks for StageHooks<'_, '_> {
         save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
     }
     fn save_state(&mut self, state: &TrainState<'_>) -> crate::ml::Result<()> {
-        state.save(&self.state_dir)
+        state.save(&self.state_dir)?;
+        self.ctx.seal_work_dir()
     }
     fn should_stop(&mut self) -> bool {
         self.ctx.cancelled()
@@ -62,7 +63,8 @@ impl RlHooks for StageHooks<'_, '_> {
         save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
     }
     fn save_state(&mut self, state: &RlState<'_>) -> crate::ml::Result<()> {
-        state.save(&self.state_dir)
+        state.save(&self.state_dir)?;
+        self.ctx.seal_work_dir()
     }
     fn should_stop(&mut self) -> bool {
         self.ctx.cancelled()
