@@ -119,7 +119,7 @@ impl Builder<'_> {
             .collect();
         if !missing.is_empty() {
             self.blocks
-                .push(Block::Para(format!("Not run yet: {}.", missing.join(", "))));
+                .push(Block::Para(format!("No result: {}.", missing.join(", "))));
         }
     }
 
