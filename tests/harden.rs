@@ -249,6 +249,26 @@ fn absurd_model_arguments_are_check_errors() {
             .any(|(c, m)| c == "E0208" && m.contains("`steps`")),
         "{diags:?}"
     );
+    // Every count an operation allocates by has an upper bound.
+    for (call, arg) in [
+        ("sft(m, tasks, epochs: 9223372036854775807)", "epochs"),
+        ("sft(m, tasks, batch: 9223372036854775807)", "batch"),
+        (
+            "sft(m, tasks, checkpoints: every(9223372036854775807))",
+            "steps",
+        ),
+    ] {
+        let diags = codes_of(&format!(
+            "{PRELUDE}tokenizer tok = bpe(corpus: [tasks], vocab: 512)\nmodel m = gpt(tok)\n\
+             stage s = {call}\n"
+        ));
+        assert!(
+            diags
+                .iter()
+                .any(|(c, m)| c == "E0208" && m.contains(&format!("`{arg}`"))),
+            "{call}: {diags:?}"
+        );
+    }
 }
 
 /// The stdlib's `bpe` bound is the tokenizer's own minimum.

