@@ -349,4 +349,16 @@ fn sample_talks_to_a_cached_model_and_explains_a_missing_one() {
     assert_eq!(out.responses.len(), 2);
     let again = sample(&program, &fake, &cache, file, &req("tiny", Some(None))).unwrap();
     assert_eq!(out, again, "seeded sampling");
+    // A corrupt entry is called corrupt (as `plan` says), not "not in the cache yet".
+    let data = collect(&program, &fake, &cache).unwrap();
+    let key = data
+        .nodes
+        .iter()
+        .find(|n| n.name == "tiny")
+        .and_then(|n| n.key.clone())
+        .unwrap();
+    std::fs::write(cache.artifact_dir(&key).join("extra"), "x").unwrap();
+    let e = sample(&program, &fake, &cache, file, &req("tiny", None)).unwrap_err();
+    assert!(matches!(e, SampleError::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("is corrupt"), "{e}");
 }
