@@ -32,7 +32,16 @@ fn main() {
     let mut commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     if commit != "unknown" {
         // Uncommitted changes to tracked files make the commit an approximation: say so.
-        if git(&["status", "--porcelain", "--untracked-files=no"]).is_some() {
+        // `--no-optional-locks`: a plain `git status` refreshes and rewrites the index,
+        // which would make every later build see a change and rebuild the crate.
+        if git(&[
+            "--no-optional-locks",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ])
+        .is_some()
+        {
             commit.push_str("-dirty");
         }
         // Rebuild when HEAD moves (a commit, a checkout); paths work in worktrees too.
@@ -41,10 +50,11 @@ fn main() {
             git(&["rev-parse", "--symbolic-full-name", "HEAD"])
                 .and_then(|r| git(&["rev-parse", "--git-path", &r])),
             git(&["rev-parse", "--git-path", "packed-refs"]),
-            git(&["rev-parse", "--git-path", "index"]),
         ]
         .into_iter()
         .flatten()
+        // A missing path (no packed-refs yet) would count as changed on every build.
+        .filter(|p| std::path::Path::new(p).exists())
         {
             println!("cargo:rerun-if-changed={p}");
         }
