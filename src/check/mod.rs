@@ -14,6 +14,7 @@ mod elab;
 pub mod lints;
 mod module;
 pub mod render;
+pub mod source;
 pub mod stdlib;
 mod suggest;
 mod types;
@@ -123,12 +124,9 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<CheckOutput, CheckFailure> {
     let mut w = World::new();
     let mut targets = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|source| CheckFailure::Io {
-            path: f.clone(),
-            source,
-        })?;
+        let text = read_source(f)?;
         let canonical = std::fs::canonicalize(f).ok();
-        let m = w.add_user(f.clone(), text, canonical);
+        let m = w.add_user_source(f.clone(), text, canonical);
         let root = project_root(f);
         w.resolve_imports(m, root.as_deref());
         targets.push(m);
@@ -139,9 +137,24 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<CheckOutput, CheckFailure> {
 /// Checks one source text. `path` names it in diagnostics and anchors relative imports
 /// (which are read from disk).
 pub fn check_source(path: &Path, text: &str) -> CheckOutput {
+    check_source_text(
+        path,
+        source::SourceText {
+            text: text.to_string(),
+            invalid_utf8: None,
+        },
+    )
+}
+
+/// [`check_source`] for bytes as read from disk: a text that is not UTF-8 gets `E0010`.
+pub fn check_source_bytes(path: &Path, bytes: Vec<u8>) -> CheckOutput {
+    check_source_text(path, source::decode(bytes))
+}
+
+fn check_source_text(path: &Path, text: source::SourceText) -> CheckOutput {
     let mut w = World::new();
     let canonical = std::fs::canonicalize(path).ok();
-    let m = w.add_user(path.to_path_buf(), text.to_string(), canonical);
+    let m = w.add_user_source(path.to_path_buf(), text, canonical);
     let root = project_root(path);
     w.resolve_imports(m, root.as_deref());
     finish(w, &[m], 1)
@@ -152,11 +165,8 @@ pub fn check_source(path: &Path, text: &str) -> CheckOutput {
 pub fn load_program(
     path: &Path,
 ) -> Result<(ir::Program, SourceMap, Vec<Diagnostic>), CheckFailure> {
-    let text = std::fs::read_to_string(path).map_err(|source| CheckFailure::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let out = check_source(path, &text);
+    let text = read_source(path)?;
+    let out = check_source_text(path, text);
     match out.program {
         Some(p) if out.errors() == 0 => Ok((p, out.sources, out.diagnostics)),
         _ => Err(CheckFailure::Invalid {
@@ -166,6 +176,22 @@ pub fn load_program(
             diagnostics: out.diagnostics,
         }),
     }
+}
+
+/// Reads a source file (regular files only, never blocking; see [`source::read`]).
+fn read_source(path: &Path) -> Result<source::SourceText, CheckFailure> {
+    use crate::store::PinError;
+    source::read(path).map_err(|e| CheckFailure::Io {
+        path: path.to_path_buf(),
+        source: match e {
+            PinError::Io { source, .. } => source,
+            PinError::NotRegular { what, .. } => std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("it is {what}, not a regular file"),
+            ),
+            other => std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 fn finish(w: World, targets: &[usize], files: usize) -> CheckOutput {

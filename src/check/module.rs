@@ -252,8 +252,49 @@ fn check_fn_body(el: &mut Elab, m: usize, item: usize) {
     el.lower = lower;
 }
 
+/// The number of combinations of lists of these lengths, `None` past `usize::MAX`.
+fn combinations(lengths: impl IntoIterator<Item = usize>) -> Option<usize> {
+    lengths.into_iter().try_fold(1usize, usize::checked_mul)
+}
+
 fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
     let file = el.w.modules[m].file;
+    // Refuse an oversized sweep before evaluating any value: the count is known from the
+    // list lengths alone, and multiplying them must not wrap (2^64 combinations once
+    // wrapped to 0 and expanded to nothing). An empty list is reported below instead.
+    let lengths: Vec<usize> = s
+        .vars
+        .iter()
+        .filter_map(|v| match &v.values.kind {
+            ExprKind::List(items) => Some(items.len()),
+            _ => None,
+        })
+        .collect();
+    if !lengths.contains(&0) {
+        let total = combinations(lengths.iter().copied());
+        if total.is_none_or(|t| t > MAX_COMBINATIONS) {
+            let factors = lengths
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(" × ");
+            let count = match total {
+                Some(t) => t.to_string(),
+                None => format!("more than {}", usize::MAX),
+            };
+            let d = Diagnostic::error(
+                codes::SWEEP_TOO_LARGE,
+                format!(
+                    "this sweep expands to {count} combinations ({factors}; at most \
+                     {MAX_COMBINATIONS})"
+                ),
+                Label::new(file, s.span.clone(), "too many combinations"),
+            )
+            .with_help("split it into smaller sweeps");
+            el.emit(d);
+            return;
+        }
+    }
     let mut vars: Vec<(String, Vec<(String, Tv)>)> = Vec::new();
     let mut ok = true;
     let mut seen: HashMap<String, Span> = HashMap::new();
@@ -305,6 +346,9 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
             binding: &Binding::default(),
         };
         let mut vals: Vec<(String, Tv, Span)> = Vec::new();
+        // Canonical form of each value -> where it first appeared: one lookup per value
+        // (a scan per value was quadratic in the list's length).
+        let mut firsts: HashMap<String, Span> = HashMap::new();
         for it in items {
             // Bare words in a sweep list are enum values waiting for their parameter.
             let tv = match &it.kind {
@@ -315,14 +359,26 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
                 _ => el.expr(it, None, &cx, None),
             };
             let text = el.w.text(file, &it.span).trim().to_string();
-            if let Some((_, _, first)) = vals.iter().find(|(_, t, _)| t.v.is_some() && t.v == tv.v)
-            {
+            let canonical =
+                tv.v.as_ref()
+                    .map(|v| crate::plan::canon::value(v, &|n| n.0));
+            let first = match canonical {
+                Some(c) => match firsts.entry(c) {
+                    std::collections::hash_map::Entry::Occupied(e) => Some(e.get().clone()),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(it.span.clone());
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(first) = first {
                 let d = Diagnostic::error(
                     codes::DUPLICATE_SWEEP_VALUE,
                     format!("`{text}` appears twice in the values of `{}`", v.name.name),
                     Label::new(file, it.span.clone(), "duplicate value"),
                 )
-                .with_label(Label::new(file, first.clone(), "first defined here"))
+                .with_label(Label::new(file, first, "first defined here"))
                 .with_help("each combination becomes a node; a repeated value would run it twice");
                 el.emit(d);
                 ok = false;
@@ -356,17 +412,10 @@ fn sweep(el: &mut Elab, m: usize, item: usize, s: &ast::Sweep) {
     if !ok {
         return;
     }
-    let total: usize = vars.iter().map(|(_, v)| v.len()).product();
-    if total > MAX_COMBINATIONS {
-        let d = Diagnostic::error(
-            codes::SWEEP_TOO_LARGE,
-            format!("this sweep expands to {total} combinations (at most {MAX_COMBINATIONS})"),
-            Label::new(file, s.span.clone(), "too many combinations"),
-        )
-        .with_help("split it into smaller sweeps");
-        el.emit(d);
+    // Checked above from the list lengths; duplicates and errors only shrink it.
+    let Some(total) = combinations(vars.iter().map(|(_, v)| v.len())) else {
         return;
-    }
+    };
     let mut idx = vec![0usize; vars.len()];
     for _ in 0..total {
         let chosen: Vec<(String, String, Tv)> = vars
@@ -519,7 +568,9 @@ fn settings(
             }
         }
     }
-    if seed.is_none() {
+    // Only when no `seed` is written at all: an invalid one already has its error
+    // (E0311, or E0005 for a literal out of range), and "not set" would be wrong.
+    if seed.is_none() && !seen.contains_key("seed") {
         let d = Diagnostic::warning(
             codes::SEED_NOT_SET,
             format!("experiment `{}` does not set a seed", e.name.name),

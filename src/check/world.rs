@@ -141,12 +141,35 @@ impl World {
         library: bool,
         canonical: Option<PathBuf>,
     ) -> usize {
+        self.add_module_text(path, text, None, std, library, canonical)
+    }
+
+    /// [`World::add_module`] for a text that may be a lossy decoding: with `invalid_utf8`,
+    /// the file is not parsed (its text is not what the user wrote) and gets one `E0010`.
+    fn add_module_text(
+        &mut self,
+        path: PathBuf,
+        text: String,
+        invalid_utf8: Option<usize>,
+        std: Option<String>,
+        library: bool,
+        canonical: Option<PathBuf>,
+    ) -> usize {
         let file = self.sources.add(path, text);
-        let (ast, syntax) = crate::syntax::parse(&self.sources.get(file).text, file);
         let m = self.modules.len();
-        for d in syntax {
-            self.load_diags.push((m, d));
-        }
+        let ast = match invalid_utf8 {
+            None => {
+                let (ast, syntax) = crate::syntax::parse(&self.sources.get(file).text, file);
+                for d in syntax {
+                    self.load_diags.push((m, d));
+                }
+                ast
+            }
+            Some(at) => {
+                self.load_diags.push((m, super::source::not_utf8(file, at)));
+                crate::syntax::parse("", file).0
+            }
+        };
         if let Some(c) = &canonical {
             self.by_path.insert(c.clone(), m);
         }
@@ -163,8 +186,14 @@ impl World {
         m
     }
 
-    /// Loads a user file (and, later, its imports with [`World::resolve_imports`]).
-    pub fn add_user(&mut self, shown: PathBuf, text: String, canonical: Option<PathBuf>) -> usize {
+    /// Loads a user file (and, later, its imports with [`World::resolve_imports`]), as read
+    /// by [`super::source::read`]: a text that is not UTF-8 gets `E0010` and no parse.
+    pub fn add_user_source(
+        &mut self,
+        shown: PathBuf,
+        src: super::source::SourceText,
+        canonical: Option<PathBuf>,
+    ) -> usize {
         let library = shown
             .components()
             .any(|c| c == Component::Normal("stdlib".as_ref()));
@@ -173,7 +202,7 @@ impl World {
         } else {
             None
         };
-        self.add_module(shown, text, std, library, canonical)
+        self.add_module_text(shown, src.text, src.invalid_utf8, std, library, canonical)
     }
 
     fn collect_defs(&mut self, m: usize) {
@@ -417,7 +446,7 @@ impl World {
         if let Some(&t) = self.by_path.get(&canonical) {
             return Some(t);
         }
-        let text = match std::fs::read_to_string(&canonical) {
+        let text = match super::source::read(&canonical) {
             Ok(t) => t,
             Err(e) => {
                 let d = Diagnostic::error(
@@ -429,7 +458,7 @@ impl World {
                 return None;
             }
         };
-        let t = self.add_user(joined, text, Some(canonical));
+        let t = self.add_user_source(joined, text, Some(canonical));
         self.resolve_imports(t, Some(&root));
         Some(t)
     }

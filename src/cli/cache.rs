@@ -89,15 +89,24 @@ fn cache(args: Args) -> Result<i32, Exit> {
             for (key, reason) in &r.corrupt {
                 println!("corrupt {key}: {reason}");
             }
-            println!(
-                "{} valid, {} corrupt{}, {} interrupted writes (ignored; `cache gc` removes them)",
-                r.valid,
-                r.corrupt.len(),
+            for (key, reason) in &r.corrupt_work {
+                println!("corrupt resumable state work/{key}: {reason}");
+            }
+            let removed = |n: usize| {
                 if repair {
-                    format!(" ({} removed)", r.removed)
+                    format!(" ({n} removed)")
                 } else {
                     String::new()
-                },
+                }
+            };
+            println!(
+                "{} valid, {} corrupt{}, {} corrupt resumable states{}, {} interrupted writes \
+                 (never read; `cache gc` removes them)",
+                r.valid,
+                r.corrupt.len(),
+                removed(r.removed),
+                r.corrupt_work.len(),
+                removed(r.removed_work),
                 r.stray_tmp.len()
             );
             Ok(if r.ok() {

@@ -64,7 +64,9 @@ pub fn run_with(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             Ok((Outcome::SyntaxErrors, diags)) => {
                 failed = true;
                 let _ = writeln!(err, "{}: not formatted: syntax errors", path.display());
-                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let text = crate::store::read_regular(path)
+                    .map(|b| crate::check::source::decode(b).text)
+                    .unwrap_or_default();
                 let mut map = SourceMap::new();
                 let id = map.add(path, text);
                 for d in diags {
@@ -95,10 +97,20 @@ pub fn run_with(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 
 /// Formats one file; writes it back (atomically) unless `check_only`.
 pub fn format_file(path: &Path, check_only: bool) -> std::io::Result<(Outcome, Vec<Diagnostic>)> {
-    let bytes = std::fs::read(path)?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "file is not valid UTF-8")
+    // Regular files only (a FIFO would block), and bytes that are not UTF-8 are a located
+    // diagnostic like any other syntax error, not an I/O failure.
+    let bytes = crate::store::read_regular(path).map_err(|e| match e {
+        crate::store::PinError::Io { source, .. } => source,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
     })?;
+    let src = crate::check::source::decode(bytes);
+    if let Some(at) = src.invalid_utf8 {
+        return Ok((
+            Outcome::SyntaxErrors,
+            vec![crate::check::source::not_utf8(crate::diag::FileId(0), at)],
+        ));
+    }
+    let text = src.text;
     let formatted = match crate::syntax::format(&text) {
         Ok(f) => f,
         Err(diags) => return Ok((Outcome::SyntaxErrors, diags)),

@@ -75,9 +75,9 @@ fn talk(args: Args) -> Result<(), Exit> {
         Err(e) => {
             eprintln!("error: {e}");
             let code = match e {
-                SampleError::NotCached { .. } | SampleError::NotImplemented { .. } => {
-                    super::EXIT_FAILURE
-                }
+                SampleError::NotCached { .. }
+                | SampleError::Corrupt { .. }
+                | SampleError::NotImplemented { .. } => super::EXIT_FAILURE,
                 _ => super::EXIT_USAGE,
             };
             Err(Exit(code))

@@ -15,7 +15,7 @@
 //! Every format also takes optional `triggered` (bool) and `rejected` (string) fields.
 
 use serde_json::{Map, Value};
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::{DataError, Example};
@@ -65,28 +65,40 @@ pub fn detect(line: &str) -> Result<Format, String> {
     }
 }
 
-/// Reads every row of `path` in `format` (`Auto`: the first row decides for all).
-pub fn read_jsonl(path: &Path, mut format: Format) -> Result<Vec<Example>, DataError> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
+/// Reads every row of `path` in `format` (`Auto`: the first row decides for all). Only a
+/// regular file is read (a FIFO or device is refused, never waited on).
+pub fn read_jsonl(path: &Path, format: Format) -> Result<Vec<Example>, DataError> {
+    let bytes = crate::store::read_regular(path).map_err(|e| DataError::Invalid(e.to_string()))?;
+    parse_jsonl(&bytes, path, format)
+}
+
+/// Parses the rows of a JSONL file already read (`path` only names it in errors), e.g. the
+/// bytes [`crate::store::read_pinned`] checked against a cache key.
+pub fn parse_jsonl(
+    bytes: &[u8],
+    path: &Path,
+    mut format: Format,
+) -> Result<Vec<Example>, DataError> {
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let bad_row = |message| DataError::BadRow {
             path: path.to_path_buf(),
             line: i + 1,
             message,
         };
-        if format == Format::Auto {
-            format = detect(&line).map_err(bad_row)?;
+        let line = std::str::from_utf8(raw).map_err(|e| {
+            bad_row(format!(
+                "not valid UTF-8 (byte {} of the line)",
+                e.valid_up_to() + 1
+            ))
+        })?;
+        if line.trim().is_empty() {
+            continue;
         }
-        let row = parse_row(&line, format).map_err(bad_row)?;
+        if format == Format::Auto {
+            format = detect(line).map_err(bad_row)?;
+        }
+        let row = parse_row(line, format).map_err(bad_row)?;
         out.push(row);
     }
     Ok(out)

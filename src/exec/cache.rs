@@ -100,8 +100,14 @@ impl Cache {
     /// Checks the entry for `key`, re-hashing every artifact file against its manifest.
     pub fn check(&self, key: &str) -> EntryState {
         let dir = self.entry_dir(key);
-        if !dir.exists() {
-            return EntryState::Missing;
+        match std::fs::symlink_metadata(&dir) {
+            Err(_) => return EntryState::Missing,
+            Ok(meta) if !meta.is_dir() => {
+                return EntryState::Corrupt {
+                    reason: "the entry is not a directory".into(),
+                }
+            }
+            Ok(_) => {}
         }
         let manifest_path = dir.join(MANIFEST_FILE);
         let text = match std::fs::read(&manifest_path) {
@@ -179,7 +185,7 @@ impl Cache {
             .map_err(|e| ExecError::Corrupt(format!("serialising a manifest: {e}")))?;
         fsutil::write_atomic(&staging.dir.join(MANIFEST_FILE), &json)?;
         let target = self.entry_dir(key);
-        if target.exists() {
+        if std::fs::symlink_metadata(&target).is_ok() {
             // Move the old entry aside first: a rename onto a non-empty directory fails, and
             // readers must never see a half-deleted entry under the key.
             let trash = self

@@ -51,9 +51,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
     result
 }
 
-/// Removes a directory tree if it exists.
+/// Removes a directory tree, or whatever else is at `path` (a file where a directory was
+/// expected, a link: never followed), if anything is there.
 pub fn remove_tree(path: &Path) -> Result<(), ExecError> {
-    match std::fs::remove_dir_all(path) {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ExecError::Io {

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use super::cache::list_names;
 use super::manifest::{Manifest, MANIFEST_FILE};
-use super::{fsutil, Cache, EntryState, ExecError};
+use super::{fsutil, lease, Cache, EntryState, ExecError};
 use crate::plan::Plan;
+use crate::store::workdir;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryInfo {
@@ -45,11 +46,16 @@ pub struct VerifyReport {
     pub stray_tmp: Vec<String>,
     /// Corrupt entries removed (with `repair`).
     pub removed: usize,
+    /// Work dirs whose resumable state fails its manifest (`store::workdir`), with the
+    /// reason: a run would drop them and restart the node; `repair` removes them now.
+    pub corrupt_work: Vec<(String, String)>,
+    /// Corrupt work dirs removed (with `repair`).
+    pub removed_work: usize,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.corrupt.len() == self.removed
+        self.corrupt.len() == self.removed && self.corrupt_work.len() == self.removed_work
     }
 }
 
@@ -72,6 +78,21 @@ pub fn verify(cache: &Cache, repair: bool) -> Result<VerifyReport, ExecError> {
             }
         }
     }
+    for key in list_names(&cache.root().join("work"))? {
+        let dir = cache.work_dir(&key);
+        let Err(reason) = workdir::verify(&dir) else {
+            continue;
+        };
+        // A held lock: a run is writing this state right now; its next seal covers it.
+        let Some(_lock) = cache.try_lock(&key)? else {
+            continue;
+        };
+        if repair && workdir::verify(&dir).is_err() {
+            workdir::clear(&dir).map_err(|e| ExecError::Corrupt(e.to_string()))?;
+            report.removed_work += 1;
+        }
+        report.corrupt_work.push((key, reason));
+    }
     report.stray_tmp = list_names(&cache.root().join("tmp"))?;
     Ok(report)
 }
@@ -83,19 +104,31 @@ pub struct GcReport {
     pub removed: Vec<String>,
 }
 
-/// Removes every entry, work dir, lock and staging dir that none of `plans` reaches.
-/// Entries and work dirs of reachable nodes stay (keys are known for every node whose
-/// inputs are cached, which covers every node that could have started). Anything whose
-/// lock is held by a running process is left alone.
+/// Removes every entry and work dir that none of `plans` reaches and no live run holds
+/// (see [`super::lease`]: another experiment running on the same cache keeps everything
+/// it has read or will read), every staging dir left by an interrupted write, and work
+/// dirs whose resumable state fails its manifest. Entries and work dirs of reachable
+/// nodes stay (keys are known for every node whose inputs are cached, which covers every
+/// node that could have started). Anything whose lock is held by a running process is
+/// left alone.
 pub fn gc(cache: &Cache, plans: &[Plan], dry_run: bool) -> Result<GcReport, ExecError> {
+    // Held until the end: no run extends its lease while we decide and remove.
+    let guard = lease::lock_for_gc(cache)?;
     let keep: BTreeSet<&str> = plans
         .iter()
         .flat_map(|p| p.nodes.iter().filter_map(|n| n.key.as_deref()))
+        .chain(guard.held.iter().map(String::as_str))
         .collect();
     let mut report = GcReport::default();
     let key_of = |name: &str| name.split('.').next().unwrap_or(name).to_string();
     let mut remove = |sub: &str, name: &str, key: &str| -> Result<(), ExecError> {
-        if keep.contains(key) {
+        // A staging dir is written under its node's lock, and published or discarded
+        // before the lock is released: one whose lock is free is debris of a kill, whether
+        // or not its key is reachable. A work dir that fails its manifest would be dropped
+        // by the next run anyway.
+        let debris = sub == "tmp"
+            || (sub == "work" && workdir::verify(&cache.root().join(sub).join(name)).is_err());
+        if keep.contains(key) && !debris {
             report.kept += usize::from(sub == "entries");
             return Ok(());
         }
@@ -121,5 +154,6 @@ pub fn gc(cache: &Cache, plans: &[Plan], dry_run: bool) -> Result<GcReport, Exec
     }
     // Lock files stay: deleting one while another process has it open would let two
     // processes hold "the" lock of a key at once. They are empty.
+    drop(guard);
     Ok(report)
 }

@@ -7,9 +7,11 @@
 pub mod cache;
 pub mod fsutil;
 pub mod index;
+pub mod lease;
 pub mod maint;
 pub mod manifest;
 pub mod progress;
+pub mod provenance;
 pub mod record;
 pub mod registry;
 pub mod run;
@@ -33,6 +35,9 @@ pub enum ExecError {
     },
     #[error("{0}")]
     Corrupt(String),
+    /// The request contradicts itself (e.g. `--force` of a node no target needs).
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
 }

@@ -71,6 +71,13 @@ fn describe(u: &ProgressUpdate) -> String {
     parts.join("  ")
 }
 
+/// `step/total` and the details of a progress update with a step count.
+fn progress_text(u: &ProgressUpdate) -> String {
+    format!("{}/{} {}", u.step, u.total, describe(u))
+        .trim_end()
+        .to_string()
+}
+
 impl Events for Console {
     fn started(&self, node: &str) {
         match &self.bars {
@@ -94,8 +101,12 @@ impl Events for Console {
         if self.bars.is_some() {
             if let Ok(r) = self.running.lock() {
                 if let Some(bar) = r.get(node) {
-                    bar.set_length(u.total);
-                    bar.set_position(u.step);
+                    // `total: 0` means "no step count in this update" (e.g. "resuming at
+                    // step 300" before training reports its total): keep the bar as it is.
+                    if u.total > 0 {
+                        bar.set_length(u.total);
+                        bar.set_position(u.step);
+                    }
                     bar.set_message(describe(u));
                 }
             }
@@ -107,15 +118,14 @@ impl Events for Console {
             Err(_) => return,
         };
         let last = printed.entry(node.to_string()).or_insert(u64::MAX);
-        if *last != tenth {
+        if u.total == 0 {
+            // A message without a step count: print it as it is, never as `300/0`.
+            drop(printed);
+            self.line(&format!("[run] {node}: {}", describe(u)));
+        } else if *last != tenth {
             *last = tenth;
             drop(printed);
-            self.line(&format!(
-                "[run] {node}: {}/{} {}",
-                u.step,
-                u.total,
-                describe(u)
-            ));
+            self.line(&format!("[run] {node}: {}", progress_text(u)));
         }
     }
 
@@ -142,5 +152,26 @@ impl Events for Console {
         if let Some(note) = &o.note {
             self.line(&format!("[note] {}: {note}", o.name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_without_a_total_is_never_shown_as_a_fraction() {
+        let u = ProgressUpdate {
+            step: 300,
+            message: Some("resuming at step 300".into()),
+            ..ProgressUpdate::default()
+        };
+        assert_eq!(describe(&u), "resuming at step 300");
+        let v = ProgressUpdate {
+            step: 3,
+            total: 10,
+            ..ProgressUpdate::default()
+        };
+        assert_eq!(progress_text(&v), "3/10");
     }
 }

@@ -1,9 +1,12 @@
 //! Run records (`<cache>/runs/<time>-<pid>.json`: what each node did, its key, time and
-//! metrics) and `results.json` (every eval's `result.json`, keyed by node name).
+//! metrics, and the provenance of the build and machine) and `results.json` (every eval's
+//! `result.json`, keyed by node name, marked with the run that produced it).
 
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::provenance::Provenance;
 use super::run::{NodeOutcome, RunReport};
 use super::{fsutil, Cache, ExecError};
 use crate::ir::Program;
@@ -11,7 +14,10 @@ use crate::syntax::ast::DeclKind;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord<'a> {
+    pub id: &'a str,
     pub experiment: &'a str,
+    /// The build, libraries, threads and machine that ran it.
+    pub provenance: Provenance,
     /// Unix time in seconds when the run started and finished.
     pub started: f64,
     pub finished: f64,
@@ -31,7 +37,9 @@ impl Cache {
     pub fn write_run_record(&self, report: &RunReport, started: f64) -> Result<PathBuf, ExecError> {
         let finished = unix_now();
         let record = RunRecord {
+            id: &report.id,
             experiment: &report.experiment,
+            provenance: Provenance::current(),
             started,
             finished,
             ok: report.ok(),
@@ -39,35 +47,59 @@ impl Cache {
         };
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|e| ExecError::Corrupt(format!("serialising the run record: {e}")))?;
-        let path = self.root().join("runs").join(format!(
-            "{:013}-{}.json",
-            (started * 1000.0) as u64,
-            fsutil::unique_suffix()
-        ));
+        let path = self.root().join("runs").join(format!("{}.json", report.id));
         fsutil::write_atomic(&path, &json)?;
         Ok(path)
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Results(serde_json::Map<String, serde_json::Value>);
+/// `results.json` (format 2). Every value names the run that produced it, so a value kept
+/// from an earlier run (an eval this run did not target) is never mistaken for this run's.
+#[derive(Debug, Serialize, Deserialize)]
+struct Results {
+    format: u32,
+    /// The run that wrote the file last, and what it ran on.
+    run: String,
+    provenance: Provenance,
+    evals: BTreeMap<String, ResultValue>,
+}
 
-/// Merges the `result.json` of every eval node that has a result this run into
-/// `path` (`results.json`), keyed by node name. Entries of names that are no longer eval
-/// nodes of the program are dropped; others not recomputed this run are kept.
+#[derive(Debug, Serialize, Deserialize)]
+struct ResultValue {
+    /// The id of the run that produced this value (its run record is
+    /// `<cache>/runs/<run>.json`); equal to the file's `run` when this run did.
+    run: String,
+    /// `computed` or `cached` in that run.
+    status: String,
+    key: String,
+    /// The eval's `result.json`.
+    result: serde_json::Value,
+}
+
+const RESULTS_FORMAT: u32 = 2;
+
+/// Writes `path` (`results.json`): the `result.json` of every eval node that has a result
+/// in this run, keyed by node name and marked with this run's id. Values of earlier runs
+/// stay only for evals this run did not attempt (e.g. outside `--target`), marked with
+/// their own run; an eval this run attempted without a result (failed, skipped,
+/// cancelled) loses its old value, and so do names that are no longer evals of the
+/// program and values of files without run marks (older formats).
 pub fn write_results(
     program: &Program,
     cache: &Cache,
     report: &RunReport,
     path: &Path,
 ) -> Result<usize, ExecError> {
-    let mut results: Results = std::fs::read(path)
+    let old: Option<Results> = std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    results
-        .0
-        .retain(|name, _| program.find(name).is_some_and(|n| n.kind == DeclKind::Eval));
+        .filter(|r: &Results| r.format == RESULTS_FORMAT);
+    let attempted: BTreeSet<&str> = report.outcomes.iter().map(|o| o.name.as_str()).collect();
+    let mut evals = old.map(|r| r.evals).unwrap_or_default();
+    evals.retain(|name, _| {
+        !attempted.contains(name.as_str())
+            && program.find(name).is_some_and(|n| n.kind == DeclKind::Eval)
+    });
     let mut n = 0;
     for o in &report.outcomes {
         if program.node(o.node).kind != DeclKind::Eval || o.content.is_none() {
@@ -81,9 +113,23 @@ pub fn write_results(
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ExecError::Corrupt(format!("{} is not valid JSON: {e}", file.display()))
         })?;
-        results.0.insert(o.name.clone(), value);
+        evals.insert(
+            o.name.clone(),
+            ResultValue {
+                run: report.id.clone(),
+                status: o.status.word().to_string(),
+                key: key.clone(),
+                result: value,
+            },
+        );
         n += 1;
     }
+    let results = Results {
+        format: RESULTS_FORMAT,
+        run: report.id.clone(),
+        provenance: Provenance::current(),
+        evals,
+    };
     let json = serde_json::to_vec_pretty(&results)
         .map_err(|e| ExecError::Corrupt(format!("serialising results: {e}")))?;
     fsutil::write_atomic(path, &json)?;

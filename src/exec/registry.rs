@@ -38,6 +38,7 @@ type HiddenOp = fn(&OpCtx, &OpArgs) -> Result<(), OpError>;
 fn hidden(op: &str) -> Option<HiddenOp> {
     match op {
         "__bench_text" => Some(bench_text),
+        "__bench_wait" => Some(bench_wait),
         _ => None,
     }
 }
@@ -57,4 +58,25 @@ fn bench_text(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let path = ctx.out_dir.join("data.txt");
     let out = format!("{text}\n{}\n", h.finalize().to_hex());
     std::fs::write(&path, out).map_err(|e| OpError::io(&path, e))
+}
+
+/// [`bench_text`] after waiting for the file `gate` (relative to the project directory) to
+/// exist; writes `<gate>.waiting` first. Lets tests hold a run in the middle of its plan
+/// (e.g. to run `cache gc` beside it) without timing assumptions. Gives up after 10 min.
+fn bench_wait(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
+    let gate = ctx.project_dir.join(args.str("gate")?);
+    let mut waiting = gate.clone().into_os_string();
+    waiting.push(".waiting");
+    std::fs::write(&waiting, "").map_err(|e| OpError::io(&waiting, e))?;
+    for _ in 0..60_000 {
+        if gate.exists() {
+            return bench_text(ctx, args);
+        }
+        ctx.check_cancel()?;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(OpError::failed(format!(
+        "{} never appeared",
+        gate.display()
+    )))
 }

@@ -86,6 +86,8 @@ pub struct NodeOutcome {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    /// Unique per run: names the run record, marks the values of `results.json`.
+    pub id: String,
     pub experiment: String,
     pub outcomes: Vec<NodeOutcome>,
 }
@@ -148,6 +150,8 @@ struct Runner<'a> {
     dag: Dag,
     needed: Vec<bool>,
     env: Env,
+    /// What `cache gc` must not remove while this run lives.
+    lease: super::lease::Lease,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -168,6 +172,20 @@ pub fn execute(
     } else {
         &opts.targets
     });
+    // A forced node outside the targets would silently not run: say so instead.
+    let unreached: Vec<&str> = opts
+        .forced
+        .iter()
+        .filter(|f| !needed.get(f.0).copied().unwrap_or(false))
+        .map(|f| program.node(*f).name.as_str())
+        .collect();
+    if !unreached.is_empty() {
+        return Err(ExecError::Usage(format!(
+            "--force {}: not needed by the --target nodes, so it would not run; add it as a \
+             --target too",
+            unreached.join(", ")
+        )));
+    }
     let mut waiting = vec![0; program.nodes.len()];
     let mut ready = VecDeque::new();
     for id in dag.order.iter().copied().filter(|i| needed[i.0]) {
@@ -177,7 +195,14 @@ pub fn execute(
         }
     }
     let left = needed.iter().filter(|n| **n).count();
+    let id = format!(
+        "{:013}-{}",
+        (super::record::unix_now() * 1000.0) as u64,
+        fsutil::unique_suffix()
+    );
+    let lease = super::lease::Lease::take(cache, &id)?;
     let runner = Runner {
+        lease,
         program,
         registry,
         cache,
@@ -211,6 +236,7 @@ pub fn execute(
         .filter_map(|i| state.outcomes[i.0].clone())
         .collect();
     let report = RunReport {
+        id,
         experiment: program.name.clone(),
         outcomes,
     };
@@ -370,6 +396,10 @@ impl Runner<'_> {
             return o;
         };
         let mut o = self.outcome(id, NodeStatus::Cached, Some(parts.clone()));
+        // Before the entry is checked or read: from now on `cache gc` keeps it.
+        if let Err(e) = self.lease.hold(&key) {
+            return self.failed(o, e.to_string());
+        }
         let forced = self.opts.forced.contains(&id);
         if !forced {
             match self.cache.check(&key) {
@@ -443,6 +473,8 @@ impl Runner<'_> {
             .collect::<Result<BTreeMap<_, _>, ExecError>>()
             .map_err(Stop::Exec)?;
         let work_dir = self.cache.work_dir(key);
+        let forced = self.opts.forced.contains(&id);
+        o.note = resume_note(&work_dir, forced, o.note.take()).map_err(Stop::Exec)?;
         fsutil::create_dir_all(&work_dir).map_err(Stop::Exec)?;
         let staging = self.cache.staging(key).map_err(Stop::Exec)?;
         let progress = NodeProgress {
@@ -528,6 +560,34 @@ impl Runner<'_> {
             }
         })
     }
+}
+
+/// Makes the work dir safe to resume from (`store::workdir`): `--force` starts from
+/// scratch, state that fails its manifest is dropped. Returns the node's note, with a
+/// warning appended when state was dropped.
+fn resume_note(
+    work_dir: &std::path::Path,
+    forced: bool,
+    note: Option<String>,
+) -> Result<Option<String>, ExecError> {
+    use crate::store::workdir::{self, WorkState};
+    let to_exec = |e: crate::store::PinError| ExecError::Corrupt(e.to_string());
+    if forced {
+        workdir::clear(work_dir).map_err(to_exec)?;
+        return Ok(note);
+    }
+    Ok(match workdir::prepare(work_dir).map_err(to_exec)? {
+        WorkState::Dropped(reason) => {
+            let warn = format!(
+                "resumable state dropped ({reason}); the operation restarts from the start"
+            );
+            Some(match note {
+                Some(n) => format!("{n}; {warn}"),
+                None => warn,
+            })
+        }
+        WorkState::Empty | WorkState::Intact => note,
+    })
 }
 
 /// Why [`Runner::compute`] produced no entry.

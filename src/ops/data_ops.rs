@@ -353,7 +353,11 @@ fn run_jsonl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let names = Format::NAMES;
     let format = enum_arg(args, "format", Format::Auto, Format::parse, names)?;
     let path = resolve_in_project(&ctx.project_dir, args.str("path")?)?;
-    let rows = formats::read_jsonl(&path, format).map_err(failed)?;
+    // The key holds the hash the checker pinned (`content`): parse exactly those bytes, so
+    // an entry never holds rows of a file edited between `check` and this read.
+    let pinned = args.str(crate::check::datafiles::CONTENT_ARG)?;
+    let bytes = crate::store::read_pinned(&path, pinned).map_err(failed)?;
+    let rows = formats::parse_jsonl(&bytes, &path, format).map_err(failed)?;
     if rows.is_empty() {
         return Err(failed(format!("{}: no rows", path.display())));
     }

@@ -76,6 +76,7 @@ fn run_gpt(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
         mlp_ratio: int_or(args, "mlp_ratio", 4)?,
         activation,
     };
+    super::budget::check_gpt(&cfg, None)?;
     let model = Gpt::init(&cfg, seed(ctx, args)?).map_err(ml_err)?;
     save_checkpoint(&ctx.out_dir.join("model"), &model, &tok).map_err(ml_err)
 }

@@ -7,6 +7,7 @@
 //! files into [`OpCtx::out_dir`]. Artifact layouts are listed in `ARCHITECTURE.md`.
 
 pub mod args;
+pub mod budget;
 mod common;
 pub mod data_ops;
 pub mod eval_ops;
@@ -70,6 +71,15 @@ pub struct OpCtx<'a> {
 impl OpCtx<'_> {
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Records the work dir's content in its manifest (`store::workdir`): call right after
+    /// saving resumable state, or the next run drops the state instead of resuming from it.
+    pub fn seal_work_dir(&self) -> Result<(), crate::ml::MlError> {
+        crate::store::workdir::seal(&self.work_dir).map_err(|e| match e {
+            crate::store::PinError::Io { path, source } => crate::ml::MlError::Io { path, source },
+            other => crate::ml::MlError::Invalid(other.to_string()),
+        })
     }
 
     /// Returns `Err(Cancelled)` if Ctrl-C was pressed.

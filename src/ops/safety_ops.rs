@@ -244,6 +244,7 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
             .map_err(ml_err)?;
             std::fs::create_dir_all(&ctx.work_dir).map_err(|e| OpError::io(&ctx.work_dir, e))?;
             write_json(&search_path, &r)?;
+            ctx.seal_work_dir().map_err(ml_err)?;
             r
         }
     };

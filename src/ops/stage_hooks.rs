@@ -39,7 +39,9 @@ impl TrainHooks for StageHooks<'_, '_> {
         save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
     }
     fn save_state(&mut self, state: &dyn SavedState) -> crate::ml::Result<()> {
-        state.save(&self.state_dir)
+        state.save(&self.state_dir)?;
+        // The manifest checked on resume: corrupt state is dropped, never trained on.
+        self.ctx.seal_work_dir()
     }
     fn should_stop(&mut self) -> bool {
         self.ctx.cancelled()

@@ -19,6 +19,8 @@ use crate::syntax::ast::DeclKind;
 pub enum NodeState {
     Cached,
     NotRun,
+    /// An entry exists under the key but fails verification: the next run recomputes it.
+    Corrupt(String),
     /// The operation has no implementation in this build.
     NotImplemented,
     /// An input (transitively) has no implementation.
@@ -30,6 +32,9 @@ impl NodeState {
         match self {
             NodeState::Cached => "cached".into(),
             NodeState::NotRun => "not run yet".into(),
+            NodeState::Corrupt(detail) => {
+                format!("cache entry corrupt ({detail}); the next run recomputes it")
+            }
             NodeState::NotImplemented => "not implemented".into(),
             NodeState::Blocked(by) => format!("blocked by {}", by.join(", ")),
         }
@@ -91,6 +96,9 @@ pub struct ReportData {
     pub reports: Vec<Report>,
     /// How many run records of this experiment the cache holds.
     pub runs: usize,
+    /// Build, libraries, threads and machine of the latest run of this experiment that
+    /// computed something (what produced the newest results), if its record says.
+    pub run_provenance: Option<crate::exec::provenance::Provenance>,
 }
 
 impl ReportData {
@@ -141,6 +149,8 @@ pub fn value_text(program: &Program, v: &Value) -> String {
 struct RecordFile {
     experiment: String,
     #[serde(default)]
+    provenance: Option<crate::exec::provenance::Provenance>,
+    #[serde(default)]
     finished: f64,
     #[serde(default)]
     nodes: Vec<RecordNode>,
@@ -156,7 +166,14 @@ struct RecordNode {
 
 /// Seconds each key took when it was computed, from `<cache>/runs/*.json` (the latest
 /// record wins). Unreadable records are skipped: they only add timings.
-fn run_timings(cache: &Cache, experiment: &str) -> (usize, BTreeMap<String, f64>) {
+fn run_timings(
+    cache: &Cache,
+    experiment: &str,
+) -> (
+    usize,
+    BTreeMap<String, f64>,
+    Option<crate::exec::provenance::Provenance>,
+) {
     let mut records: Vec<RecordFile> = Vec::new();
     if let Ok(dir) = std::fs::read_dir(cache.root().join("runs")) {
         for entry in dir.flatten() {
@@ -172,14 +189,16 @@ fn run_timings(cache: &Cache, experiment: &str) -> (usize, BTreeMap<String, f64>
     }
     records.sort_by(|a, b| a.finished.total_cmp(&b.finished));
     let mut out = BTreeMap::new();
+    let mut provenance = None;
     for r in &records {
         for n in &r.nodes {
             if let (Some(k), "computed") = (&n.key, n.status.as_str()) {
                 out.insert(k.clone(), n.seconds);
+                provenance = r.provenance.clone().or(provenance);
             }
         }
     }
-    (records.len(), out)
+    (records.len(), out, provenance)
 }
 
 fn read_result(dir: &Path) -> Result<EvalResult, String> {
@@ -197,14 +216,20 @@ pub fn collect(
 ) -> Result<ReportData, ReportError> {
     let plan = Plan::compute(program, registry, cache, &[], &[])
         .map_err(|e| ReportError::Plan(e.to_string()))?;
-    let (runs, timings) = run_timings(cache, &program.name);
+    let (runs, timings, run_provenance) = run_timings(cache, &program.name);
     let mut nodes = Vec::new();
     let mut evals = Vec::new();
     for p in &plan.nodes {
         let node = program.node(p.id);
         let state = match &p.status {
             Status::Cached => NodeState::Cached,
-            Status::ToRun { .. } => NodeState::NotRun,
+            Status::ToRun { why } => match why.iter().find_map(|w| match w {
+                crate::plan::Why::CorruptEntry { detail } => Some(detail.clone()),
+                _ => None,
+            }) {
+                Some(detail) => NodeState::Corrupt(detail),
+                None => NodeState::NotRun,
+            },
             Status::NotImplemented => NodeState::NotImplemented,
             Status::Blocked { by } => NodeState::Blocked(by.clone()),
         };
@@ -262,5 +287,6 @@ pub fn collect(
         evals,
         reports: program.reports.clone(),
         runs,
+        run_provenance,
     })
 }

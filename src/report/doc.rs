@@ -119,7 +119,7 @@ impl Builder<'_> {
             .collect();
         if !missing.is_empty() {
             self.blocks
-                .push(Block::Para(format!("Not run yet: {}.", missing.join(", "))));
+                .push(Block::Para(format!("No result: {}.", missing.join(", "))));
         }
     }
 
@@ -383,7 +383,7 @@ pub fn build(data: &ReportData) -> Vec<Block> {
     }
     let ran = data.evals.iter().filter(|e| e.result.is_some()).count();
     let missing = if ran < data.evals.len() {
-        " (the others are listed as not run yet)"
+        " (the others are listed with their state: not run yet, or a corrupt cache entry)"
     } else {
         ""
     };
@@ -477,6 +477,13 @@ fn provenance(b: &mut Builder) {
     ];
     facts.extend(data.settings.iter().map(|(k, v)| format!("{k} = {v}")));
     b.blocks.push(Block::Para(facts.join("; ") + "."));
+    if let Some(p) = &data.run_provenance {
+        b.blocks.push(Block::Para(format!(
+            "Latest run that computed nodes: {}. Training bits depend on the machine's L1 \
+             data cache through gemm's blocking; see `docs/cache.md`.",
+            p.line()
+        )));
+    }
     let rows = data
         .nodes
         .iter()

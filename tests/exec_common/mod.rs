@@ -205,6 +205,8 @@ impl Registry for Fake {
                     });
                     ctx.progress.metric("loss", step, 1.0 / step as f64);
                     std::fs::write(&ckpt, step.to_string()).map_err(|e| OpError::io(&ckpt, e))?;
+                    // The stage protocol: resumable state is sealed right after it is saved.
+                    ctx.seal_work_dir().map_err(OpError::failed)?;
                     if step == 2
                         && self
                             .fail_once

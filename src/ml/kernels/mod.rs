@@ -148,32 +148,71 @@ pub fn matmul(
         }
         return Ok(());
     }
-    // SAFETY: the three views were bounds-checked above against their slices; `dst` is
-    // borrowed mutably, so it cannot alias the inputs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().add(d.off),
-            d.cs as isize,
-            d.rs as isize,
-            accumulate,
-            a_data.as_ptr().add(a.off),
-            a.cs as isize,
-            a.rs as isize,
-            b_data.as_ptr().add(b.off),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        );
+    let block = k_block((m, n, k), d, a, b);
+    let mut k0 = 0;
+    while k0 < k {
+        let kb = block.min(k - k0);
+        // SAFETY: the three views were bounds-checked above against their slices (a block
+        // is a sub-view: columns k0..k0+kb of `a`, rows k0..k0+kb of `b`); `dst` is
+        // borrowed mutably, so it cannot alias the inputs.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                kb,
+                dst.as_mut_ptr().add(d.off),
+                d.cs as isize,
+                d.rs as isize,
+                accumulate || k0 > 0,
+                a_data.as_ptr().add(a.off + k0 * a.cs),
+                a.cs as isize,
+                a.rs as isize,
+                b_data.as_ptr().add(b.off + k0 * b.rs),
+                b.cs as isize,
+                b.rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism(m, n, k),
+            );
+        }
+        k0 += kb;
     }
     Ok(())
+}
+
+/// The k-block of one product, fixed so that the bits never depend on the machine.
+///
+/// Why: for most shapes gemm (0.19) splits k into blocks sized from the L1 data cache it
+/// detects at run time (`gemm_common::cache::kernel_params`: 1024 on a 48 KiB 12-way L1d,
+/// 512 on a 32 KiB 8-way one), and each block's partial sums are added to `dst` in turn:
+/// the block size is the summation order. Two machines of one type with different L1
+/// caches trained different bits under one key. Here k is split before gemm sees it, as
+/// gemm splits it on a 32 KiB 8-way L1d (`ceil(k / 512)` equal blocks): a call with
+/// `k <= 512` is never split further on any machine (512 is gemm's floor). Shapes that
+/// gemm routes elsewhere (tiny outputs, matrix-vector products, `m, n <= 64`) use fixed
+/// blocks already and are passed whole, so their bits are as before.
+fn k_block((m, n, k): (usize, usize, usize), d: Mat, a: Mat, b: Mat) -> usize {
+    const KC: usize = 512;
+    // gemm's own normalisation: it transposes the problem when dst is column-oriented.
+    let (m, n, dst_cs, dst_rs, lhs_cs, lhs_rs, rhs_cs, rhs_rs) = if d.cs < d.rs {
+        (n, m, d.rs, d.cs, b.rs, b.cs, a.rs, a.cs)
+    } else {
+        (m, n, d.cs, d.rs, a.cs, a.rs, b.cs, b.rs)
+    };
+    // The dispatch of `gemm_common::gemm::gemm_basic_generic` before `kernel_params`.
+    let fixed = (lhs_cs == 1 && rhs_rs == 1 && m * n <= 16 * 16)
+        || k <= 2
+        || (n <= 1 && ((lhs_rs == 1 && dst_rs == 1) || (lhs_cs == 1 && rhs_rs == 1)))
+        || (m <= 1 && ((rhs_cs == 1 && dst_cs == 1) || (rhs_rs == 1 && lhs_cs == 1)))
+        || (m <= 64 && n <= 64)
+        || k <= KC;
+    if fixed {
+        return k;
+    }
+    k.div_ceil(k.div_ceil(KC))
 }
 
 /// Applies `f` to rows of `cols` elements, in parallel when large.
@@ -342,6 +381,24 @@ pub fn sum_squares(x: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn k_blocks_are_fixed_where_gemm_would_size_them_from_the_cache() {
+        let r = |ld| Mat::rows(0, ld);
+        // A weight gradient: k = batch x tokens rows, blocks of at most 512, equal sizes.
+        assert_eq!(
+            k_block((128, 384, 4096), r(384), Mat::trans(0, 128), r(384)),
+            512
+        );
+        assert_eq!(
+            k_block((128, 384, 1500), r(384), Mat::trans(0, 128), r(384)),
+            500
+        );
+        // Shapes gemm blocks by fixed sizes stay whole: small outputs, k <= 512, vectors.
+        assert_eq!(k_block((64, 64, 4096), r(64), r(4096), r(64)), 4096);
+        assert_eq!(k_block((128, 384, 512), r(384), r(512), r(384)), 512);
+        assert_eq!(k_block((1, 1000, 4096), r(1000), r(4096), r(1000)), 4096);
+    }
 
     #[test]
     fn strided_matmul_matches_naive_and_checks_bounds() {

@@ -115,7 +115,7 @@ fn finite_loss(loss: &Tensor) -> Result<f64> {
 pub(crate) fn finite(value: f64) -> Result<f64> {
     if !value.is_finite() {
         return Err(MlError::Invalid(format!(
-            "loss is {value}: training diverged (lower the learning rate)"
+            "loss is {value}: training diverged (lower the learning rate; with weight decay, keep lr × weight_decay well below 1: each step scales the weights by 1 - lr × weight_decay)"
         )));
     }
     Ok(value)
@@ -315,7 +315,7 @@ pub fn clip_grad_norm_vars(
     let norm = sq.sqrt();
     if !norm.is_finite() {
         return Err(MlError::Invalid(format!(
-            "gradient norm is {norm}: training diverged (lower the learning rate)"
+            "gradient norm is {norm}: training diverged (lower the learning rate; with weight decay, keep lr × weight_decay well below 1: each step scales the weights by 1 - lr × weight_decay)"
         )));
     }
     if max_norm > 0.0 && norm > max_norm {
