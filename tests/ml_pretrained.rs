@@ -212,14 +212,32 @@ fn bad_pretrained_directories_are_clear_errors() {
         "{e}"
     );
 
-    // A tokenizer larger than the embedding.
+    // A config whose vocabulary does not match the embedding.
     let d = copy_fixture("gpt2");
     let p = d.path().join("config.json");
     let mut cfg = json(&p);
     cfg["vocab_size"] = serde_json::json!(10);
     std::fs::write(&p, cfg.to_string()).unwrap();
     let e = load_err(d.path());
-    assert!(e.contains("shape") || e.contains("tokenizer has"), "{e}");
+    assert!(e.contains("shape"), "{e}");
+
+    // A tokenizer with more ids than the embedding has rows.
+    let d = copy_fixture("llama_tied_gqa");
+    let p = d.path().join("tokenizer.json");
+    let mut tj = json(&p);
+    tj["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 5000, "content": "<|extra|>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true
+        }));
+    std::fs::write(&p, tj.to_string()).unwrap();
+    let e = load_err(d.path());
+    assert!(
+        e.contains("tokenizer has") && e.contains("embedding"),
+        "{e}"
+    );
 
     // A chat template that fails to render.
     let d = copy_fixture("llama_tied_gqa");
