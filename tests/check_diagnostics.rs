@@ -100,10 +100,17 @@ fn every_code_is_documented() {
 #[test]
 fn stdlib_and_experiments_are_clean() {
     let out = check_paths(&["stdlib".into(), "experiments".into()]).expect("checks");
-    let shown: Vec<String> = out
+    // Experiments on a pretrained model need `scripts/fetch-model.sh` (models/ is not in
+    // git): without the model, E0405 naming it is their only diagnostic.
+    let fetched = std::path::Path::new("models/SmolLM2-135M-Instruct.Q4_1.gguf").exists();
+    let unexpected: Vec<_> = out
         .diagnostics
+        .iter()
+        .filter(|d| fetched || !(d.code == "E0405" && d.message.contains("models/")))
+        .collect();
+    let shown: Vec<String> = unexpected
         .iter()
         .map(|d| render(d, &out.sources, Format::Human, false))
         .collect();
-    assert!(out.diagnostics.is_empty(), "{}", shown.join("\n"));
+    assert!(unexpected.is_empty(), "{}", shown.join("\n"));
 }
