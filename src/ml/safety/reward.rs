@@ -20,10 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::chat;
 use crate::data::Example;
 use crate::ml::batch::{pad_for_last_token, Encoded};
-use crate::ml::checkpoint::{
-    load_tensors, save_checkpoint, save_tensors, CONFIG_FILE, WEIGHTS_FILE,
-};
+use crate::ml::checkpoint::{save_checkpoint, save_tensors, CONFIG_FILE, WEIGHTS_FILE};
 use crate::ml::error::{MlError, Result};
+use crate::ml::model::weights::HfWeights;
 use crate::ml::model::{CausalLm, Model};
 use crate::ml::optim::{step_vars_on_loss, AdamW, AdamWConfig, Schedule};
 use crate::ml::tokenizer::Tokenizer;
@@ -112,8 +111,9 @@ impl RewardModel {
     pub fn load(dir: &Path) -> Result<(RewardModel, Tokenizer)> {
         let (body, tok) = load_checkpoint(dir)?;
         let wp = dir.join(WEIGHTS_FILE);
-        let mut ts = load_tensors(&wp)?;
-        let score = ts.remove(SCORE_NAME).ok_or_else(|| {
+        // The head alone, from the memory-mapped weights: the body was read above, and a
+        // second full read of a pretrained body is hundreds of MB.
+        let score = HfWeights::open(dir)?.get(SCORE_NAME)?.ok_or_else(|| {
             MlError::bad_file(
                 &wp,
                 "no `score.weight`: this is a language model, not a reward model (train one with reward_model)",
