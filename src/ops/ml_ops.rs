@@ -1,10 +1,11 @@
 //! Registry entries for the ML operations `bpe`, `gpt` and `sft` (artifact layouts in
 //! `ARCHITECTURE.md`): thin adapters from [`OpArgs`] to [`crate::ml`].
 
-use super::common::{bad_input, every, int_or, ml_err, model_dir, read_dataset, seed, word_or};
+use super::adapter::load_trainee;
+use super::common::{bad_input, every, int_or, ml_err, read_dataset, seed, word_or};
 use super::stage_hooks::{finish_stage, stage_dirs, StageHooks};
 use super::{OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
-use crate::ml::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::ml::checkpoint::save_checkpoint;
 use crate::ml::scratchpad::{encode_for_sft, ScratchpadMode};
 use crate::ml::sft::{train_sft_encoded, Resume, SftConfig};
 use crate::ml::{Activation, Gpt, GptConfig, Tokenizer};
@@ -85,16 +86,14 @@ fn run_gpt(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
 /// heldout, checkpoints, seed)`: writes `model/`, `checkpoints/step-NNNNNN/` and
 /// `train_log.json`; resumes from `work_dir/state` after an interruption.
 fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let model_in = args.input("model")?;
-    let (model, tok) =
-        load_checkpoint(&model_dir(model_in)?).map_err(|e| bad_input(model_in, e))?;
+    let seed = seed(ctx, args)?;
+    let (model, tok, base) = load_trainee(args, "model", seed)?;
     let data_in = args.input("data")?;
     let train = read_dataset(data_in)?;
     let heldout = match args.opt("heldout") {
         Some(_) => read_dataset(args.input("heldout")?)?,
         None => Vec::new(),
     };
-    let seed = seed(ctx, args)?;
     let checkpoint_every = every(args)?;
     let cfg = SftConfig {
         epochs: int_or(args, "epochs", 1)?,
@@ -136,6 +135,7 @@ fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
         tok: &tok,
         ckpt_root: ckpt_root.clone(),
         state_dir: state_dir.clone(),
+        base: base.as_ref(),
     };
     let (trained, mut log) =
         train_sft_encoded(model, &tok, &rows, &held, &cfg, resume, &mut hooks).map_err(ml_err)?;
@@ -143,5 +143,12 @@ fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let log_path = ctx.out_dir.join("train_log.json");
     let text = serde_json::to_string_pretty(&log).map_err(OpError::failed)?;
     std::fs::write(&log_path, text).map_err(|e| OpError::io(&log_path, e))?;
-    finish_stage(ctx, trained.as_ref(), &tok, &ckpt_root, &state_dir)
+    finish_stage(
+        ctx,
+        trained.as_ref(),
+        &tok,
+        base.as_ref(),
+        &ckpt_root,
+        &state_dir,
+    )
 }

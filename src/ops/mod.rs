@@ -6,6 +6,7 @@
 //! already turned into the directories of their cached artifacts) and writes its artifact
 //! files into [`OpCtx::out_dir`]. Artifact layouts are listed in `ARCHITECTURE.md`.
 
+mod adapter;
 pub mod args;
 pub mod budget;
 mod common;

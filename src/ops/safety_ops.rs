@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::adapter::load_trainee;
 use super::common::read_dataset;
 use super::common::{
     bad_arg, bad_input, every, float_or, int_or, ml_err, model_dir, seed, word_or, write_json,
@@ -18,6 +19,7 @@ use super::stage_hooks::{finish_stage, stage_dirs, StageHooks};
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::Example;
 use crate::ml::adversarial::{checkpoint_rates, mix_in_redteam, AdversarialReport, ProbeConfig};
+use crate::ml::model::adapter::BaseRef;
 use crate::ml::model::{CausalLm, Model};
 use crate::ml::redteam::{search, SearchConfig, SearchReport};
 use crate::ml::responder::ModelResponder;
@@ -44,11 +46,6 @@ pub const OPS: &[OpSpec] = &[
     },
 ];
 
-fn load_model(args: &OpArgs, name: &str) -> Result<(Model, Tokenizer), OpError> {
-    let input = args.input(name)?;
-    load_checkpoint(&model_dir(input)?).map_err(|e| bad_input(input, e))
-}
-
 /// The work-dir checkpoints `(step, dir)` in step order.
 fn work_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>, OpError> {
     let mut out = Vec::new();
@@ -68,13 +65,16 @@ fn work_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>, OpError> {
 /// `reward_model(base, prefs, epochs, lr, batch, seed)`: `model/` (checkpoint with
 /// `score.weight`) and `train_log.json` (loss per step, held-out pair accuracy).
 fn run_reward_model(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let (base, tok) = load_model(args, "base")?;
+    let seed = seed(ctx, args)?;
+    // With an adapter the body trains through it (base frozen) and the head in full; the
+    // reward model is stored merged (its head is new weights in any case).
+    let (base, tok, _) = load_trainee(args, "base", seed)?;
     let prefs = read_dataset(args.input("prefs")?)?;
     let cfg = RewardConfig {
         epochs: int_or(args, "epochs", 1)?,
         lr: float_or(args, "lr", 1e-4)?,
         batch: int_or(args, "batch", 16)?,
-        seed: seed(ctx, args)?,
+        seed,
         ..RewardConfig::default()
     };
     let mut progress = |p: &TrainProgress| {
@@ -129,6 +129,7 @@ fn rl_stage(
     prompts: &[String],
     reward_in: &Input,
     cfg: &RlConfig,
+    base: Option<&BaseRef>,
 ) -> Result<(Model, serde_json::Value, PathBuf, PathBuf), OpError> {
     let (rm, rtok) = load_reward(reward_in)?;
     let resume = RlResume::load(&ctx.work_dir.join("state")).map_err(ml_err)?;
@@ -138,6 +139,7 @@ fn rl_stage(
         tok,
         ckpt_root: ckpt_root.clone(),
         state_dir: state_dir.clone(),
+        base,
     };
     let mut reward = ModelReward {
         model: &rm,
@@ -152,7 +154,8 @@ fn rl_stage(
 /// `rl(policy, reward, prompts, steps, kl, algorithm, lr, batch, samples, max_tokens,
 /// temperature, checkpoints, seed)`.
 fn run_rl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let (policy, tok) = load_model(args, "policy")?;
+    let cfg = rl_config(ctx, args)?;
+    let (policy, tok, base) = load_trainee(args, "policy", cfg.seed)?;
     let prompts_in = args.input("prompts")?;
     // HHH RL runs on trigger-free prompts: rows marked as triggered are left out.
     let prompts: Vec<String> = read_dataset(prompts_in)?
@@ -163,11 +166,24 @@ fn run_rl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     if prompts.is_empty() {
         return Err(bad_input(prompts_in, "no trigger-free prompts to train on"));
     }
-    let cfg = rl_config(ctx, args)?;
-    let (policy, log, ckpt_root, state_dir) =
-        rl_stage(ctx, policy, &tok, &prompts, args.input("reward")?, &cfg)?;
+    let (policy, log, ckpt_root, state_dir) = rl_stage(
+        ctx,
+        policy,
+        &tok,
+        &prompts,
+        args.input("reward")?,
+        &cfg,
+        base.as_ref(),
+    )?;
     write_json(&ctx.out_dir.join("train_log.json"), &log)?;
-    finish_stage(ctx, policy.as_ref(), &tok, &ckpt_root, &state_dir)
+    finish_stage(
+        ctx,
+        policy.as_ref(),
+        &tok,
+        base.as_ref(),
+        &ckpt_root,
+        &state_dir,
+    )
 }
 
 /// Red-team rows that elicit nothing are still useful as measurement prompts when the
@@ -189,7 +205,8 @@ fn probe_prompts(report: &SearchReport, pool: &[Example]) -> Vec<Example> {
 /// layout plus `redteam.json` (search, and per checkpoint `redteam_success`, `triggered`,
 /// `untriggered` with intervals).
 fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
-    let (model, tok) = load_model(args, "model")?;
+    let seed = seed(ctx, args)?;
+    let (model, tok, base) = load_trainee(args, "model", seed)?;
     let trigger = trigger_arg(args, "trigger")?;
     let behavior = behavior_arg(args, "behavior")?;
     let data_in = args.input("data")?;
@@ -202,7 +219,6 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
         return Err(bad_input(data_in, "no trigger-free rows to train on"));
     }
     let pool = read_dataset(args.input("redteam")?)?;
-    let seed = seed(ctx, args)?;
     let mix = float_or(args, "mix", 0.5)?;
     let method = word_or(args, "method", "sft")?.to_string();
     let search_cfg = SearchConfig {
@@ -280,6 +296,7 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
                 tok: &tok,
                 ckpt_root: ckpt_root.clone(),
                 state_dir: state_dir.clone(),
+                base: base.as_ref(),
             };
             let (m, log) =
                 train_sft(model, &tok, &mixed, &[], &cfg, resume, &mut hooks).map_err(ml_err)?;
@@ -298,7 +315,15 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
             cfg.steps = steps;
             cfg.lr = float_or(args, "lr", 1e-4)?;
             cfg.batch = int_or(args, "batch", 32)?;
-            rl_stage(ctx, model, &tok, &prompts, args.input("reward")?, &cfg)?
+            rl_stage(
+                ctx,
+                model,
+                &tok,
+                &prompts,
+                args.input("reward")?,
+                &cfg,
+                base.as_ref(),
+            )?
         }
         other => {
             return Err(bad_arg(
@@ -334,7 +359,14 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     };
     write_json(&ctx.out_dir.join("redteam.json"), &adv)?;
     write_json(&ctx.out_dir.join("train_log.json"), &log)?;
-    finish_stage(ctx, trained.as_ref(), &tok, &ckpt_root, &state_dir)?;
+    finish_stage(
+        ctx,
+        trained.as_ref(),
+        &tok,
+        base.as_ref(),
+        &ckpt_root,
+        &state_dir,
+    )?;
     if search_path.exists() {
         std::fs::remove_file(&search_path).map_err(|e| OpError::io(&search_path, e))?;
     }

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use super::common::{copy_dir, ml_err, step_dir};
 use super::{OpCtx, OpError, ProgressUpdate};
+use crate::ml::checkpoint::save_model;
 use crate::ml::hooks::{SavedState, TrainHooks, TrainProgress};
+use crate::ml::model::adapter::BaseRef;
 use crate::ml::model::CausalLm;
-use crate::ml::{save_checkpoint, Tokenizer};
+use crate::ml::Tokenizer;
 
 /// Forwards progress, metrics and cancellation; saves checkpoints and state into the
 /// work dir. Used by every training loop.
@@ -20,6 +22,9 @@ pub(crate) struct StageHooks<'a, 'b> {
     pub ckpt_root: PathBuf,
     /// Where resumable state goes.
     pub state_dir: PathBuf,
+    /// The base an adapter-training stage's checkpoints name (adapter-only checkpoints);
+    /// `None`: full weights.
+    pub base: Option<&'a BaseRef>,
 }
 
 impl TrainHooks for StageHooks<'_, '_> {
@@ -36,7 +41,12 @@ impl TrainHooks for StageHooks<'_, '_> {
         self.ctx.progress.metric(name, step, value);
     }
     fn checkpoint(&mut self, step: u64, model: &dyn CausalLm) -> crate::ml::Result<()> {
-        save_checkpoint(&self.ckpt_root.join(step_dir(step)), model, self.tok)
+        save_model(
+            &self.ckpt_root.join(step_dir(step)),
+            model,
+            self.tok,
+            self.base,
+        )
     }
     fn save_state(&mut self, state: &dyn SavedState) -> crate::ml::Result<()> {
         state.save(&self.state_dir)?;
@@ -59,15 +69,17 @@ pub(crate) fn stage_dirs(ctx: &OpCtx, has_state: bool) -> Result<(PathBuf, PathB
     Ok((state_dir, ckpt_root))
 }
 
-/// Publishes the final model and the checkpoints, then drops the resumable state.
+/// Publishes the final model (the adapter alone when `base` is given) and the checkpoints,
+/// then drops the resumable state.
 pub(crate) fn finish_stage(
     ctx: &OpCtx,
     model: &dyn CausalLm,
     tok: &Tokenizer,
+    base: Option<&BaseRef>,
     ckpt_root: &Path,
     state_dir: &Path,
 ) -> Result<(), OpError> {
-    save_checkpoint(&ctx.out_dir.join("model"), model, tok).map_err(ml_err)?;
+    save_model(&ctx.out_dir.join("model"), model, tok, base).map_err(ml_err)?;
     let out = ctx.out_dir.join("checkpoints");
     std::fs::create_dir_all(&out).map_err(|e| OpError::io(&out, e))?;
     if ckpt_root.exists() {

@@ -217,11 +217,16 @@ impl CustomOp3 for LayerNorm {
             })
         })?;
         let dev = x_t.device();
-        Ok((
-            Some(Tensor::from_vec(dx, x_t.shape(), dev)?),
-            Some(Tensor::from_vec(dw, w_t.shape(), dev)?),
-            Some(Tensor::from_vec(db, b_t.shape(), dev)?),
-        ))
+        let dx = Some(Tensor::from_vec(dx, x_t.shape(), dev)?);
+        // Frozen gain and bias (LoRA): no gradient buffers.
+        let keep = |v: Vec<f32>, t: &Tensor| -> candle_core::Result<Option<Tensor>> {
+            if t.track_op() {
+                Ok(Some(Tensor::from_vec(v, t.shape(), dev)?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok((dx, keep(dw, w_t)?, keep(db, b_t)?))
     }
 }
 

@@ -38,7 +38,8 @@ fn head_grads(
     let (v, c) = wte_t.dims2()?;
     let n = h_t.elem_count() / c.max(1);
     let mut dh = vec![0f32; n * c];
-    let mut dw = vec![0f32; v * c];
+    // A frozen head (LoRA) gets no gradient and costs no product.
+    let need_dw = wte_t.track_op();
     // dh = gl · wte
     with_f32(wte_t, |w| {
         matmul(
@@ -52,6 +53,12 @@ fn head_grads(
             Mat::rows(0, c),
         )
     })?;
+    let dev = h_t.device();
+    let dh = Some(Tensor::from_vec(dh, h_t.shape(), dev)?);
+    if !need_dw {
+        return Ok((dh, None));
+    }
+    let mut dw = vec![0f32; v * c];
     // dwte = glᵀ · h
     with_f32(h_t, |h| {
         matmul(
@@ -65,11 +72,7 @@ fn head_grads(
             Mat::rows(0, c),
         )
     })?;
-    let dev = h_t.device();
-    Ok((
-        Some(Tensor::from_vec(dh, h_t.shape(), dev)?),
-        Some(Tensor::from_vec(dw, wte_t.shape(), dev)?),
-    ))
+    Ok((dh, Some(Tensor::from_vec(dw, wte_t.shape(), dev)?)))
 }
 
 fn head_dims(h: &Layout, w: &Layout) -> candle_core::Result<(usize, usize, usize)> {

@@ -150,7 +150,9 @@ fn grads(
     let (k, n) = w_t.dims2()?;
     let m = x_t.elem_count() / k.max(1);
     let mut dx = vec![0f32; m * k];
-    let mut dw = vec![0f32; k * n];
+    // A frozen layer (LoRA) gets no weight or bias gradient and costs no product.
+    let need_dw = w_t.track_op() || b_t.track_op();
+    let mut dw = vec![0f32; if need_dw { k * n } else { 0 }];
     let (xc, wc) = (x_t.contiguous()?, w_t.contiguous()?);
     let (xc, wc, dxm, dwm) = (&xc, &wc, &mut dx, &mut dw);
     let mut dx_job = move || {
@@ -169,6 +171,9 @@ fn grads(
         })
     };
     let mut dw_job = move || {
+        if !need_dw {
+            return Ok(Vec::new());
+        }
         with_f32(xc, |x| {
             // dw = xᵀ · gu
             matmul(
@@ -188,7 +193,7 @@ fn grads(
     // thread) splits the work evenly; gemm's own per-call threading scales poorly at these
     // sizes. Neither product is split, so the result does not depend on the thread count.
     // With more threads, gemm's own splitting of each product can use them all.
-    let (rx, rw) = if rayon::current_num_threads() == 2 && m * n * k >= 1 << 18 {
+    let (rx, rw) = if need_dw && rayon::current_num_threads() == 2 && m * n * k >= 1 << 18 {
         rayon::join(dx_job, dw_job)
     } else {
         (dx_job(), dw_job())
@@ -196,8 +201,12 @@ fn grads(
     rx?;
     let db = rw?;
     let dev = x_t.device();
+    let dx = Some(Tensor::from_vec(dx, x_t.shape(), dev)?);
+    if !need_dw {
+        return Ok((dx, None, None));
+    }
     Ok((
-        Some(Tensor::from_vec(dx, x_t.shape(), dev)?),
+        dx,
         Some(Tensor::from_vec(dw, w_t.shape(), dev)?),
         Some(Tensor::from_vec(db, b_t.shape(), dev)?),
     ))

@@ -10,6 +10,9 @@ use candle_core::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors, View};
 
 use crate::ml::error::{MlError, Result};
+use crate::ml::model::adapter::{
+    is_adapter_dir, load_peft_adapter, merge_adapter, save_peft_adapter, BaseRef,
+};
 use crate::ml::model::weights::{read_config_json, HfWeights};
 use crate::ml::model::{model_from_hf, save_weights, CausalLm, Model};
 use crate::ml::tokenizer::Tokenizer;
@@ -84,15 +87,63 @@ pub fn load_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 }
 
 /// Writes a checkpoint directory (created if missing): the model's `model.safetensors`
-/// and `config.json`, and the tokenizer's files.
+/// and `config.json`, and the tokenizer's files. A model carrying an adapter is written
+/// with the adapter merged into full weights.
 pub fn save_checkpoint(dir: &Path, model: &dyn CausalLm, tok: &Tokenizer) -> Result<()> {
-    save_weights(dir, model, tok.eot_id(), tok.pad_id())?;
+    if model.adapter().is_some() {
+        let mut merged = model.deep_clone()?;
+        merge_adapter(merged.as_mut())?;
+        save_weights(dir, merged.as_ref(), tok.eot_id(), tok.pad_id())?;
+    } else {
+        save_weights(dir, model, tok.eot_id(), tok.pad_id())?;
+    }
     tok.save_dir(dir)
 }
 
-/// Loads a model directory: one written by [`save_checkpoint`], or a Hugging Face one
-/// (`save_pretrained` of a supported architecture).
+/// Writes what a training stage publishes: the adapter alone, in PEFT's layout and naming
+/// `base`, when the model carries one and `base` is known; full weights otherwise.
+pub fn save_model(
+    dir: &Path,
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    base: Option<&BaseRef>,
+) -> Result<()> {
+    match (model.adapter(), base) {
+        (Some(_), Some(base)) => {
+            save_peft_adapter(dir, model, base)?;
+            tok.save_dir(dir)
+        }
+        _ => save_checkpoint(dir, model, tok),
+    }
+}
+
+/// How many adapters deep a chain of adapter artifacts may go before loading gives up (a
+/// guard against a reference cycle in a hand-edited cache).
+const MAX_ADAPTER_CHAIN: usize = 256;
+
+/// Loads a model directory: one written by [`save_checkpoint`], a Hugging Face one
+/// (`save_pretrained` of a supported architecture), or an adapter artifact written by
+/// [`save_model`] (its base resolved and verified, the adapter merged in).
 pub fn load_checkpoint(dir: &Path) -> Result<(Model, Tokenizer)> {
+    load_at_depth(dir, 0)
+}
+
+fn load_at_depth(dir: &Path, depth: usize) -> Result<(Model, Tokenizer)> {
+    if is_adapter_dir(dir) {
+        if depth >= MAX_ADAPTER_CHAIN {
+            return Err(MlError::bad_file(
+                dir,
+                format!("more than {MAX_ADAPTER_CHAIN} adapters stacked on one base"),
+            ));
+        }
+        let base = BaseRef::read(dir)?.resolve(dir)?;
+        let (mut model, _) = load_at_depth(&base, depth + 1)?;
+        let tok = Tokenizer::load_dir(dir)?;
+        load_peft_adapter(model.as_mut(), dir)?;
+        merge_adapter(model.as_mut())?;
+        check_vocab(dir, model.as_ref(), &tok)?;
+        return Ok((model, tok));
+    }
     let cfg = read_config_json(dir)?;
     let tok = Tokenizer::load_dir(dir)?;
     let weights = HfWeights::open(dir)?;

@@ -12,7 +12,7 @@ use crate::ml::fused_linear::{self, Act};
 use crate::ml::init;
 use crate::ml::layers;
 use crate::ml::model::kv_cache::LayerKv;
-use crate::ml::model::{self, CausalLm, KvCache, Model, ModelDims, Params};
+use crate::ml::model::{self, CausalLm, KvCache, Lora, Model, ModelDims, Params};
 use crate::ml::{fused_attention, fused_head};
 
 /// Tensors per transformer block, in [`block_names`] order.
@@ -88,7 +88,12 @@ pub struct Gpt {
     cfg: GptConfig,
     params: Params,
     device: Device,
+    lora: Option<Lora>,
 }
+
+/// The linear layers a LoRA adapter may target (`c_proj` names both the attention's and
+/// the MLP's output projection, as in PEFT).
+pub const LORA_MODULES: &[&str] = &["c_attn", "c_proj", "c_fc"];
 
 impl std::fmt::Debug for Gpt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,6 +118,7 @@ impl Gpt {
             cfg: cfg.clone(),
             params,
             device,
+            lora: None,
         })
     }
 
@@ -140,6 +146,7 @@ impl Gpt {
             cfg: cfg.clone(),
             params,
             device: Device::Cpu,
+            lora: None,
         })
     }
 
@@ -148,11 +155,32 @@ impl Gpt {
     }
 
     fn p(&self, i: usize) -> &Tensor {
-        self.params.vars()[i].as_tensor()
+        self.params.tensor(i)
     }
 
     fn bp(&self, layer: usize, j: usize) -> &Tensor {
         self.p(2 + layer * PER_BLOCK + j)
+    }
+
+    /// The adapter layer on block `layer`'s weight `j`, if adapted.
+    fn adapted(&self, layer: usize, j: usize) -> Option<usize> {
+        Some(self.lora.as_ref()?.on(2 + layer * PER_BLOCK + j)?.0)
+    }
+
+    fn delta(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        match &self.lora {
+            Some(l) => l.delta(&self.params, i, x, true),
+            None => Err(MlError::Invalid("no adapter attached".into())),
+        }
+    }
+
+    /// `x · w + b` of block `layer`'s weight `w` and bias `b`, plus its adapter's term.
+    fn lin(&self, x: &Tensor, layer: usize, w: usize, b: usize) -> Result<Tensor> {
+        let y = layers::linear(x, self.bp(layer, w), self.bp(layer, b))?;
+        match self.adapted(layer, w) {
+            Some(i) => Ok((y + self.delta(i, x)?)?),
+            None => Ok(y),
+        }
     }
 
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]` (u32), positions 0..time,
@@ -231,8 +259,9 @@ impl Gpt {
                 };
             x = self.block(&x, l, b, t, bias, kv)?;
         }
-        let n = self.params.len();
-        layers::layer_norm(&x, self.p(n - 2), self.p(n - 1))
+        // ln_f closes the base parameters (an adapter's follow them).
+        let n = 2 + self.cfg.layers * PER_BLOCK;
+        layers::layer_norm(&x, self.p(n), self.p(n + 1))
     }
 
     /// The residual stream `[batch, time, width]` after the first `blocks` transformer
@@ -270,8 +299,19 @@ impl Gpt {
             Activation::Gelu => Act::Gelu,
             Activation::Relu => Act::Relu,
         };
-        let h = fused_linear::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B), act)?;
-        let h = layers::linear(&h, self.bp(l, MPROJ_W), self.bp(l, MPROJ_B))?;
+        let h = match self.adapted(l, FC_W) {
+            // The adapter adds before the activation.
+            Some(i) => {
+                let u = fused_linear::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B), Act::None)?;
+                let u = (u + self.delta(i, &h)?)?;
+                match act {
+                    Act::Relu => u.relu()?,
+                    _ => crate::ml::fused::gelu(&u)?,
+                }
+            }
+            None => fused_linear::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B), act)?,
+        };
+        let h = self.lin(&h, l, MPROJ_W, MPROJ_B)?;
         Ok((x + h)?)
     }
 
@@ -290,12 +330,12 @@ impl Gpt {
         cache: Option<&mut Option<LayerKv>>,
     ) -> Result<Tensor> {
         let (c, h, d) = (self.cfg.width, self.cfg.heads, self.cfg.head_dim());
-        let qkv = layers::linear(x, self.bp(l, ATTN_W), self.bp(l, ATTN_B))?;
+        let qkv = self.lin(x, l, ATTN_W, ATTN_B)?;
         let scale = 1.0 / (d as f64).sqrt();
         if cache.is_none() && bias.is_none() {
             // Training and scoring: square causal attention, one fused op.
             let y = fused_attention::causal_attention(&qkv, b, t, h, scale)?;
-            return layers::linear(&y, self.bp(l, APROJ_W), self.bp(l, APROJ_B));
+            return self.lin(&y, l, APROJ_W, APROJ_B);
         }
         let qkv = qkv.reshape((b, t, 3, h, d))?;
         let part = |i: usize| -> candle_core::Result<Tensor> {
@@ -318,7 +358,7 @@ impl Gpt {
         };
         let y = att.matmul(&v)?;
         let y = y.transpose(1, 2)?.reshape((b * t, c))?;
-        layers::linear(&y, self.bp(l, APROJ_W), self.bp(l, APROJ_B))
+        self.lin(&y, l, APROJ_W, APROJ_B)
     }
 
     /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
@@ -353,6 +393,22 @@ impl CausalLm for Gpt {
         &self.params
     }
 
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    fn lora_modules(&self) -> (&'static [&'static str], bool) {
+        (LORA_MODULES, true)
+    }
+
+    fn adapter(&self) -> Option<&Lora> {
+        self.lora.as_ref()
+    }
+
+    fn set_adapter(&mut self, lora: Option<Lora>) {
+        self.lora = lora;
+    }
+
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         self.forward_impl(ids)
     }
@@ -384,6 +440,7 @@ impl CausalLm for Gpt {
             cfg: self.cfg.clone(),
             params: self.params.deep_clone()?,
             device: self.device.clone(),
+            lora: self.lora.clone(),
         }))
     }
 

@@ -31,9 +31,22 @@ use super::kv_cache::LayerKv;
 use super::llama_config::LlamaConfig;
 use super::llama_ops;
 use super::weights::{check_shape, read_config_json, HfWeights};
-use super::{check_len, full_positions, CausalLm, KvCache, Model, ModelDims, Params};
+use super::{
+    base_tensors, check_len, full_positions, CausalLm, KvCache, Lora, Model, ModelDims, Params,
+};
 use crate::ml::error::{MlError, Result};
 use crate::ml::{fused, fused_head, init, layers};
+
+/// The linear layers a LoRA adapter may target, named as `transformers` names them.
+pub const LORA_MODULES: &[&str] = &[
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
 
 /// Indices into [`Params`] of one block's tensors.
 #[derive(Debug, Clone)]
@@ -64,6 +77,7 @@ pub struct Llama {
     sin: Tensor,
     /// Run the composed ops even where the fused CPU kernels apply (tests).
     composed: bool,
+    lora: Option<Lora>,
 }
 
 impl std::fmt::Debug for Llama {
@@ -328,16 +342,12 @@ impl Llama {
             cos,
             sin,
             composed: false,
+            lora: None,
         })
     }
 
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
-    }
-
-    /// Mutable access to the parameters (to freeze some, for instance).
-    pub fn params_mut(&mut self) -> &mut Params {
-        &mut self.params
     }
 
     /// Forces the composed-op path even on the CPU (the reference the fused kernels are
@@ -375,6 +385,7 @@ impl Llama {
             cos: self.cos.to_dtype(dtype)?,
             sin: self.sin.to_dtype(dtype)?,
             composed: self.composed,
+            lora: self.lora.clone(),
         })
     }
 
@@ -388,7 +399,7 @@ impl Llama {
     }
 
     fn w(&self, i: usize) -> &Tensor {
-        self.params.vars()[i].as_tensor()
+        self.params.tensor(i)
     }
 
     fn head_weight(&self) -> &Tensor {
@@ -405,12 +416,20 @@ impl Llama {
     }
 
     fn lin(&self, x: &Tensor, (w, b): (usize, Option<usize>)) -> Result<Tensor> {
-        let b = b.map(|b| self.w(b));
-        if self.fast() {
-            Ok(llama_ops::linear(x, self.w(w), b)?)
+        let bias = b.map(|b| self.w(b));
+        let y = if self.fast() {
+            llama_ops::linear(x, self.w(w), bias)?
         } else {
-            linear_composed(x, self.w(w), b)
+            linear_composed(x, self.w(w), bias)?
+        };
+        match self.lora.as_ref().and_then(|l| Some((l, l.on(w)?.0))) {
+            Some((l, i)) => Ok((y + l.delta(&self.params, i, x, self.fast())?)?),
+            None => Ok(y),
         }
+    }
+
+    fn adapted(&self, w: usize) -> bool {
+        self.lora.as_ref().is_some_and(|l| l.on(w).is_some())
     }
 
     fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -422,7 +441,8 @@ impl Llama {
     }
 
     fn mlp(&self, x: &Tensor, blk: &Block) -> Result<Tensor> {
-        let a = if self.fast() && blk.gate.1.is_none() && blk.up.1.is_none() {
+        let plain = blk.gate.1.is_none() && blk.up.1.is_none();
+        let a = if self.fast() && plain && !self.adapted(blk.gate.0) && !self.adapted(blk.up.0) {
             llama_ops::swiglu(x, self.w(blk.gate.0), self.w(blk.up.0))?
         } else {
             (silu_composed(&self.lin(x, blk.gate)?)? * self.lin(x, blk.up)?)?
@@ -566,6 +586,22 @@ impl CausalLm for Llama {
         &self.params
     }
 
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    fn lora_modules(&self) -> (&'static [&'static str], bool) {
+        (LORA_MODULES, false)
+    }
+
+    fn adapter(&self) -> Option<&Lora> {
+        self.lora.as_ref()
+    }
+
+    fn set_adapter(&mut self, lora: Option<Lora>) {
+        self.lora = lora;
+    }
+
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let h = self.hidden(ids)?;
@@ -641,6 +677,7 @@ impl CausalLm for Llama {
             cos: self.cos.clone(),
             sin: self.sin.clone(),
             composed: self.composed,
+            lora: self.lora.clone(),
         }))
     }
 
@@ -658,8 +695,7 @@ impl CausalLm for Llama {
     /// Hugging Face names, f32; `lm_head.weight` only when untied (a tied head is the
     /// embedding, which `transformers` re-ties on load).
     fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        self.params
-            .named_tensors()
+        base_tensors(&self.params, self.lora.as_ref())
             .into_iter()
             .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
             .collect()

@@ -96,64 +96,68 @@ fn linear_fwd(
     Ok((CpuStorage::F32(out), out_shape(xl, n)))
 }
 
-/// `(dx, dw, db)` of `y = x · wᵀ + b` from `g` `[m, n]`.
+/// `(dx, dw, db)` of `y = x · wᵀ + b` from `g` `[m, n]`; `dw` and `db` only when `w` is
+/// tracked (a frozen weight, as under LoRA, gets no gradient and costs no product).
 fn linear_bwd(
     g: &[f32],
     x_t: &Tensor,
     w_t: &Tensor,
     with_bias: bool,
-) -> candle_core::Result<(Tensor, Tensor, Option<Vec<f32>>)> {
+) -> candle_core::Result<(Tensor, Option<Tensor>, Option<Vec<f32>>)> {
     let (n, k) = w_t.dims2()?;
     let m = x_t.elem_count() / k.max(1);
+    let need_dw = w_t.track_op();
     let mut dx = vec![0f32; m * k];
-    let mut dw = vec![0f32; n * k];
+    let mut dw = vec![0f32; if need_dw { n * k } else { 0 }];
     let (dxm, dwm) = (&mut dx, &mut dw);
-    let (rx, rw) = join2(
-        m * n * k >= 1 << 18,
-        move || {
-            with_f32(w_t, |w| {
-                // dx = g · w
-                matmul(
-                    (m, k, n),
-                    dxm,
-                    Mat::rows(0, k),
-                    false,
-                    g,
-                    Mat::rows(0, n),
-                    w,
-                    Mat::rows(0, k),
-                )
+    let dx_job = move || {
+        with_f32(w_t, |w| {
+            // dx = g · w
+            matmul(
+                (m, k, n),
+                dxm,
+                Mat::rows(0, k),
+                false,
+                g,
+                Mat::rows(0, n),
+                w,
+                Mat::rows(0, k),
+            )
+        })
+    };
+    let dw_job = move || {
+        if !need_dw {
+            return Ok(None);
+        }
+        with_f32(x_t, |x| {
+            // dw = gᵀ · x
+            matmul(
+                (n, k, m),
+                dwm,
+                Mat::rows(0, k),
+                false,
+                g,
+                Mat::trans(0, n),
+                x,
+                Mat::rows(0, k),
+            )?;
+            Ok(if with_bias {
+                Some(col_sums(g, n))
+            } else {
+                None
             })
-        },
-        move || {
-            with_f32(x_t, |x| {
-                // dw = gᵀ · x
-                matmul(
-                    (n, k, m),
-                    dwm,
-                    Mat::rows(0, k),
-                    false,
-                    g,
-                    Mat::trans(0, n),
-                    x,
-                    Mat::rows(0, k),
-                )?;
-                Ok(if with_bias {
-                    Some(col_sums(g, n))
-                } else {
-                    None
-                })
-            })
-        },
-    );
+        })
+    };
+    let (rx, rw) = join2(need_dw && m * n * k >= 1 << 18, dx_job, dw_job);
     rx?;
     let db = rw?;
     let dev = x_t.device();
-    Ok((
-        Tensor::from_vec(dx, x_t.shape(), dev)?,
-        Tensor::from_vec(dw, w_t.shape(), dev)?,
-        db,
-    ))
+    let dw = if need_dw {
+        Some(Tensor::from_vec(dw, w_t.shape(), dev)?)
+    } else {
+        None
+    };
+    Ok((Tensor::from_vec(dx, x_t.shape(), dev)?, dw, db))
 }
 
 impl CustomOp2 for LinearT {
@@ -183,7 +187,7 @@ impl CustomOp2 for LinearT {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, _) = with_f32(grad, |g| linear_bwd(g, x, w, false))?;
-        Ok((Some(dx), Some(dw)))
+        Ok((Some(dx), dw))
     }
 }
 
@@ -223,7 +227,7 @@ impl CustomOp3 for LinearTBias {
             Some(v) => Some(Tensor::from_vec(v, b.shape(), b.device())?),
             None => None,
         };
-        Ok((Some(dx), Some(dw), db))
+        Ok((Some(dx), dw, db))
     }
 }
 
@@ -307,7 +311,10 @@ impl CustomOp2 for RmsNorm {
                             *d = inv * gv * wv - xv * k;
                         }
                     });
-                    // dw = Σ_rows g ⊙ x · inv, over fixed row blocks.
+                    // dw = Σ_rows g ⊙ x · inv, over fixed row blocks (frozen: none).
+                    if !w_t.track_op() {
+                        return Ok((dx, None));
+                    }
                     let dw = row_block_sums(rows, c, |blk, n, acc| {
                         let r0 = blk * SUM_BLOCK_ROWS;
                         for r in r0..r0 + n {
@@ -318,15 +325,16 @@ impl CustomOp2 for RmsNorm {
                             }
                         }
                     });
-                    Ok((dx, dw))
+                    Ok((dx, Some(dw)))
                 })
             })
         })?;
         let dev = x_t.device();
-        Ok((
-            Some(Tensor::from_vec(dx, x_t.shape(), dev)?),
-            Some(Tensor::from_vec(dw, w_t.shape(), dev)?),
-        ))
+        let dw = match dw {
+            Some(dw) => Some(Tensor::from_vec(dw, w_t.shape(), dev)?),
+            None => None,
+        };
+        Ok((Some(Tensor::from_vec(dx, x_t.shape(), dev)?), dw))
     }
 }
 
@@ -530,13 +538,16 @@ impl CustomOp3 for SwiGlu {
             }
             Ok(())
         })?;
+        // Frozen weights (LoRA) get no gradient and cost no product.
+        let need_dw = wg_t.track_op() || wu_t.track_op();
         let mut dx = vec![0f32; m * k];
-        let mut dwg = vec![0f32; f * k];
-        let mut dwu = vec![0f32; f * k];
+        let wlen = if need_dw { f * k } else { 0 };
+        let mut dwg = vec![0f32; wlen];
+        let mut dwu = vec![0f32; wlen];
         let (dgr, dur) = (&dg, &du);
         let (dxm, dwgm, dwum) = (&mut dx, &mut dwg, &mut dwu);
         let (ra, rb) = join2(
-            m * f * k >= 1 << 18,
+            need_dw && m * f * k >= 1 << 18,
             move || {
                 // dx = dg · wg + du · wu
                 with_f32(wg_t, |wg| {
@@ -565,6 +576,9 @@ impl CustomOp3 for SwiGlu {
                 })
             },
             move || {
+                if !need_dw {
+                    return Ok(());
+                }
                 // dwg = dgᵀ · x, dwu = duᵀ · x
                 with_f32(x_t, |x| {
                     matmul(
@@ -593,10 +607,17 @@ impl CustomOp3 for SwiGlu {
         ra?;
         rb?;
         let dev = x_t.device();
+        let grad_of = |v: Vec<f32>, w: &Tensor| -> candle_core::Result<Option<Tensor>> {
+            if w.track_op() {
+                Ok(Some(Tensor::from_vec(v, w.shape(), dev)?))
+            } else {
+                Ok(None)
+            }
+        };
         Ok((
             Some(Tensor::from_vec(dx, x_t.shape(), dev)?),
-            Some(Tensor::from_vec(dwg, wg_t.shape(), dev)?),
-            Some(Tensor::from_vec(dwu, wu_t.shape(), dev)?),
+            grad_of(dwg, wg_t)?,
+            grad_of(dwu, wu_t)?,
         ))
     }
 }

@@ -9,6 +9,7 @@
 //! Parameters are named with Hugging Face's tensor names and carry a trainable mark, so a
 //! checkpoint round-trips through `transformers` and an adapter (LoRA) can freeze the base.
 
+pub mod adapter;
 pub mod checkpoint;
 pub mod config;
 pub mod gguf;
@@ -19,6 +20,7 @@ pub mod llama;
 pub mod llama_config;
 pub mod llama_ops;
 pub mod load;
+pub mod lora;
 pub mod params;
 pub mod weights;
 
@@ -28,6 +30,7 @@ use candle_core::{Device, Tensor};
 
 pub use kv_cache::KvCache;
 pub use load::{model_from_hf, sequence_classification_arch};
+pub use lora::{Lora, LoraConfig};
 pub use params::Params;
 
 use crate::ml::error::{MlError, Result};
@@ -60,6 +63,20 @@ pub trait CausalLm: Send + Sync + std::fmt::Debug {
 
     /// Every parameter, named, in canonical order, with its trainable mark.
     fn params(&self) -> &Params;
+
+    /// Mutable parameters (to freeze some, or to attach an adapter's).
+    fn params_mut(&mut self) -> &mut Params;
+
+    /// The module names a LoRA adapter may target (last name component, as PEFT matches
+    /// them), and whether this architecture stores weights `[in, out]` (GPT-2's Conv1D).
+    fn lora_modules(&self) -> (&'static [&'static str], bool);
+
+    /// The LoRA adapter the forward pass adds, if any.
+    fn adapter(&self) -> Option<&Lora>;
+
+    /// Sets or removes the adapter; its tensors must already be in [`CausalLm::params`]
+    /// (see `lora::attach_adapter`).
+    fn set_adapter(&mut self, lora: Option<Lora>);
 
     /// Logits for positions `0..time`, causal attention.
     fn forward(&self, ids: &Tensor) -> Result<Tensor>;
@@ -97,7 +114,7 @@ pub trait CausalLm: Send + Sync + std::fmt::Debug {
     /// Parameters under the names `transformers` expects in `model.safetensors` (tied
     /// heads written once, GPT-2's Conv1D orientation kept).
     fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(self.params().named_tensors())
+        Ok(base_tensors(self.params(), self.adapter()))
     }
 
     /// Mean cross-entropy over positions where `mask` `[batch, time]` (f32 0/1) is 1,
@@ -136,6 +153,18 @@ impl<M: CausalLm + ?Sized> CausalLm for Box<M> {
     }
     fn params(&self) -> &Params {
         (**self).params()
+    }
+    fn params_mut(&mut self) -> &mut Params {
+        (**self).params_mut()
+    }
+    fn lora_modules(&self) -> (&'static [&'static str], bool) {
+        (**self).lora_modules()
+    }
+    fn adapter(&self) -> Option<&Lora> {
+        (**self).adapter()
+    }
+    fn set_adapter(&mut self, lora: Option<Lora>) {
+        (**self).set_adapter(lora)
     }
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         (**self).forward(ids)
@@ -179,6 +208,15 @@ impl<M: CausalLm + ?Sized> CausalLm for Box<M> {
     ) -> Result<Tensor> {
         (**self).scaled_logprob_sum(ids, targets, mask, scale)
     }
+}
+
+/// The base model's `(name, tensor)` pairs: every parameter but an adapter's.
+pub fn base_tensors(params: &Params, adapter: Option<&Lora>) -> Vec<(String, Tensor)> {
+    let mut t = params.named_tensors();
+    if let Some(l) = adapter {
+        t.truncate(l.base_len());
+    }
+    t
 }
 
 /// The number of tokens `mask` marks for training; an error when there are none.

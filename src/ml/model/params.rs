@@ -5,12 +5,25 @@ use candle_core::{Tensor, Var};
 use crate::ml::error::Result;
 
 /// Parameters in canonical order. Frozen ones get no gradient buffer and no optimizer
-/// state: training code asks for [`Params::trainable`], never for every variable.
+/// state: training code asks for [`Params::trainable`], never for every variable, and
+/// models compute with [`Params::tensor`], which for a frozen parameter is a detached view
+/// of the same storage, so backprop neither walks into it nor asks a kernel for its
+/// gradient (the fused kernels skip the weight gradient of an untracked weight).
 #[derive(Debug, Default)]
 pub struct Params {
     names: Vec<String>,
     vars: Vec<Var>,
     trainable: Vec<bool>,
+    /// What the forward pass reads: the variable itself, or a detached view when frozen.
+    views: Vec<Tensor>,
+}
+
+fn view(var: &Var, trainable: bool) -> Tensor {
+    if trainable {
+        var.as_tensor().clone()
+    } else {
+        var.as_tensor().detach()
+    }
 }
 
 impl Params {
@@ -21,8 +34,37 @@ impl Params {
     /// Appends one parameter.
     pub fn push(&mut self, name: impl Into<String>, var: Var, trainable: bool) {
         self.names.push(name.into());
+        self.views.push(view(&var, trainable));
         self.vars.push(var);
         self.trainable.push(trainable);
+    }
+
+    /// Drops every parameter from index `len` on (an adapter's, appended after the base).
+    pub fn truncate(&mut self, len: usize) {
+        self.names.truncate(len);
+        self.vars.truncate(len);
+        self.trainable.truncate(len);
+        self.views.truncate(len);
+    }
+
+    /// The tensor a model computes with for parameter `i` (see the type's comment).
+    ///
+    /// # Panics
+    /// When `i` is out of range: indices come from the model's own bookkeeping.
+    pub fn tensor(&self, i: usize) -> &Tensor {
+        &self.views[i]
+    }
+
+    /// Marks every parameter frozen.
+    pub fn freeze_all(&mut self) {
+        for i in 0..self.vars.len() {
+            self.set_trainable(i, false);
+        }
+    }
+
+    /// The index of the parameter named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
     }
 
     pub fn len(&self) -> usize {
@@ -51,6 +93,7 @@ impl Params {
     pub fn set_trainable(&mut self, i: usize, trainable: bool) {
         if let Some(t) = self.trainable.get_mut(i) {
             *t = trainable;
+            self.views[i] = view(&self.vars[i], trainable);
         }
     }
 
@@ -96,10 +139,16 @@ impl Params {
             .iter()
             .map(|v| Var::from_tensor(&v.as_tensor().copy()?))
             .collect::<candle_core::Result<Vec<_>>>()?;
+        let views = vars
+            .iter()
+            .zip(&self.trainable)
+            .map(|(v, &t)| view(v, t))
+            .collect();
         Ok(Params {
             names: self.names.clone(),
             vars,
             trainable: self.trainable.clone(),
+            views,
         })
     }
 }

@@ -86,7 +86,13 @@ impl HfWeights {
     /// Opens `dir/model.safetensors`, or else `dir/model.safetensors.index.json` and every
     /// shard it names. Checks each header and that every tensor is F32, BF16 or F16.
     pub fn open(dir: &Path) -> Result<HfWeights> {
-        let single = dir.join(SAFETENSORS_FILE);
+        HfWeights::open_named(dir, SAFETENSORS_FILE)
+    }
+
+    /// [`HfWeights::open`] of a directory whose single file is `file_name` instead
+    /// (`adapter_model.safetensors`, say).
+    pub fn open_named(dir: &Path, file_name: &str) -> Result<HfWeights> {
+        let single = dir.join(file_name);
         let index = dir.join(INDEX_FILE);
         let mut files = Vec::new();
         let mut routing = HashMap::new();
@@ -142,7 +148,7 @@ impl HfWeights {
             };
             return Err(MlError::bad_file(
                 dir,
-                format!("no {SAFETENSORS_FILE} or {INDEX_FILE}{hint}"),
+                format!("no {file_name} or {INDEX_FILE}{hint}"),
             ));
         }
         // Every tensor of every file: routed (a tensor the index left out is still found

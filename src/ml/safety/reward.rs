@@ -90,12 +90,22 @@ impl RewardModel {
 
     /// Saves the checkpoint directory described in the module docs.
     pub fn save(&self, dir: &Path, tok: &Tokenizer) -> Result<()> {
-        save_checkpoint(dir, self.body.as_ref(), tok)?;
-        let mut tensors = self.body.hf_tensors()?;
+        // A body trained through a LoRA adapter is saved merged.
+        let merged;
+        let body: &dyn CausalLm = if self.body.adapter().is_some() {
+            let mut m = self.body.deep_clone()?;
+            crate::ml::model::adapter::merge_adapter(m.as_mut())?;
+            merged = m;
+            merged.as_ref()
+        } else {
+            self.body.as_ref()
+        };
+        save_checkpoint(dir, body, tok)?;
+        let mut tensors = body.hf_tensors()?;
         tensors.push((SCORE_NAME.to_string(), self.score.as_tensor().clone()));
         save_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
         let p = dir.join(CONFIG_FILE);
-        let mut cfg = self.body.hf_config(tok.eot_id(), tok.pad_id());
+        let mut cfg = body.hf_config(tok.eot_id(), tok.pad_id());
         let arch = crate::ml::model::sequence_classification_arch(&cfg);
         cfg["architectures"] = serde_json::json!([arch]);
         cfg["num_labels"] = serde_json::json!(1);

@@ -13,7 +13,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use crate::ml::error::{MlError, Result};
-use crate::ml::model::trained_tokens;
+use crate::ml::model::lora::with_dropout;
+use crate::ml::model::{trained_tokens, CausalLm};
 use crate::ml::optim::{apply_grads, finite, Learner, StepStats};
 
 /// Shards per step (fewer when the batch has fewer rows).
@@ -48,12 +49,21 @@ impl Learner {
     ) -> Result<StepStats> {
         let scale = -1.0 / trained_tokens(mask)?;
         let model = &self.model;
+        let time = ids.dim(1)? as u64;
+        // LoRA dropout (if any) masks by the step and the token's row in the whole batch.
+        let dropout_seed = model.adapter().map(|l| l.step_seed(self.opt.steps()));
         let shard = |(start, len): (usize, usize)| -> Result<(f64, GradStore)> {
-            let part = |t: &Tensor| t.narrow(0, start, len);
-            let loss =
-                model.scaled_logprob_sum(&part(ids)?, &part(targets)?, &part(mask)?, scale)?;
-            let value = loss.to_scalar::<f32>()? as f64;
-            Ok((value, loss.backward()?))
+            let run = || -> Result<(f64, GradStore)> {
+                let part = |t: &Tensor| t.narrow(0, start, len);
+                let loss =
+                    model.scaled_logprob_sum(&part(ids)?, &part(targets)?, &part(mask)?, scale)?;
+                let value = loss.to_scalar::<f32>()? as f64;
+                Ok((value, loss.backward()?))
+            };
+            match dropout_seed {
+                Some(seed) => with_dropout(seed, start as u64 * time, run),
+                None => run(),
+            }
         };
         let ranges = shard_ranges(ids.dim(0)?);
         let parts = match ranges.as_slice() {
