@@ -77,6 +77,9 @@ type InstKey = (usize, usize, Option<usize>, String);
 /// A parameter's name, checked value, and where its argument was written.
 type ArgVal = (String, Tv, Option<(FileId, Span)>);
 
+/// Where something was written.
+type Site = (FileId, Span);
+
 pub struct Elab<'w> {
     pub w: &'w World,
     /// Create nodes (false when checking a helper's body on its own).
@@ -98,7 +101,7 @@ pub struct Elab<'w> {
     pub arg_spans: HashMap<(usize, String), (FileId, Span)>,
     /// Where the parts of an inline value were written (the arguments of an inline call,
     /// the elements of a list literal), keyed by where the whole value was written.
-    sub_spans: HashMap<(FileId, Span), Vec<(String, (FileId, Span))>>,
+    sub_spans: HashMap<Site, Vec<(String, Site)>>,
     /// The expansions of each swept declaration, in sweep order.
     pub expansions: HashMap<(usize, usize, usize), Vec<Tv>>,
     names: HashSet<String>,
@@ -955,7 +958,7 @@ impl<'w> Elab<'w> {
 
     /// Records where argument `path` of `node` was written, and where each of its inline
     /// parts was (see [`Elab::arg_spans`]).
-    fn record_spans(&mut self, node: usize, path: String, site: (FileId, Span), depth: usize) {
+    fn record_spans(&mut self, node: usize, path: String, site: Site, depth: usize) {
         // Parts nest strictly inside their value; the bound only guards the recursion.
         if depth < 16 {
             if let Some(parts) = self.sub_spans.get(&site).cloned() {
