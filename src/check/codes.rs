@@ -19,6 +19,7 @@ pub const KIND_MISMATCH: &str = "E0209";
 pub const UNKNOWN_FIELD: &str = "E0210";
 pub const UNKNOWN_TYPE: &str = "E0211";
 pub const BAD_SIGNATURE: &str = "E0212";
+pub const ADAPTER_TARGET: &str = "E0213";
 pub const CYCLE: &str = "E0301";
 pub const EMPTY_SWEEP: &str = "E0302";
 pub const DUPLICATE_SWEEP_VALUE: &str = "E0303";
@@ -73,6 +74,7 @@ pub const ALL: &[&str] = &[
     UNKNOWN_FIELD,
     UNKNOWN_TYPE,
     BAD_SIGNATURE,
+    ADAPTER_TARGET,
     CYCLE,
     EMPTY_SWEEP,
     DUPLICATE_SWEEP_VALUE,

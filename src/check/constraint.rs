@@ -56,9 +56,27 @@ pub fn eval(e: &Expr, get: &dyn Fn(&str) -> Option<Option<Value>>) -> Result<Opt
                 _ => return Err("`divides` takes integers".into()),
             })
         }
+        // `distinct(p)`: no element of the list `p` is repeated (e.g. a LoRA adapter's
+        // target modules), so two spellings of one list never get two cache keys.
+        ExprKind::Call { callee, args } if callee.name == "distinct" && args.len() == 1 => {
+            match &args[0].value.kind {
+                ExprKind::Name(n) => match get(n) {
+                    None => Err(format!("`{n}` is not a parameter")),
+                    Some(Some(Value::List(items))) => Ok(Some(
+                        items
+                            .iter()
+                            .enumerate()
+                            .all(|(i, a)| !items[..i].contains(a)),
+                    )),
+                    Some(None | Some(Value::None)) => Ok(None),
+                    Some(Some(_)) => Err("`distinct` takes a list parameter".into()),
+                },
+                _ => Err("`distinct` takes a parameter name".into()),
+            }
+        }
         _ => Err(
-            "a constraint is a comparison such as `0 < lr < 1`, or `divides(a, b)`, joined \
-             with `and`"
+            "a constraint is a comparison such as `0 < lr < 1`, `divides(a, b)` or \
+             `distinct(p)`, joined with `and`"
                 .into(),
         ),
     }
@@ -196,5 +214,39 @@ mod tests {
             Box::new(e(ExprKind::Bool(true))),
         ));
         assert_eq!(eval(&both, &get), Ok(Some(false)));
+    }
+
+    #[test]
+    fn distinct_lists() {
+        let c = e(ExprKind::Call {
+            callee: Ident {
+                name: "distinct".into(),
+                span: 0..0,
+            },
+            args: vec![crate::syntax::ast::Arg {
+                name: None,
+                value: name("targets"),
+                span: 0..0,
+            }],
+        });
+        let words =
+            |ws: &[&str]| Value::List(ws.iter().map(|w| Value::Enum(w.to_string())).collect());
+        let with = |v: Option<Value>| move |n: &str| (n == "targets").then(|| v.clone());
+        let ok = words(&["q_proj", "v_proj"]);
+        assert_eq!(eval(&c, &with(Some(ok))), Ok(Some(true)));
+        let twice = words(&["q_proj", "v_proj", "q_proj"]);
+        assert_eq!(eval(&c, &with(Some(twice))), Ok(Some(false)));
+        assert_eq!(eval(&c, &with(Some(words(&[])))), Ok(Some(true)));
+        assert_eq!(
+            eval(&c, &with(None)),
+            Ok(None),
+            "unknown lists are not judged"
+        );
+        assert_eq!(eval(&c, &with(Some(Value::None))), Ok(None));
+        assert!(eval(&c, &with(Some(Value::Int(3)))).is_err(), "not a list");
+        assert!(
+            eval(&c, &|_: &str| None).is_err(),
+            "a name that is no parameter"
+        );
     }
 }

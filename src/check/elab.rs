@@ -77,6 +77,9 @@ type InstKey = (usize, usize, Option<usize>, String);
 /// A parameter's name, checked value, and where its argument was written.
 type ArgVal = (String, Tv, Option<(FileId, Span)>);
 
+/// Where something was written.
+type Site = (FileId, Span);
+
 pub struct Elab<'w> {
     pub w: &'w World,
     /// Create nodes (false when checking a helper's body on its own).
@@ -91,8 +94,14 @@ pub struct Elab<'w> {
     /// Declarations, helpers and imports that something refers to.
     pub used: HashSet<SymKind>,
     pub used_imports: HashSet<(usize, usize)>,
-    /// Where each argument of each node was written: `(node, param) -> (file, span)`.
+    /// Where each argument of each node was written: `(node, param) -> (file, span)`. The
+    /// parts of an argument written inline have dotted names: `adapter.targets` for an
+    /// argument of the inline call `adapter: lora(targets: [...])`, `adapter.targets.1`
+    /// for the second element of that list.
     pub arg_spans: HashMap<(usize, String), (FileId, Span)>,
+    /// Where the parts of an inline value were written (the arguments of an inline call,
+    /// the elements of a list literal), keyed by where the whole value was written.
+    sub_spans: HashMap<Site, Vec<(String, Site)>>,
     /// The expansions of each swept declaration, in sweep order.
     pub expansions: HashMap<(usize, usize, usize), Vec<Tv>>,
     names: HashSet<String>,
@@ -113,6 +122,7 @@ impl<'w> Elab<'w> {
             used: HashSet::new(),
             used_imports: HashSet::new(),
             arg_spans: HashMap::new(),
+            sub_spans: HashMap::new(),
             expansions: HashMap::new(),
             names: HashSet::new(),
             cycles: HashSet::new(),
@@ -281,7 +291,7 @@ impl<'w> Elab<'w> {
             ExprKind::Str(s) => Tv::lit(Ty::String, Value::Str(s.clone())),
             ExprKind::None => Tv::lit(Ty::NoneLit, Value::None),
             ExprKind::Error => Tv::error(),
-            ExprKind::List(items) => self.list(items, hint, cx, naming),
+            ExprKind::List(items) => self.list(items, &e.span, hint, cx, naming),
             ExprKind::Name(n) => self.name(n, &e.span, hint, cx),
             ExprKind::Field { base, field } => self.field(base, field, cx),
             ExprKind::Call { callee, args } => self.call(callee, args, &e.span, cx, naming),
@@ -298,7 +308,21 @@ impl<'w> Elab<'w> {
         }
     }
 
-    fn list(&mut self, items: &[Expr], hint: Option<&Ty>, cx: &Cx, naming: Option<&Naming>) -> Tv {
+    fn list(
+        &mut self,
+        items: &[Expr],
+        span: &Span,
+        hint: Option<&Ty>,
+        cx: &Cx,
+        naming: Option<&Naming>,
+    ) -> Tv {
+        let file = self.file(cx.module);
+        let parts = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (i.to_string(), (file, item.span.clone())))
+            .collect();
+        self.sub_spans.insert((file, span.clone()), parts);
         let elem_hint = match hint {
             Some(Ty::List(t)) => Some((**t).clone()),
             Some(Ty::Optional(t)) => match &**t {
@@ -885,7 +909,7 @@ impl<'w> Elab<'w> {
                 let id = NodeId(self.nodes.len());
                 for (k, _, site) in &values {
                     if let Some(site) = site {
-                        self.arg_spans.insert((id.0, k.clone()), site.clone());
+                        self.record_spans(id.0, k.clone(), site.clone(), 0);
                     }
                 }
                 self.nodes.push(ir::Node {
@@ -915,14 +939,35 @@ impl<'w> Elab<'w> {
                     }),
                 }
             }
-            None => Tv {
-                ty: sig.ret.clone(),
-                v: known.map(|args| Value::Call {
-                    op: sig.name.clone(),
-                    args,
-                }),
-            },
+            None => {
+                let parts = values
+                    .iter()
+                    .filter_map(|(k, _, site)| site.clone().map(|s| (k.clone(), s)))
+                    .collect();
+                self.sub_spans.insert((file, span.clone()), parts);
+                Tv {
+                    ty: sig.ret.clone(),
+                    v: known.map(|args| Value::Call {
+                        op: sig.name.clone(),
+                        args,
+                    }),
+                }
+            }
         }
+    }
+
+    /// Records where argument `path` of `node` was written, and where each of its inline
+    /// parts was (see [`Elab::arg_spans`]).
+    fn record_spans(&mut self, node: usize, path: String, site: Site, depth: usize) {
+        // Parts nest strictly inside their value; the bound only guards the recursion.
+        if depth < 16 {
+            if let Some(parts) = self.sub_spans.get(&site).cloned() {
+                for (k, s) in parts {
+                    self.record_spans(node, format!("{path}.{k}"), s, depth + 1);
+                }
+            }
+        }
+        self.arg_spans.insert((node, path), site);
     }
 
     fn inline_fn(

@@ -6,6 +6,7 @@
 //! [`check_source`] (one text, for tests and editors) and [`load_program`] (one experiment
 //! file, for `plan` and `run`).
 
+pub mod adapters;
 pub mod codes;
 mod coerce;
 mod constraint;
@@ -222,6 +223,7 @@ fn finish(w: World, targets: &[usize], files: usize) -> CheckOutput {
                 dir
             };
             diagnostics.extend(datafiles::pin(&mut prog, dir, &el.arg_spans, file));
+            diagnostics.extend(adapters::check(&prog, dir, &el.arg_spans, file));
         }
         if targets.len() == 1 && !library {
             program = Some(prog);

@@ -39,10 +39,12 @@ pub enum Domain {
     Metric,
     Every,
     Behavior,
+    /// `lora(...)`: a low-rank adapter a training stage trains instead of the full model.
+    Adapter,
 }
 
 impl Domain {
-    pub const ALL: [Domain; 8] = [
+    pub const ALL: [Domain; 9] = [
         Domain::Trigger,
         Domain::Dataset,
         Domain::Tokenizer,
@@ -51,6 +53,7 @@ impl Domain {
         Domain::Metric,
         Domain::Every,
         Domain::Behavior,
+        Domain::Adapter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Domain {
             Domain::Metric => "Metric",
             Domain::Every => "Every",
             Domain::Behavior => "Behavior",
+            Domain::Adapter => "Adapter",
         }
     }
 
@@ -76,7 +80,7 @@ impl Domain {
 }
 
 /// Every type name a signature may use.
-pub const TYPE_NAMES: [&str; 13] = [
+pub const TYPE_NAMES: [&str; 14] = [
     "Int",
     "Float",
     "Bool",
@@ -90,6 +94,7 @@ pub const TYPE_NAMES: [&str; 13] = [
     "Metric",
     "Every",
     "Behavior",
+    "Adapter",
 ];
 
 /// The type a declaration keyword promises.

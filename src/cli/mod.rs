@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cache;
 pub mod check;
 pub mod explain;
+pub mod export;
 pub mod fmt;
 pub mod plan;
 pub mod report;
@@ -51,6 +52,8 @@ pub enum Command {
     Report(report::Args),
     /// Sample a response from any stage's model.
     Sample(sample::Args),
+    /// Write a cached model as a Hugging Face directory (or only its LoRA adapter).
+    Export(export::Args),
     /// Run a benchmark.
     Bench(bench::Args),
 }
@@ -74,6 +77,7 @@ pub fn main() -> i32 {
         Command::Cache(a) => cache::run(a),
         Command::Report(a) => report::run(a),
         Command::Sample(a) => sample::run(a),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

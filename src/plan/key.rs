@@ -15,6 +15,23 @@ use crate::ir::{Node, Program, Value};
 /// Bump when the key scheme or the cache entry layout changes: every key changes with it.
 pub const KEY_FORMAT: u32 = 1;
 
+/// Optional parameters added to an operation after its results were first cached, as
+/// `(op, parameter)`: at `none` (their default, meaning "as before the parameter existed")
+/// they are left out of the key, so adding them changed no existing key and no node seed
+/// (which derives from the same parts). Any other value enters the key like every argument.
+pub const NEUTRAL_WHEN_NONE: [(&str, &str); 5] = [
+    ("sft", "adapter"),
+    ("reward_model", "adapter"),
+    ("rl", "adapter"),
+    ("adversarial", "adapter"),
+    ("pretrained", "adapter"),
+];
+
+/// Whether argument `name` of `op` with value `v` is left out of the key.
+fn neutral(op: &str, name: &str, v: &Value) -> bool {
+    *v == Value::None && NEUTRAL_WHEN_NONE.contains(&(op, name))
+}
+
 /// Everything a key is built from, kept in the name index so that `plan` and `explain` can
 /// say which component changed since the last run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +82,7 @@ impl KeyParts {
         let args = node
             .args
             .iter()
+            .filter(|(k, v)| !neutral(&node.op, k, v))
             .map(|(k, v)| (k.clone(), canon::value(v, &slot)))
             .collect();
         let mut parts = KeyParts {
@@ -310,5 +328,56 @@ mod tests {
             change(&mut b);
             assert_ne!(b.key(), k, "variant {i}");
         }
+    }
+
+    #[test]
+    fn an_optional_parameter_added_later_keeps_keys_at_none() {
+        use crate::ir::{NodeId, Origin};
+        use crate::syntax::ast::DeclKind;
+        let node = |args: Vec<(&str, Value)>| Node {
+            id: NodeId(0),
+            name: "s".into(),
+            base: "s".into(),
+            kind: DeclKind::Stage,
+            op: "sft".into(),
+            args: args.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            sweep: Vec::new(),
+            doc: None,
+            origin: Origin {
+                file: None,
+                span: 0..0,
+            },
+        };
+        let env = Env {
+            seed: 3,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        };
+        let parts = |n: &Node| KeyParts::new(n, 1, &[], &env);
+        let before = parts(&node(vec![("lr", Value::Float(1e-3))]));
+        let none = parts(&node(vec![
+            ("lr", Value::Float(1e-3)),
+            ("adapter", Value::None),
+        ]));
+        assert_eq!(before, none, "same key and same seed");
+        let lora = Value::Call {
+            op: "lora".into(),
+            args: [("rank".to_string(), Value::Int(8))].into_iter().collect(),
+        };
+        let with = parts(&node(vec![("lr", Value::Float(1e-3)), ("adapter", lora)]));
+        assert_ne!(with.key(), before.key());
+        assert_ne!(with.seed, before.seed);
+        assert_eq!(
+            diff(&before, &with),
+            vec![Change::Args {
+                names: vec!["adapter".into()]
+            }]
+        );
+        // Only the listed parameters: another `none` argument enters the key.
+        let other = parts(&node(vec![
+            ("lr", Value::Float(1e-3)),
+            ("steps", Value::None),
+        ]));
+        assert_ne!(other.key(), before.key());
     }
 }

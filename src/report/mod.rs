@@ -5,6 +5,7 @@
 
 pub mod collect;
 pub mod doc;
+pub mod export;
 pub mod render;
 pub mod sample;
 pub mod svg;
