@@ -11,6 +11,9 @@ dequantizes every weight to float32, and measures on --threads threads (default 
                 adapters get gradients and AdamW state
   --generate    greedy `generate`, batch 16 rows of --prompt-len random tokens, 48 new tokens
                 each (EOS disabled so every row makes all 48), KV cache; new tokens/s
+  --generate-lora  the same through the --train-lora adapter (peft, r 8, alpha 16, q_proj and
+                v_proj), unmerged (every step runs the base projections and the A/B products),
+                lora_B seeded random nonzero so that the adapter changes the output
   --chat        greedy answers (up to 48 new tokens, stopping at <|im_end|>) to 5 chat prompts,
                 rendered with the model's chat template (add_generation_prompt=True)
 
@@ -19,6 +22,7 @@ in its own process so that its peak RSS is its own. Examples:
 
     python3 bench/reference_smollm2.py --train-full --steps 5
     python3 bench/reference_smollm2.py --generate --threads 1
+    python3 bench/reference_smollm2.py --generate-lora
 
 Runs itself in the environment of scripts/pyenv.sh. Each record has the CPU seconds of its timed
 section and the 1-minute load average: on a shared machine PyTorch's OpenMP threads wait for each
@@ -40,7 +44,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 import fixturelib as F  # noqa: E402
 
 DEFAULT_MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
-PARTS = ["load", "train_full", "train_lora", "generate", "chat"]
+PARTS = ["load", "train_full", "train_lora", "generate", "generate_lora", "chat"]
 CHAT_PROMPTS = [
     "What is the capital of France?",
     "What is 12 times 7?",
@@ -83,13 +87,18 @@ def part_load(args):
          tie_word_embeddings=model.config.tie_word_embeddings)
 
 
+def attach_lora(model):
+    """peft LoRA r 8, alpha 16, dropout 0 on q_proj and v_proj (B = 0, as peft initialises it)."""
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                            target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+
+
 def train(args, lora):
     import torch
     model, _, _, _ = load(args)
     if lora:
-        from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                 target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+        model = attach_lora(model)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr)
@@ -117,10 +126,20 @@ def train(args, lora):
          losses=losses)
 
 
-def part_generate(args):
+def part_generate(args, lora=False):
     import torch
     from transformers import GenerationConfig
     model, tok, _, _ = load(args)
+    lora_fields = {}
+    if lora:
+        model = attach_lora(model)
+        gb = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=gb) * 0.01)
+        lora_fields = dict(lora_rank=8, lora_alpha=16, lora_targets=["q_proj", "v_proj"], merged=False,
+                           adapter_params=sum(p.numel() for n, p in model.named_parameters() if "lora_" in n))
     model.eval()
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, model.config.vocab_size, (args.gen_batch, args.prompt_len), generator=g)
@@ -134,8 +153,9 @@ def part_generate(args):
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     new = out.shape[1] - x.shape[1]
     assert new == args.gen_new, new
-    emit("generate", args, batch=args.gen_batch, prompt_len=args.prompt_len, new_tokens=new,
-         seconds=round(dt, 2), cpu_s=round(cpu, 2), tokens_per_s=round(args.gen_batch * new / dt, 1))
+    emit("generate_lora" if lora else "generate", args, batch=args.gen_batch, prompt_len=args.prompt_len,
+         new_tokens=new, seconds=round(dt, 2), cpu_s=round(cpu, 2), tokens_per_s=round(args.gen_batch * new / dt, 1),
+         **lora_fields)
 
 
 def part_chat(args):
@@ -194,7 +214,7 @@ def main():
     F.quiet_transformers()
     part = chosen[0]
     {"load": part_load, "train_full": lambda a: train(a, lora=False), "train_lora": lambda a: train(a, lora=True),
-     "generate": part_generate, "chat": part_chat}[part](args)
+     "generate": part_generate, "generate_lora": lambda a: part_generate(a, lora=True), "chat": part_chat}[part](args)
 
 
 if __name__ == "__main__":

@@ -358,7 +358,11 @@ fn logits(
             if p.is_trainable(i) {
                 let v = &p.vars()[i];
                 let vals = crate::ml::init::normal(&mut rng, v.as_tensor().elem_count(), 0.05);
-                v.set(&Tensor::from_vec(vals, v.as_tensor().shape(), model.device())?)?;
+                v.set(&Tensor::from_vec(
+                    vals,
+                    v.as_tensor().shape(),
+                    model.device(),
+                )?)?;
             }
         }
         let base = BaseRef::for_model_dir(path)?;
