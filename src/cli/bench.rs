@@ -290,6 +290,8 @@ fn generate(m: &Model) -> Result<String, MlError> {
         "batch": m.batch,
         "prompt_tokens": prompt_len,
         "new_tokens_per_row": new,
+        "adapter_rank": gpt.adapter().map(|l| l.cfg.rank),
+        "adapter_layers": gpt.adapter().map(|l| l.layers.len()),
         "tokens_per_sec": produced as f64 / secs,
         "peak_rss_mib": peak_rss_mib(),
     })
