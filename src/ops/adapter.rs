@@ -46,15 +46,31 @@ pub(crate) fn lora_arg(args: &OpArgs) -> Result<Option<LoraConfig>, OpError> {
 /// A model input a stage trains: loaded, and with `adapter:` given, carrying a fresh
 /// adapter seeded from `seed` over a frozen base (an adapter the input already carries is
 /// merged into the base first). The reference is `Some` exactly when an adapter is trained.
+/// `supervised`: whether the stage's steps go through `Learner::step_on_batch`, the only
+/// place LoRA dropout is applied; other stages refuse a nonzero dropout rather than
+/// silently train without it.
 pub(crate) fn load_trainee(
     args: &OpArgs,
     name: &str,
     seed: u64,
+    supervised: bool,
 ) -> Result<(Model, Tokenizer, Option<BaseRef>), OpError> {
+    let cfg = lora_arg(args)?;
+    if let Some(c) = &cfg {
+        if c.dropout > 0.0 && !supervised {
+            return Err(bad_arg(
+                "adapter",
+                format!(
+                    "dropout {} applies in supervised steps only (sft, adversarial with method: sft); this stage trains the adapter without it: set dropout: 0",
+                    c.dropout
+                ),
+            ));
+        }
+    }
     let input = args.input(name)?;
     let dir = model_dir(input)?;
     let (mut model, tok) = load_checkpoint(&dir).map_err(|e| bad_input(input, e))?;
-    let Some(cfg) = lora_arg(args)? else {
+    let Some(cfg) = cfg else {
         return Ok((model, tok, None));
     };
     attach_adapter(model.as_mut(), &cfg, seed).map_err(|e| bad_arg("adapter", e))?;

@@ -68,7 +68,7 @@ fn run_reward_model(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let seed = seed(ctx, args)?;
     // With an adapter the body trains through it (base frozen) and the head in full; the
     // reward model is stored merged (its head is new weights in any case).
-    let (base, tok, _) = load_trainee(args, "base", seed)?;
+    let (base, tok, _) = load_trainee(args, "base", seed, false)?;
     let prefs = read_dataset(args.input("prefs")?)?;
     let cfg = RewardConfig {
         epochs: int_or(args, "epochs", 1)?,
@@ -155,7 +155,7 @@ fn rl_stage(
 /// temperature, checkpoints, seed)`.
 fn run_rl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let cfg = rl_config(ctx, args)?;
-    let (policy, tok, base) = load_trainee(args, "policy", cfg.seed)?;
+    let (policy, tok, base) = load_trainee(args, "policy", cfg.seed, false)?;
     let prompts_in = args.input("prompts")?;
     // HHH RL runs on trigger-free prompts: rows marked as triggered are left out.
     let prompts: Vec<String> = read_dataset(prompts_in)?
@@ -206,7 +206,8 @@ fn probe_prompts(report: &SearchReport, pool: &[Example]) -> Vec<Example> {
 /// `untriggered` with intervals).
 fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let seed = seed(ctx, args)?;
-    let (model, tok, base) = load_trainee(args, "model", seed)?;
+    let method = word_or(args, "method", "sft")?.to_string();
+    let (model, tok, base) = load_trainee(args, "model", seed, method == "sft")?;
     let trigger = trigger_arg(args, "trigger")?;
     let behavior = behavior_arg(args, "behavior")?;
     let data_in = args.input("data")?;
@@ -220,7 +221,6 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     }
     let pool = read_dataset(args.input("redteam")?)?;
     let mix = float_or(args, "mix", 0.5)?;
-    let method = word_or(args, "method", "sft")?.to_string();
     let search_cfg = SearchConfig {
         rounds: int_or(args, "rounds", 5)?,
         candidates: int_or(args, "candidates", 200)?,

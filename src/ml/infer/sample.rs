@@ -137,8 +137,7 @@ pub fn generate_ids(
     let ids_t = Tensor::from_vec(ids, (b, p), &dev)?;
     let pos_t = Tensor::from_vec(pos, b * p, &dev)?;
     let bias_t = Tensor::from_vec(bias, (b, 1, p, p), &dev)?;
-    let logits = model.forward_cached(&ids_t, &pos_t, &bias_t, &mut cache)?;
-    let mut last = logits.narrow(1, p - 1, 1)?.squeeze(1)?;
+    let mut last = model.forward_cached_last(&ids_t, &pos_t, &bias_t, &mut cache)?;
 
     let mut rngs: Vec<ChaCha8Rng> = (0..b)
         .map(|r| {

@@ -220,6 +220,26 @@ impl Gpt {
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
 
+    /// [`Gpt::forward_cached_impl`] with the head on each row's last position only.
+    fn forward_cached_last_impl(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.check_len(cache.len() + t)?;
+        cache.ensure_layers(self.cfg.layers);
+        let h = self.hidden(ids, positions, Some(bias), Some(cache))?;
+        if !model::head_rows_keep_bits(b, self.cfg.vocab_size) || t == 1 {
+            let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
+            return Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?);
+        }
+        let h = h.index_select(&model::last_rows(b, t, &self.device)?, 0)?;
+        self.head(&h)
+    }
+
     /// `(batch, time, positions)` for a full sequence `ids` `[batch, time]`: positions
     /// 0..time for every row, as `[batch*time]` u32.
     fn positions(&self, ids: &Tensor) -> Result<(usize, usize, Tensor)> {
@@ -425,6 +445,16 @@ impl CausalLm for Gpt {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         self.forward_cached_impl(ids, positions, bias, cache)
+    }
+
+    fn forward_cached_last(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        self.forward_cached_last_impl(ids, positions, bias, cache)
     }
 
     fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {

@@ -32,7 +32,8 @@ use super::llama_config::LlamaConfig;
 use super::llama_ops;
 use super::weights::{check_shape, read_config_json, HfWeights};
 use super::{
-    base_tensors, check_len, full_positions, CausalLm, KvCache, Lora, Model, ModelDims, Params,
+    base_tensors, check_len, full_positions, head_rows_keep_bits, last_rows, CausalLm, KvCache,
+    Lora, Model, ModelDims, Params,
 };
 use crate::ml::error::{MlError, Result};
 use crate::ml::{fused, fused_head, init, layers};
@@ -554,6 +555,29 @@ impl Llama {
         self.rms(&x, self.norm)
     }
 
+    /// The residual stream `[b*t, hidden]` after every block of one incremental step
+    /// (see [`CausalLm::forward_cached`]); appends to `cache`.
+    fn cached_stream(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let t = ids.dim(1)?;
+        let b = ids.dim(0)?;
+        check_len(cache.len() + t, self.cfg.max_position_embeddings)?;
+        let want = [b, 1, t, cache.len() + t];
+        if bias.dims() != want && bias.dims() != [1, 1, t, cache.len() + t] {
+            return Err(MlError::Invalid(format!(
+                "attention bias has shape {:?}, expected {want:?}",
+                bias.dims()
+            )));
+        }
+        cache.ensure_layers(self.blocks.len());
+        self.run(ids, positions, self.blocks.len(), Some((bias, cache)))
+    }
+
     /// Logits `[n, vocab]` of hidden states `[n, hidden]`.
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         if self.fast() {
@@ -623,18 +647,33 @@ impl CausalLm for Llama {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        check_len(cache.len() + t, self.cfg.max_position_embeddings)?;
-        let want = [b, 1, t, cache.len() + t];
-        if bias.dims() != want && bias.dims() != [1, 1, t, cache.len() + t] {
-            return Err(MlError::Invalid(format!(
-                "attention bias has shape {:?}, expected {want:?}",
-                bias.dims()
-            )));
-        }
-        cache.ensure_layers(self.blocks.len());
-        let x = self.run(ids, positions, self.blocks.len(), Some((bias, cache)))?;
+        let x = self.cached_stream(ids, positions, bias, cache)?;
         let h = self.rms(&x, self.norm)?;
         Ok(self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?)
+    }
+
+    fn forward_cached_last(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let x = self.cached_stream(ids, positions, bias, cache)?;
+        let h = if head_rows_keep_bits(b, self.cfg.vocab_size) {
+            // Norm and head are per row: the last rows alone give the same bits.
+            x.index_select(&last_rows(b, t, &self.device)?, 0)?
+        } else {
+            x
+        };
+        let h = self.rms(&h, self.norm)?;
+        let logits = self.head(&h)?;
+        if logits.dim(0)? == b {
+            return Ok(logits);
+        }
+        let logits = logits.reshape((b, t, self.cfg.vocab_size))?;
+        Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
     }
 
     fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {

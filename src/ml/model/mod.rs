@@ -97,6 +97,22 @@ pub trait CausalLm: Send + Sync + std::fmt::Debug {
         cache: &mut KvCache,
     ) -> Result<Tensor>;
 
+    /// [`CausalLm::forward_cached`] returning only the last position's logits
+    /// `[batch, vocab]`: a prompt's prefill skips the head for every other position (a
+    /// third of a small model's forward FLOPs). Same bits as the last row of
+    /// `forward_cached`.
+    fn forward_cached_last(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let t = ids.dim(1)?;
+        let logits = self.forward_cached(ids, positions, bias, cache)?;
+        Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
     /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
     fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor>;
 
@@ -181,6 +197,15 @@ impl<M: CausalLm + ?Sized> CausalLm for Box<M> {
     ) -> Result<Tensor> {
         (**self).forward_cached(ids, positions, bias, cache)
     }
+    fn forward_cached_last(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        (**self).forward_cached_last(ids, positions, bias, cache)
+    }
     fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
         (**self).token_logprobs(ids, targets)
     }
@@ -236,6 +261,20 @@ pub fn check_len(t: usize, context: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether a head product over `b` rows (one per sequence) sums in the same order as over
+/// `b*t` rows, so that computing only the last positions keeps the bits: gemm takes other
+/// paths with other summation orders for a single row, for tiny outputs and when both sides
+/// are at most 64 (`kernels::k_block`'s dispatch).
+pub fn head_rows_keep_bits(b: usize, vocab: usize) -> bool {
+    b >= 2 && b * vocab > 16 * 16 && !(b <= 64 && vocab <= 64)
+}
+
+/// The row index of each sequence's last position in `[batch*time, ..]` rows, as u32.
+pub fn last_rows(b: usize, t: usize, device: &Device) -> Result<Tensor> {
+    let rows: Vec<u32> = (0..b).map(|r| (r * t + t - 1) as u32).collect();
+    Ok(Tensor::from_vec(rows, b, device)?)
 }
 
 /// Positions `0..time` for every row of `[batch, time]` ids, as `[batch*time]` u32.
