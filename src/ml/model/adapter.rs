@@ -239,14 +239,36 @@ impl BaseRef {
     /// The base directory of the adapter in `adapter_dir`: found in the cache that holds
     /// the adapter (any ancestor's `entries/`), and checked against its hash.
     pub fn resolve(&self, adapter_dir: &Path) -> Result<PathBuf> {
+        let bad = |m: &str| MlError::bad_file(adapter_dir.join(BASE_REF), m);
         let found = match &self.entry {
-            None => Some(PathBuf::from(&self.path)),
-            Some(key) => adapter_dir
-                .ancestors()
-                .map(|a| a.join(ENTRIES).join(key).join(&self.path))
-                .find(|p| p.is_dir()),
+            None => {
+                if !Path::new(&self.path).is_absolute() {
+                    return Err(bad("a base outside the cache must be an absolute path"));
+                }
+                Some(PathBuf::from(&self.path))
+            }
+            Some(key) => {
+                // A key and a path inside the entry, never a way out of the cache.
+                let plain = |p: &Path| {
+                    p.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+                };
+                if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(bad("the base's cache entry is not a cache key"));
+                }
+                if self.path.is_empty() || !plain(Path::new(&self.path)) {
+                    return Err(bad("the base's path leaves its cache entry"));
+                }
+                adapter_dir
+                    .ancestors()
+                    .map(|a| a.join(ENTRIES).join(key).join(&self.path))
+                    .find(|p| p.is_dir())
+            }
         };
-        let dir = found.filter(|p| p.is_dir()).ok_or_else(|| {
+        // Only a model directory is hashed (never, say, `/` from a hand-edited file).
+        let is_model =
+            |p: &PathBuf| p.is_dir() && (p.join("config.json").is_file() || is_adapter_dir(p));
+        let dir = found.filter(is_model).ok_or_else(|| {
             MlError::bad_file(
                 adapter_dir,
                 format!(
