@@ -69,7 +69,7 @@ pub fn read_peft_config(dir: &Path) -> Result<LoraConfig> {
     }
     let rank = v["r"]
         .as_u64()
-        .filter(|&r| r >= 1 && r <= 1 << 16)
+        .filter(|r| (1..=1 << 16).contains(r))
         .ok_or_else(|| bad("`r` must be a positive integer".into()))? as usize;
     let alpha = v["lora_alpha"]
         .as_f64()

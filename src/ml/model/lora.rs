@@ -72,6 +72,9 @@ impl LoraConfig {
     }
 }
 
+/// Where an adapter's tensors come from: `(name, shape, is_a)` to the tensor.
+pub type TensorSource<'a> = dyn FnMut(&str, &[usize], bool) -> Result<Tensor> + 'a;
+
 /// One adapted layer: indices into the model's [`Params`].
 #[derive(Debug, Clone)]
 pub struct LoraLayer {
@@ -151,7 +154,7 @@ impl Lora {
         cfg: &LoraConfig,
         valid: &[&str],
         conv1d: bool,
-        get: &mut dyn FnMut(&str, &[usize], bool) -> Result<Tensor>,
+        get: &mut TensorSource<'_>,
     ) -> Result<Lora> {
         cfg.validate()?;
         if let Some(bad) = cfg.targets.iter().find(|t| !valid.contains(&t.as_str())) {
