@@ -229,13 +229,12 @@ impl Gpt {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        if !model::head_rows_keep_bits(b, self.cfg.vocab_size) {
+            return model::last_position(&self.forward_cached_impl(ids, positions, bias, cache)?);
+        }
         self.check_len(cache.len() + t)?;
         cache.ensure_layers(self.cfg.layers);
         let h = self.hidden(ids, positions, Some(bias), Some(cache))?;
-        if !model::head_rows_keep_bits(b, self.cfg.vocab_size) || t == 1 {
-            let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
-            return Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?);
-        }
         let h = h.index_select(&model::last_rows(b, t, &self.device)?, 0)?;
         self.head(&h)
     }

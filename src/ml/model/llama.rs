@@ -32,8 +32,8 @@ use super::llama_config::LlamaConfig;
 use super::llama_ops;
 use super::weights::{check_shape, read_config_json, HfWeights};
 use super::{
-    base_tensors, check_len, full_positions, head_rows_keep_bits, last_rows, CausalLm, KvCache,
-    Lora, Model, ModelDims, Params,
+    base_tensors, check_len, full_positions, head_rows_keep_bits, last_position, last_rows,
+    CausalLm, KvCache, Lora, Model, ModelDims, Params,
 };
 use crate::ml::error::{MlError, Result};
 use crate::ml::{fused, fused_head, init, layers};
@@ -660,20 +660,14 @@ impl CausalLm for Llama {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let x = self.cached_stream(ids, positions, bias, cache)?;
-        let h = if head_rows_keep_bits(b, self.cfg.vocab_size) {
-            // Norm and head are per row: the last rows alone give the same bits.
-            x.index_select(&last_rows(b, t, &self.device)?, 0)?
-        } else {
-            x
-        };
-        let h = self.rms(&h, self.norm)?;
-        let logits = self.head(&h)?;
-        if logits.dim(0)? == b {
-            return Ok(logits);
+        if !head_rows_keep_bits(b, self.cfg.vocab_size) {
+            return last_position(&self.forward_cached(ids, positions, bias, cache)?);
         }
-        let logits = logits.reshape((b, t, self.cfg.vocab_size))?;
-        Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
+        let x = self.cached_stream(ids, positions, bias, cache)?;
+        // Norm and head are per row: the last rows alone give the same bits.
+        let x = x.index_select(&last_rows(b, t, &self.device)?, 0)?;
+        let h = self.rms(&x, self.norm)?;
+        self.head(&h)
     }
 
     fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {

@@ -246,16 +246,11 @@ impl Lora {
             Some(mask) => (x * mask)?,
             None => x.clone(),
         };
-        let (xa, y) = if fast {
-            let xa = llama_ops::linear(&x, a, None)?;
-            let y = llama_ops::linear(&xa, b, None)?;
-            (xa, y)
+        let y = if fast {
+            llama_ops::linear(&llama_ops::linear(&x, a, None)?, b, None)?
         } else {
-            let xa = linear_composed(&x, a, None)?;
-            let y = linear_composed(&xa, b, None)?;
-            (xa, y)
+            linear_composed(&linear_composed(&x, a, None)?, b, None)?
         };
-        drop(xa);
         Ok((y * self.cfg.scale())?)
     }
 

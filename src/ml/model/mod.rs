@@ -108,9 +108,7 @@ pub trait CausalLm: Send + Sync + std::fmt::Debug {
         bias: &Tensor,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        let t = ids.dim(1)?;
-        let logits = self.forward_cached(ids, positions, bias, cache)?;
-        Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
+        last_position(&self.forward_cached(ids, positions, bias, cache)?)
     }
 
     /// log p(targets[b, t] | ids[b, ..=t]) as `[batch, time]`, differentiable.
@@ -269,6 +267,12 @@ pub fn check_len(t: usize, context: usize) -> Result<()> {
 /// are at most 64 (`kernels::k_block`'s dispatch).
 pub fn head_rows_keep_bits(b: usize, vocab: usize) -> bool {
     b >= 2 && b * vocab > 16 * 16 && !(b <= 64 && vocab <= 64)
+}
+
+/// The last position's logits `[batch, vocab]` of `[batch, time, vocab]` logits.
+pub fn last_position(logits: &Tensor) -> Result<Tensor> {
+    let t = logits.dim(1)?;
+    Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
 }
 
 /// The row index of each sequence's last position in `[batch*time, ..]` rows, as u32.
