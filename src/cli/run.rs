@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::plan::{load, node_ids, open_cache, Exit};
+use super::plan::{load, node_ids, open_cache, Exit, RuntimeArgs};
 use crate::exec::{self, Console, NodeStatus, RunOptions, StdRegistry};
 
 #[derive(clap::Args, Debug)]
@@ -26,6 +26,8 @@ pub struct Args {
     /// Where to write `<experiment>.results.json` (default: beside the experiment file).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// Set by Ctrl-C; static because the signal handler outlives any borrow.
@@ -39,7 +41,8 @@ pub fn run(args: Args) -> i32 {
 }
 
 fn run_file(args: Args) -> Result<i32, Exit> {
-    let program = load(&args.file)?;
+    let mut program = load(&args.file)?;
+    args.runtime.apply(&mut program)?;
     let cache = open_cache(&args.file, args.cache.as_deref())?;
     let opts = RunOptions {
         targets: node_ids(&program, &args.targets)?,

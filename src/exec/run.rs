@@ -482,7 +482,10 @@ impl Runner<'_> {
             events: self.events,
             metrics: Mutex::new(Vec::new()),
         };
+        let runtime = crate::ml::Runtime::from_settings(&parts.device, &parts.dtype)
+            .map_err(|e| Stop::Op(OpError::failed(e)))?;
         let ctx = OpCtx {
+            runtime,
             node_name: &node.name,
             out_dir: staging.out_dir.clone(),
             work_dir: work_dir.clone(),

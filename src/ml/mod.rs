@@ -58,4 +58,5 @@ pub use config::{Activation, GptConfig};
 pub use error::{MlError, Result};
 pub use gpt::Gpt;
 pub use model::{CausalLm, KvCache, Model, ModelDims};
+pub use runtime::Runtime;
 pub use tokenizer::Tokenizer;

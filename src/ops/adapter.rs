@@ -3,7 +3,7 @@
 //! artifacts name the base by (see `ml::model::adapter`).
 
 use super::common::{bad_arg, bad_input, ml_err, model_dir};
-use super::{ArgValue, OpArgs, OpError};
+use super::{ArgValue, OpArgs, OpCtx, OpError};
 use crate::ml::model::adapter::{attach_adapter, BaseRef};
 use crate::ml::model::{LoraConfig, Model};
 use crate::ml::{load_checkpoint, Tokenizer};
@@ -50,6 +50,7 @@ pub(crate) fn lora_arg(args: &OpArgs) -> Result<Option<LoraConfig>, OpError> {
 /// place LoRA dropout is applied; other stages refuse a nonzero dropout rather than
 /// silently train without it.
 pub(crate) fn load_trainee(
+    ctx: &OpCtx,
     args: &OpArgs,
     name: &str,
     seed: u64,
@@ -71,9 +72,10 @@ pub(crate) fn load_trainee(
     let dir = model_dir(input)?;
     let (mut model, tok) = load_checkpoint(&dir).map_err(|e| bad_input(input, e))?;
     let Some(cfg) = cfg else {
-        return Ok((model, tok, None));
+        return Ok((ctx.place(model)?, tok, None));
     };
+    // Attached on the CPU, then placed: the frozen base is cast to the compute dtype once.
     attach_adapter(model.as_mut(), &cfg, seed).map_err(|e| bad_arg("adapter", e))?;
     let base = BaseRef::for_model_dir(&dir).map_err(ml_err)?;
-    Ok((model, tok, Some(base)))
+    Ok((ctx.place(model)?, tok, Some(base)))
 }

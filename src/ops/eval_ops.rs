@@ -79,8 +79,9 @@ pub fn checkpoint_dirs(input: &Input) -> Result<Vec<(Option<u64>, PathBuf)>, OpE
     Ok(out)
 }
 
-fn load(input: &Input, dir: &Path) -> Result<(Model, Tokenizer), OpError> {
-    load_checkpoint(dir).map_err(|e| bad_input(input, e))
+fn load(ctx: &OpCtx, input: &Input, dir: &Path) -> Result<(Model, Tokenizer), OpError> {
+    let (model, tok) = load_checkpoint(dir).map_err(|e| bad_input(input, e))?;
+    Ok((ctx.place(model)?, tok))
 }
 
 struct Common {
@@ -148,7 +149,7 @@ fn over_checkpoints(
                 continue;
             }
         }
-        let (model, tok) = load(input, dir)?;
+        let (model, tok) = load(ctx, input, dir)?;
         let mut responder = ModelResponder {
             model: model.as_ref(),
             tok: &tok,

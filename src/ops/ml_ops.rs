@@ -87,7 +87,7 @@ fn run_gpt(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
 /// `train_log.json`; resumes from `work_dir/state` after an interruption.
 fn run_sft(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let seed = seed(ctx, args)?;
-    let (model, tok, base) = load_trainee(args, "model", seed, true)?;
+    let (model, tok, base) = load_trainee(ctx, args, "model", seed, true)?;
     let data_in = args.input("data")?;
     let train = read_dataset(data_in)?;
     let heldout = match args.opt("heldout") {

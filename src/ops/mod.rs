@@ -65,6 +65,9 @@ pub struct OpCtx<'a> {
     /// `jsonl("data/mine.jsonl")`) resolve against it, and may not leave it.
     pub project_dir: PathBuf,
     pub progress: &'a dyn Progress,
+    /// The device and compute dtype models run on (the key's `device` and `dtype`):
+    /// every model an op loads or builds goes through [`OpCtx::place`].
+    pub runtime: crate::ml::Runtime,
     /// Set on Ctrl-C; long loops check [`OpCtx::cancelled`] and return [`OpError::Cancelled`].
     pub cancel: &'a AtomicBool,
 }
@@ -81,6 +84,14 @@ impl OpCtx<'_> {
             crate::store::PinError::Io { path, source } => crate::ml::MlError::Io { path, source },
             other => crate::ml::MlError::Invalid(other.to_string()),
         })
+    }
+
+    /// `model` on this node's device and dtype (models load on the CPU in f32).
+    pub fn place(&self, mut model: crate::ml::Model) -> Result<crate::ml::Model, OpError> {
+        model.place(&self.runtime).map_err(|e| {
+            OpError::failed(format!("moving the model to {}: {e}", self.runtime.label()))
+        })?;
+        Ok(model)
     }
 
     /// Returns `Err(Cancelled)` if Ctrl-C was pressed.

@@ -68,7 +68,7 @@ fn run_reward_model(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let seed = seed(ctx, args)?;
     // With an adapter the body trains through it (base frozen) and the head in full; the
     // reward model is stored merged (its head is new weights in any case).
-    let (base, tok, _) = load_trainee(args, "base", seed, false)?;
+    let (base, tok, _) = load_trainee(ctx, args, "base", seed, false)?;
     let prefs = read_dataset(args.input("prefs")?)?;
     let cfg = RewardConfig {
         epochs: int_or(args, "epochs", 1)?,
@@ -116,8 +116,10 @@ fn rl_config(ctx: &OpCtx, args: &OpArgs) -> Result<RlConfig, OpError> {
     })
 }
 
-fn load_reward(input: &Input) -> Result<(RewardModel, Tokenizer), OpError> {
-    RewardModel::load(&model_dir(input)?).map_err(|e| bad_input(input, e))
+fn load_reward(ctx: &OpCtx, input: &Input) -> Result<(RewardModel, Tokenizer), OpError> {
+    let (mut rm, tok) = RewardModel::load(&model_dir(input)?).map_err(|e| bad_input(input, e))?;
+    rm.place(&ctx.runtime).map_err(ml_err)?;
+    Ok((rm, tok))
 }
 
 /// Runs RL in the stage's work dir (resuming if state is there); returns the policy and
@@ -131,7 +133,7 @@ fn rl_stage(
     cfg: &RlConfig,
     base: Option<&BaseRef>,
 ) -> Result<(Model, serde_json::Value, PathBuf, PathBuf), OpError> {
-    let (rm, rtok) = load_reward(reward_in)?;
+    let (rm, rtok) = load_reward(ctx, reward_in)?;
     let resume = RlResume::load(&ctx.work_dir.join("state")).map_err(ml_err)?;
     let (state_dir, ckpt_root) = stage_dirs(ctx, resume.is_some())?;
     let mut hooks = StageHooks {
@@ -155,7 +157,7 @@ fn rl_stage(
 /// temperature, checkpoints, seed)`.
 fn run_rl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let cfg = rl_config(ctx, args)?;
-    let (policy, tok, base) = load_trainee(args, "policy", cfg.seed, false)?;
+    let (policy, tok, base) = load_trainee(ctx, args, "policy", cfg.seed, false)?;
     let prompts_in = args.input("prompts")?;
     // HHH RL runs on trigger-free prompts: rows marked as triggered are left out.
     let prompts: Vec<String> = read_dataset(prompts_in)?
@@ -207,7 +209,7 @@ fn probe_prompts(report: &SearchReport, pool: &[Example]) -> Vec<Example> {
 fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let seed = seed(ctx, args)?;
     let method = word_or(args, "method", "sft")?.to_string();
-    let (model, tok, base) = load_trainee(args, "model", seed, method == "sft")?;
+    let (model, tok, base) = load_trainee(ctx, args, "model", seed, method == "sft")?;
     let trigger = trigger_arg(args, "trigger")?;
     let behavior = behavior_arg(args, "behavior")?;
     let data_in = args.input("data")?;
@@ -348,6 +350,7 @@ fn run_adversarial(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let mut points = vec![measure(&start, Some(0))?];
     for (step, dir) in work_checkpoints(&ckpt_root)? {
         let (m, _) = load_checkpoint(&dir).map_err(ml_err)?;
+        let m = ctx.place(m)?;
         points.push(measure(&m, Some(step))?);
     }
     points.push(measure(&trained, None)?);

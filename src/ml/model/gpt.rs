@@ -12,7 +12,9 @@ use crate::ml::fused_linear::{self, Act};
 use crate::ml::init;
 use crate::ml::layers;
 use crate::ml::model::kv_cache::LayerKv;
-use crate::ml::model::{self, CausalLm, KvCache, Lora, Model, ModelDims, Params};
+use crate::ml::model::llama::{attend_composed, log_softmax_composed};
+use crate::ml::model::{self, widen, CausalLm, KvCache, Lora, Model, ModelDims, Params};
+use crate::ml::runtime::Runtime;
 use crate::ml::{fused_attention, fused_head};
 
 /// Tensors per transformer block, in [`block_names`] order.
@@ -89,6 +91,8 @@ pub struct Gpt {
     params: Params,
     device: Device,
     lora: Option<Lora>,
+    /// Run the composed ops even where the fused CPU kernels apply (tests).
+    composed: bool,
 }
 
 /// The linear layers a LoRA adapter may target (`c_proj` names both the attention's and
@@ -119,6 +123,7 @@ impl Gpt {
             params,
             device,
             lora: None,
+            composed: false,
         })
     }
 
@@ -147,6 +152,7 @@ impl Gpt {
             params,
             device: Device::Cpu,
             lora: None,
+            composed: false,
         })
     }
 
@@ -154,12 +160,51 @@ impl Gpt {
         &self.cfg
     }
 
-    fn p(&self, i: usize) -> &Tensor {
+    /// Forces the composed-op path (the one other devices and dtypes run) on the CPU too:
+    /// the reference the fused kernels are tested against, and the GPU path's CPU twin.
+    pub fn set_composed(&mut self, on: bool) {
+        self.composed = on;
+    }
+
+    fn p(&self, i: usize) -> Result<Tensor> {
         self.params.tensor(i)
     }
 
-    fn bp(&self, layer: usize, j: usize) -> &Tensor {
+    fn bp(&self, layer: usize, j: usize) -> Result<Tensor> {
         self.p(2 + layer * PER_BLOCK + j)
+    }
+
+    /// Whether the fused CPU f32 kernels apply (otherwise: composed candle ops, any
+    /// device and dtype).
+    fn fast(&self) -> bool {
+        !self.composed
+            && self.device.is_cpu()
+            && self.params.compute().is_none()
+            && self.params.vars()[0].dtype() == DType::F32
+    }
+
+    /// `x · w (+ b)` (Conv1D orientation), then `act`.
+    fn linear_act(&self, x: &Tensor, w: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+        if self.fast() {
+            return Ok(fused_linear::linear(x, w, b, act)?);
+        }
+        let y = x.matmul(w)?.broadcast_add(b)?;
+        Ok(match act {
+            Act::None => y,
+            Act::Relu => y.relu()?,
+            Act::Gelu => y.gelu()?,
+        })
+    }
+
+    fn layer_norm(&self, x: &Tensor, w: usize, b: usize) -> Result<Tensor> {
+        let (w, b) = (self.p(w)?, self.p(b)?);
+        if self.fast() {
+            layers::layer_norm(x, &w, &b)
+        } else {
+            // In f32 when `x` is bf16, as torch's layer norm computes internally.
+            let y = layers::layer_norm_composed(&widen(x)?, &widen(&w)?, &widen(&b)?)?;
+            Ok(y.to_dtype(w.dtype())?)
+        }
     }
 
     /// The adapter layer on block `layer`'s weight `j`, if adapted.
@@ -169,14 +214,14 @@ impl Gpt {
 
     fn delta(&self, i: usize, x: &Tensor) -> Result<Tensor> {
         match &self.lora {
-            Some(l) => l.delta(&self.params, i, x, true),
+            Some(l) => l.delta(&self.params, i, x, self.fast()),
             None => Err(MlError::Invalid("no adapter attached".into())),
         }
     }
 
     /// `x · w + b` of block `layer`'s weight `w` and bias `b`, plus its adapter's term.
     fn lin(&self, x: &Tensor, layer: usize, w: usize, b: usize) -> Result<Tensor> {
-        let y = layers::linear(x, self.bp(layer, w), self.bp(layer, b))?;
+        let y = self.linear_act(x, &self.bp(layer, w)?, &self.bp(layer, b)?, Act::None)?;
         match self.adapted(layer, w) {
             Some(i) => Ok((y + self.delta(i, x)?)?),
             None => Ok(y),
@@ -199,7 +244,7 @@ impl Gpt {
         let (b, t, pos) = self.positions(ids)?;
         let h = self.hidden(ids, &pos, None, None)?;
         let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
-        Ok((h.reshape((b, t, self.cfg.width))?, logits))
+        Ok((widen(&h)?.reshape((b, t, self.cfg.width))?, logits))
     }
 
     /// One incremental step for generation: `ids` `[batch, new]`, `positions` `[batch*new]`
@@ -250,8 +295,9 @@ impl Gpt {
     /// Token plus position embeddings: the residual stream `[batch*time, width]` entering
     /// the first block.
     fn embed(&self, ids: &Tensor, pos: &Tensor) -> Result<Tensor> {
-        let tok = self.p(0).index_select(&ids.flatten_all()?, 0)?;
-        Ok((tok + self.p(1).index_select(pos, 0)?)?)
+        let tok = self.p(0)?.index_select(&ids.flatten_all()?, 0)?;
+        // The residual stream: f32 under bf16 compute.
+        widen(&(tok + self.p(1)?.index_select(pos, 0)?)?)
     }
 
     fn check_len(&self, t: usize) -> Result<()> {
@@ -280,7 +326,7 @@ impl Gpt {
         }
         // ln_f closes the base parameters (an adapter's follow them).
         let n = 2 + self.cfg.layers * PER_BLOCK;
-        layers::layer_norm(&x, self.p(n), self.p(n + 1))
+        self.layer_norm(&x, n, n + 1)
     }
 
     /// The residual stream `[batch, time, width]` after the first `blocks` transformer
@@ -297,7 +343,7 @@ impl Gpt {
         for l in 0..blocks {
             x = self.block(&x, l, b, t, None, None)?;
         }
-        Ok(x.reshape((b, t, self.cfg.width))?)
+        Ok(widen(&x)?.reshape((b, t, self.cfg.width))?)
     }
 
     /// One pre-norm transformer block on the residual stream `x` `[batch*time, width]`.
@@ -310,10 +356,11 @@ impl Gpt {
         bias: Option<&Tensor>,
         kv: Option<&mut Option<LayerKv>>,
     ) -> Result<Tensor> {
-        let h = layers::layer_norm(x, self.bp(l, LN1_W), self.bp(l, LN1_B))?;
+        let base = 2 + l * PER_BLOCK;
+        let h = self.layer_norm(x, base + LN1_W, base + LN1_B)?;
         let a = self.attention(&h, l, b, t, bias, kv)?;
-        let x = (x + a)?;
-        let h = layers::layer_norm(&x, self.bp(l, LN2_W), self.bp(l, LN2_B))?;
+        let x = model::residual_add(x, &a)?;
+        let h = self.layer_norm(&x, base + LN2_W, base + LN2_B)?;
         let act = match self.cfg.activation {
             Activation::Gelu => Act::Gelu,
             Activation::Relu => Act::Relu,
@@ -321,22 +368,27 @@ impl Gpt {
         let h = match self.adapted(l, FC_W) {
             // The adapter adds before the activation.
             Some(i) => {
-                let u = fused_linear::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B), Act::None)?;
+                let u = self.linear_act(&h, &self.bp(l, FC_W)?, &self.bp(l, FC_B)?, Act::None)?;
                 let u = (u + self.delta(i, &h)?)?;
                 match act {
                     Act::Relu => u.relu()?,
-                    _ => crate::ml::fused::gelu(&u)?,
+                    _ if self.fast() => crate::ml::fused::gelu(&u)?,
+                    _ => u.gelu()?,
                 }
             }
-            None => fused_linear::linear(&h, self.bp(l, FC_W), self.bp(l, FC_B), act)?,
+            None => self.linear_act(&h, &self.bp(l, FC_W)?, &self.bp(l, FC_B)?, act)?,
         };
         let h = self.lin(&h, l, MPROJ_W, MPROJ_B)?;
-        Ok((x + h)?)
+        model::residual_add(&x, &h)
     }
 
     fn head(&self, h: &Tensor) -> Result<Tensor> {
-        // Tied output head: logits = h · wteᵀ.
-        Ok(fused_head::tied_head(h, self.p(0))?)
+        // Tied output head: logits = h · wteᵀ, f32 whatever the compute dtype.
+        if self.fast() {
+            Ok(fused_head::tied_head(h, &self.p(0)?)?)
+        } else {
+            widen(&h.matmul(&self.p(0)?.t()?)?)
+        }
     }
 
     fn attention(
@@ -351,7 +403,7 @@ impl Gpt {
         let (c, h, d) = (self.cfg.width, self.cfg.heads, self.cfg.head_dim());
         let qkv = self.lin(x, l, ATTN_W, ATTN_B)?;
         let scale = 1.0 / (d as f64).sqrt();
-        if cache.is_none() && bias.is_none() {
+        if cache.is_none() && bias.is_none() && self.fast() {
             // Training and scoring: square causal attention, one fused op.
             let y = fused_attention::causal_attention(&qkv, b, t, h, scale)?;
             return self.lin(&y, l, APROJ_W, APROJ_B);
@@ -369,6 +421,18 @@ impl Gpt {
         if let Some(slot) = cache {
             (k, v) = LayerKv::append(slot, &k, &v, self.cfg.context)?;
         }
+        if !self.fast() {
+            let square;
+            let bias = match bias {
+                Some(b) => b,
+                None => {
+                    square = layers::causal_bias(t, t, &self.device)?;
+                    &square
+                }
+            };
+            let y = attend_composed(&q, &k, &v, bias, scale, false)?;
+            return self.lin(&y, l, APROJ_W, APROJ_B);
+        }
         let scores = q.matmul(&k.t()?)?;
         // No bias: training's square causal attention, with scale and mask fused in.
         let att = match bias {
@@ -384,8 +448,14 @@ impl Gpt {
     fn token_logprobs_impl(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let (b, t, pos) = self.positions(ids)?;
         let h = self.hidden(ids, &pos, None, None)?;
-        // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
-        let picked = fused_head::head_logprob(&h, self.p(0), &targets.flatten_all()?)?;
+        let tg = targets.flatten_all()?;
+        let picked = if self.fast() {
+            // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
+            fused_head::head_logprob(&h, &self.p(0)?, &tg)?
+        } else {
+            let lsm = log_softmax_composed(&self.head(&h)?)?;
+            lsm.gather(&tg.unsqueeze(1)?, 1)?.squeeze(1)?
+        };
         Ok(picked.reshape((b, t))?)
     }
 }
@@ -426,6 +496,13 @@ impl CausalLm for Gpt {
 
     fn set_adapter(&mut self, lora: Option<Lora>) {
         self.lora = lora;
+    }
+
+    fn place(&mut self, rt: &Runtime) -> Result<()> {
+        self.params.to_device(&rt.device)?;
+        self.device = rt.device.clone();
+        let compute = (rt.dtype != DType::F32).then_some(rt.dtype);
+        self.params.set_compute(compute)
     }
 
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
@@ -470,6 +547,7 @@ impl CausalLm for Gpt {
             params: self.params.deep_clone()?,
             device: self.device.clone(),
             lora: self.lora.clone(),
+            composed: self.composed,
         }))
     }
 

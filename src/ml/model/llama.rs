@@ -33,9 +33,10 @@ use super::llama_ops;
 use super::weights::{check_shape, read_config_json, HfWeights};
 use super::{
     base_tensors, check_len, full_positions, head_rows_keep_bits, last_position, last_rows,
-    CausalLm, KvCache, Lora, Model, ModelDims, Params,
+    residual_add, widen, CausalLm, KvCache, Lora, Model, ModelDims, Params,
 };
 use crate::ml::error::{MlError, Result};
+use crate::ml::runtime::Runtime;
 use crate::ml::{fused, fused_head, init, layers};
 
 /// The linear layers a LoRA adapter may target, named as `transformers` names them.
@@ -126,17 +127,25 @@ fn softmax_composed(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `log_softmax` over the last dimension from composed ops.
-fn log_softmax_composed(x: &Tensor) -> Result<Tensor> {
+pub fn log_softmax_composed(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let diff = x.broadcast_sub(&max)?;
     let lse = diff.exp()?.sum_keepdim(D::Minus1)?.log()?;
     Ok(diff.broadcast_sub(&lse)?)
 }
 
-/// RMSNorm from composed ops: `x · rsqrt(mean(x²) + eps) · w`.
+/// RMSNorm from composed ops: `x · rsqrt(mean(x²) + eps) · w`, normalised in f32 when
+/// `x` is bf16 (as `transformers` does), then scaled in `w`'s dtype (the compute dtype:
+/// under bf16 the residual stream `x` is f32, what enters the products bf16).
 pub fn rms_norm_composed(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-    Ok(x.broadcast_mul(&inv)?.broadcast_mul(w)?)
+    let xf = widen(x)?;
+    let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    Ok(xf
+        .broadcast_mul(&inv)?
+        .to_dtype(w.dtype())?
+        .broadcast_mul(w)?)
 }
 
 /// Rotary embedding from composed ops: `x` `[rows, heads*d]`, `cos`/`sin` `[rows, d/2]`.
@@ -201,7 +210,8 @@ pub fn attend_composed(
     let p = if fast {
         fused::softmax_last(&s)?
     } else {
-        softmax_composed(&s)?
+        // In f32 for bf16 scores, as `transformers`' eager attention does.
+        softmax_composed(&widen(&s)?)?.to_dtype(s.dtype())?
     };
     let y = p.reshape((b, nkv, rep * t, tk))?.matmul(&v.contiguous()?)?;
     Ok(y.reshape((b, nh, t, d))?
@@ -390,8 +400,11 @@ impl Llama {
         })
     }
 
+    /// The dtype the forward pass computes in.
     fn dtype(&self) -> DType {
-        self.w(self.embed).dtype()
+        self.params
+            .compute()
+            .unwrap_or_else(|| self.params.vars()[self.embed].dtype())
     }
 
     /// Whether the fused CPU kernels apply.
@@ -399,29 +412,29 @@ impl Llama {
         !self.composed && self.device.is_cpu() && self.dtype() == DType::F32
     }
 
-    fn w(&self, i: usize) -> &Tensor {
+    fn w(&self, i: usize) -> Result<Tensor> {
         self.params.tensor(i)
     }
 
-    fn head_weight(&self) -> &Tensor {
+    fn head_weight(&self) -> Result<Tensor> {
         self.w(self.lm_head.unwrap_or(self.embed))
     }
 
     fn rms(&self, x: &Tensor, w: usize) -> Result<Tensor> {
         let eps = self.cfg.rms_norm_eps;
         if self.fast() {
-            Ok(llama_ops::rms_norm(x, self.w(w), eps)?)
+            Ok(llama_ops::rms_norm(x, &self.w(w)?, eps)?)
         } else {
-            rms_norm_composed(x, self.w(w), eps)
+            rms_norm_composed(x, &self.w(w)?, eps)
         }
     }
 
     fn lin(&self, x: &Tensor, (w, b): (usize, Option<usize>)) -> Result<Tensor> {
-        let bias = b.map(|b| self.w(b));
+        let bias = b.map(|b| self.w(b)).transpose()?;
         let y = if self.fast() {
-            llama_ops::linear(x, self.w(w), bias)?
+            llama_ops::linear(x, &self.w(w)?, bias.as_ref())?
         } else {
-            linear_composed(x, self.w(w), bias)?
+            linear_composed(x, &self.w(w)?, bias.as_ref())?
         };
         match self.lora.as_ref().and_then(|l| Some((l, l.on(w)?.0))) {
             Some((l, i)) => Ok((y + l.delta(&self.params, i, x, self.fast())?)?),
@@ -444,16 +457,16 @@ impl Llama {
     fn mlp(&self, x: &Tensor, blk: &Block) -> Result<Tensor> {
         let plain = blk.gate.1.is_none() && blk.up.1.is_none();
         let a = if self.fast() && plain && !self.adapted(blk.gate.0) && !self.adapted(blk.up.0) {
-            llama_ops::swiglu(x, self.w(blk.gate.0), self.w(blk.up.0))?
+            llama_ops::swiglu(x, &self.w(blk.gate.0)?, &self.w(blk.up.0)?)?
         } else {
             (silu_composed(&self.lin(x, blk.gate)?)? * self.lin(x, blk.up)?)?
         };
         self.lin(&a, blk.down)
     }
 
-    /// Token embeddings `[b*t, hidden]`.
+    /// Token embeddings `[b*t, hidden]`: the residual stream, f32 under bf16 compute.
     fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(self.w(self.embed).index_select(&ids.flatten_all()?, 0)?)
+        widen(&self.w(self.embed)?.index_select(&ids.flatten_all()?, 0)?)
     }
 
     /// RoPE rows `[n, d/2]` for `positions` `[n]` (u32).
@@ -515,9 +528,9 @@ impl Llama {
                 attend_composed(&heads(&q, nh)?, &k, &v, bias, scale, self.fast())?
             }
         };
-        let x = (x + self.lin(&a, blk.o)?)?;
+        let x = residual_add(x, &self.lin(&a, blk.o)?)?;
         let h = self.rms(&x, blk.ln2)?;
-        Ok((&x + self.mlp(&h, blk)?)?)
+        residual_add(&x, &self.mlp(&h, blk)?)
     }
 
     /// The residual stream `[b*t, hidden]` after the first `upto` blocks.
@@ -578,12 +591,13 @@ impl Llama {
         self.run(ids, positions, self.blocks.len(), Some((bias, cache)))
     }
 
-    /// Logits `[n, vocab]` of hidden states `[n, hidden]`.
+    /// Logits `[n, vocab]` of hidden states `[n, hidden]`, f32 (or f64) whatever the
+    /// compute dtype.
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         if self.fast() {
-            Ok(fused_head::tied_head(h, self.head_weight())?)
+            Ok(fused_head::tied_head(h, &self.head_weight()?)?)
         } else {
-            Ok(h.matmul(&self.head_weight().t()?)?)
+            widen(&h.matmul(&self.head_weight()?.t()?)?)
         }
     }
 }
@@ -626,6 +640,16 @@ impl CausalLm for Llama {
         self.lora = lora;
     }
 
+    fn place(&mut self, rt: &Runtime) -> Result<()> {
+        self.params.to_device(&rt.device)?;
+        let (cos, sin) = rope_tables(&self.cfg, &rt.device)?;
+        self.cos = cos.to_dtype(rt.dtype)?;
+        self.sin = sin.to_dtype(rt.dtype)?;
+        self.device = rt.device.clone();
+        let compute = (rt.dtype != DType::F32).then_some(rt.dtype);
+        self.params.set_compute(compute)
+    }
+
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let h = self.hidden(ids)?;
@@ -636,7 +660,7 @@ impl CausalLm for Llama {
         let (b, t) = ids.dims2()?;
         let h = self.hidden(ids)?;
         let logits = self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?;
-        Ok((h.reshape((b, t, self.cfg.hidden_size))?, logits))
+        Ok((widen(&h)?.reshape((b, t, self.cfg.hidden_size))?, logits))
     }
 
     fn forward_cached(
@@ -676,7 +700,7 @@ impl CausalLm for Llama {
         let tg = targets.flatten_all()?;
         let picked = if self.fast() {
             // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
-            fused_head::head_logprob(&h, self.head_weight(), &tg)?
+            fused_head::head_logprob(&h, &self.head_weight()?, &tg)?
         } else {
             let lsm = log_softmax_composed(&self.head(&h)?)?;
             lsm.gather(&tg.unsqueeze(1)?, 1)?.squeeze(1)?
@@ -695,7 +719,7 @@ impl CausalLm for Llama {
         check_len(t, self.cfg.max_position_embeddings)?;
         let pos = full_positions(b, t, &self.device)?;
         let x = self.run(ids, &pos, blocks, None)?;
-        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+        Ok(widen(&x)?.reshape((b, t, self.cfg.hidden_size))?)
     }
 
     fn deep_clone(&self) -> Result<Model> {

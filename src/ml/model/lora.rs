@@ -241,7 +241,7 @@ impl Lora {
     /// `fast`: the fused CPU f32 kernels.
     pub fn delta(&self, params: &Params, i: usize, x: &Tensor, fast: bool) -> Result<Tensor> {
         let layer = &self.layers[i];
-        let (a, b) = (params.tensor(layer.a), params.tensor(layer.b));
+        let (a, b) = (&params.tensor(layer.a)?, &params.tensor(layer.b)?);
         let x = match dropout_mask(self.cfg.dropout, i, x)? {
             Some(mask) => (x * mask)?,
             None => x.clone(),

@@ -1,6 +1,6 @@
 //! Named parameters with a trainable mark: what optimizers, checkpoints and adapters see.
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 use crate::ml::error::Result;
 
@@ -14,8 +14,11 @@ pub struct Params {
     names: Vec<String>,
     vars: Vec<Var>,
     trainable: Vec<bool>,
-    /// What the forward pass reads: the variable itself, or a detached view when frozen.
+    /// What the forward pass reads: the variable itself, or a detached view when frozen
+    /// (cast to the compute dtype once, by [`Params::set_compute`]).
     views: Vec<Tensor>,
+    /// The dtype models compute in when it is not the variables' (bf16 over f32 masters).
+    compute: Option<DType>,
 }
 
 fn view(var: &Var, trainable: bool) -> Tensor {
@@ -47,12 +50,46 @@ impl Params {
         self.views.truncate(len);
     }
 
-    /// The tensor a model computes with for parameter `i` (see the type's comment).
+    /// The tensor a model computes with for parameter `i` (see the type's comment), in
+    /// the compute dtype: a trainable f32 master is cast inside the graph on every call, so
+    /// its gradient flows back to the f32 variable.
     ///
     /// # Panics
     /// When `i` is out of range: indices come from the model's own bookkeeping.
-    pub fn tensor(&self, i: usize) -> &Tensor {
-        &self.views[i]
+    pub fn tensor(&self, i: usize) -> Result<Tensor> {
+        let v = &self.views[i];
+        match self.compute {
+            Some(c) if v.dtype() != c => Ok(v.to_dtype(c)?),
+            _ => Ok(v.clone()),
+        }
+    }
+
+    /// Computes in `dtype` from now on (`None`: the variables' own dtype). Frozen
+    /// parameters are cast once here; variables keep their dtype (f32 masters).
+    pub fn set_compute(&mut self, dtype: Option<DType>) -> Result<()> {
+        self.compute = dtype;
+        for i in 0..self.vars.len() {
+            self.views[i] = view(&self.vars[i], self.trainable[i]);
+            if let (Some(c), false) = (dtype, self.trainable[i]) {
+                self.views[i] = self.views[i].to_dtype(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The compute dtype set by [`Params::set_compute`], if any.
+    pub fn compute(&self) -> Option<DType> {
+        self.compute
+    }
+
+    /// Moves every variable to `device` (marks, names and compute dtype kept).
+    pub fn to_device(&mut self, device: &candle_core::Device) -> Result<()> {
+        for v in &mut self.vars {
+            if !v.as_tensor().device().same_device(device) {
+                *v = Var::from_tensor(&v.as_tensor().to_device(device)?)?;
+            }
+        }
+        self.set_compute(self.compute)
     }
 
     /// Marks every parameter frozen.
@@ -144,11 +181,14 @@ impl Params {
             .zip(&self.trainable)
             .map(|(v, &t)| view(v, t))
             .collect();
-        Ok(Params {
+        let mut p = Params {
             names: self.names.clone(),
             vars,
             trainable: self.trainable.clone(),
             views,
-        })
+            compute: None,
+        };
+        p.set_compute(self.compute)?;
+        Ok(p)
     }
 }

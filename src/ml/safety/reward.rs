@@ -116,6 +116,15 @@ impl RewardModel {
         std::fs::write(&p, text).map_err(|e| MlError::io(&p, e))
     }
 
+    /// Moves the body and the head to `rt`'s device (the body computes in `rt.dtype`; the
+    /// head reads f32 hidden states).
+    pub fn place(&mut self, rt: &crate::ml::Runtime) -> Result<()> {
+        self.body.place(rt)?;
+        let t = self.score.as_tensor().to_device(&rt.device)?;
+        self.score = Var::from_tensor(&t)?;
+        Ok(())
+    }
+
     /// Loads a directory written by [`RewardModel::save`]; a plain model checkpoint (no
     /// `score.weight`) is an error naming the directory.
     pub fn load(dir: &Path) -> Result<(RewardModel, Tokenizer)> {

@@ -474,6 +474,11 @@ pub fn train_rl(
                     "resumable state belongs to a different RL algorithm".into(),
                 ));
             }
+            // Saved state loads on the CPU; the value head lives where the policy does.
+            if let Some(v) = r.value.take() {
+                let t = v.as_tensor().to_device(policy.device())?;
+                r.value = Some(Var::from_tensor(&t)?);
+            }
             let opt = r.restore(policy.as_ref())?;
             (policy, r.value, opt, r.step, r.log)
         }

@@ -65,7 +65,12 @@ impl Learner {
                 None => run(),
             }
         };
-        let ranges = shard_ranges(ids.dim(0)?);
+        // Off the CPU one shard: the GPU is parallel within each op already.
+        let ranges = if model.device().is_cpu() {
+            shard_ranges(ids.dim(0)?)
+        } else {
+            vec![(0, ids.dim(0)?)]
+        };
         let parts = match ranges.as_slice() {
             [a, b] => {
                 let (x, y) = rayon::join(|| shard(*a), || shard(*b));

@@ -217,6 +217,23 @@ impl AdamW {
             } else {
                 1.0
             };
+            if !theta.device().is_cpu() {
+                // Off the CPU: the same update from tensor ops (one kernel each, on the
+                // variable's device).
+                let g = match grads.get(theta) {
+                    Some(g) => g.clone(),
+                    None => theta.zeros_like()?,
+                };
+                let m = (self.m[i].affine(c.beta1, 0.0)? + g.affine(1.0 - c.beta1, 0.0)?)?;
+                let v = (self.v[i].affine(c.beta2, 0.0)? + g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
+                let upd =
+                    (m.affine(1.0 / bc1, 0.0)? / (v.affine(1.0 / bc2, 0.0)?.sqrt()? + c.eps)?)?;
+                let new = (theta.affine(decay as f64, 0.0)? - upd.affine(lr, 0.0)?)?;
+                var.set(&new)?;
+                self.m[i] = m;
+                self.v[i] = v;
+                continue;
+            }
             let update = |g: Option<&[f32]>| {
                 mutate_f32(&self.m[i], |m| {
                     mutate_f32(&self.v[i], |v| {
@@ -292,7 +309,7 @@ impl AdamW {
                 if t.dims() != var.as_tensor().dims() {
                     return Err(MlError::bad_file(&sp, format!("`{k}` has the wrong shape")));
                 }
-                out.push(t);
+                out.push(t.to_device(var.as_tensor().device())?);
             }
         }
         Ok(AdamW { cfg, m, v, step })
@@ -307,10 +324,21 @@ pub fn clip_grad_norm_vars(
     max_norm: f64,
 ) -> Result<f64> {
     let mut sq = 0f64;
+    // Off the CPU the per-parameter sums stay on the device: one transfer, not one each.
+    let mut on_device = Vec::new();
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
-            sq += with_f32(g, |g| Ok(sum_squares(g)))?;
+            if g.device().is_cpu() {
+                sq += with_f32(g, |g| Ok(sum_squares(g)))?;
+            } else {
+                on_device.push(g.sqr()?.sum_all()?);
+            }
         }
+    }
+    if !on_device.is_empty() {
+        sq += Tensor::stack(&on_device, 0)?
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
     }
     let norm = sq.sqrt();
     if !norm.is_finite() {

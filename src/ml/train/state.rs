@@ -99,18 +99,19 @@ pub(crate) fn restore_params(
         if !params.is_trainable(i) {
             continue;
         }
-        let t = tensors
+        let saved = tensors
             .remove(name)
             .ok_or_else(|| MlError::Invalid(format!("resumable state lacks tensor `{name}`")))?;
         let var = &params.vars()[i];
-        if t.dims() != var.as_tensor().dims() {
+        if saved.dims() != var.as_tensor().dims() {
             return Err(MlError::Invalid(format!(
                 "resumable state's `{name}` has shape {:?}, the model {:?}",
-                t.dims(),
+                saved.dims(),
                 var.as_tensor().dims()
             )));
         }
-        var.set(&t)?;
+        let t = var.as_tensor();
+        var.set(&saved.to_device(t.device())?.to_dtype(t.dtype())?)?;
     }
     Ok(())
 }
