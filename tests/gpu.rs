@@ -63,7 +63,8 @@ fn llama_and_gpt_logits_on_the_gpu_match_the_cpu() {
         let vocab = cpu.dims().vocab_size;
         let x = ids(2, 9, vocab, &Device::Cpu);
         let want = host(&cpu.forward(&x).unwrap());
-        for (dtype, tol) in [("f32", 1e-3), ("bf16", 2e-2)] {
+        // bf16 against the CPU's f32: bf16 itself costs a few percent (docs/gpu.md).
+        for (dtype, tol) in [("f32", 1e-3), ("bf16", 5e-2)] {
             let (mut gpu, _) = load_checkpoint(&fixture(name)).unwrap();
             let r = rt("cuda", dtype);
             gpu.place(&r).unwrap();

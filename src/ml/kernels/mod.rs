@@ -7,6 +7,7 @@ pub mod fused;
 pub mod fused_attention;
 pub mod fused_head;
 pub mod fused_linear;
+pub mod graded;
 pub mod layers;
 
 use std::sync::Mutex;

@@ -12,7 +12,7 @@ use crate::ml::fused_linear::{self, Act};
 use crate::ml::init;
 use crate::ml::layers;
 use crate::ml::model::kv_cache::LayerKv;
-use crate::ml::model::llama::{attend_composed, log_softmax_composed};
+use crate::ml::model::llama::attend_composed;
 use crate::ml::model::{self, widen, CausalLm, KvCache, Lora, Model, ModelDims, Params};
 use crate::ml::runtime::Runtime;
 use crate::ml::{fused_attention, fused_head};
@@ -453,8 +453,7 @@ impl Gpt {
             // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
             fused_head::head_logprob(&h, &self.p(0)?, &tg)?
         } else {
-            let lsm = log_softmax_composed(&self.head(&h)?)?;
-            lsm.gather(&tg.unsqueeze(1)?, 1)?.squeeze(1)?
+            crate::ml::kernels::graded::picked_log_prob(&self.head(&h)?, &tg)?
         };
         Ok(picked.reshape((b, t))?)
     }

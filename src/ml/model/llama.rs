@@ -119,21 +119,6 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     ))
 }
 
-/// `softmax` over the last dimension from composed ops (the max is a constant shift).
-fn softmax_composed(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
-}
-
-/// `log_softmax` over the last dimension from composed ops.
-pub fn log_softmax_composed(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let diff = x.broadcast_sub(&max)?;
-    let lse = diff.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    Ok(diff.broadcast_sub(&lse)?)
-}
-
 /// RMSNorm from composed ops: `x · rsqrt(mean(x²) + eps) · w`, normalised in f32 when
 /// `x` is bf16 (as `transformers` does), then scaled in `w`'s dtype (the compute dtype:
 /// under bf16 the residual stream `x` is f32, what enters the products bf16).
@@ -204,14 +189,19 @@ pub fn attend_composed(
     let rep = nh / nkv;
     let q = q.contiguous()?.reshape((b, nkv, rep * t, d))?;
     let s = (q.matmul(&k.t()?)? * scale)?;
-    let bias = bias.to_dtype(s.dtype())?;
-    let bias = bias.reshape((bias.dim(0)?, 1, 1, t, tk))?;
-    let s = s.reshape((b, nkv, rep, t, tk))?.broadcast_add(&bias)?;
+    let s = s.reshape((b, nkv, rep, t, tk))?;
+    let s = if bias.dims() == s.dims() {
+        // Already broadcast (once per forward pass, see `Llama::run`): a contiguous add.
+        (&s + bias.to_dtype(s.dtype())?)?
+    } else {
+        let bias = bias.to_dtype(s.dtype())?;
+        s.broadcast_add(&bias.reshape((bias.dim(0)?, 1, 1, t, tk))?)?
+    };
     let p = if fast {
         fused::softmax_last(&s)?
     } else {
-        // In f32 for bf16 scores, as `transformers`' eager attention does.
-        softmax_composed(&widen(&s)?)?.to_dtype(s.dtype())?
+        // candle-nn's fused kernel (f32 accumulation for bf16 scores) with a backward.
+        crate::ml::kernels::graded::softmax_last(&s)?
     };
     let y = p.reshape((b, nkv, rep * t, tk))?.matmul(&v.contiguous()?)?;
     Ok(y.reshape((b, nh, t, d))?
@@ -551,9 +541,21 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let (cos, sin) = self.rope_rows(positions)?;
-        // The composed path's causal mask, made (and copied to the device) once per pass.
+        // The composed path's causal mask, made, copied to the device and broadcast to the
+        // scores' shape once per pass (each layer's add is then contiguous).
         let square = match cached.is_none() && !self.fast() {
-            true => Some(layers::causal_bias(t, t, &self.device)?),
+            true => {
+                let (nkv, rep) = (
+                    self.cfg.num_key_value_heads,
+                    self.cfg.num_attention_heads / self.cfg.num_key_value_heads.max(1),
+                );
+                let m = layers::causal_bias(t, t, &self.device)?.to_dtype(self.dtype())?;
+                Some(
+                    m.reshape((1, 1, 1, t, t))?
+                        .broadcast_as((b, nkv, rep, t, t))?
+                        .contiguous()?,
+                )
+            }
             false => None,
         };
         let mut x = self.embed(ids)?;
@@ -715,8 +717,7 @@ impl CausalLm for Llama {
             // Straight from the hidden states: the [b*t, vocab] logits never enter the graph.
             fused_head::head_logprob(&h, &self.head_weight()?, &tg)?
         } else {
-            let lsm = log_softmax_composed(&self.head(&h)?)?;
-            lsm.gather(&tg.unsqueeze(1)?, 1)?.squeeze(1)?
+            crate::ml::kernels::graded::picked_log_prob(&self.head(&h)?, &tg)?
         };
         Ok(picked.reshape((b, t))?)
     }
