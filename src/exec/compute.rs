@@ -47,6 +47,26 @@ pub struct TaskEnd {
     pub metrics: Vec<MetricPoint>,
     /// Time spent running the operation.
     pub seconds: f64,
+    /// The batch job that ran it (Slurm executor only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRecord>,
+}
+
+/// The batch job a node ran in: kept in the run record, so a result can be traced to the
+/// job, its final state and the host it ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// `slurm`.
+    pub scheduler: String,
+    pub id: String,
+    /// The job's final state (`COMPLETED`, `FAILED`, `TIMEOUT`, ...).
+    pub state: String,
+    /// `code:signal`, when the scheduler said.
+    pub exit_code: Option<String>,
+    /// The hosts it ran on, when the scheduler said.
+    pub nodes: Option<String>,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
 }
 
 impl TaskEnd {
@@ -58,6 +78,7 @@ impl TaskEnd {
             note,
             metrics: Vec::new(),
             seconds: 0.0,
+            job: None,
         }
     }
 }
@@ -86,6 +107,7 @@ pub fn lock_and_compute(
                 note: Some("computed by a concurrent run".into()),
                 metrics: Vec::new(),
                 seconds: 0.0,
+                job: None,
             };
         }
     }
@@ -98,6 +120,7 @@ pub fn lock_and_compute(
         note,
         metrics: Vec::new(),
         seconds: 0.0,
+        job: None,
     };
     let result = compute(cache, registry, task, &mut end, events, cancel);
     drop(lock);

@@ -81,6 +81,9 @@ pub struct NodeOutcome {
     pub error: Option<String>,
     /// Something the user should know, e.g. a corrupt entry that was replaced.
     pub note: Option<String>,
+    /// The batch job that computed it (`--executor slurm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<super::compute::JobRecord>,
     #[serde(skip)]
     pub parts: Option<KeyParts>,
 }
@@ -307,6 +310,7 @@ impl Runner<'_> {
             metrics: Vec::new(),
             error: None,
             note: None,
+            job: None,
             parts,
         }
     }
@@ -445,6 +449,7 @@ impl Runner<'_> {
         o.note = end.note;
         o.metrics = end.metrics;
         o.seconds = end.seconds;
+        o.job = end.job;
         o
     }
 

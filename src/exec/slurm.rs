@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::compute::{NodeTask, TaskEnd};
+use super::compute::{JobRecord, NodeTask, TaskEnd};
 use super::executor::{Executor, TaskEnv};
 use super::fsutil::{self, io};
 use super::run::NodeStatus;
@@ -161,9 +161,17 @@ impl Slurm {
         let state = loop {
             if env.cancel.load(Ordering::Relaxed) {
                 scancel(&job);
+                let state = JobState {
+                    state: "CANCELLED".into(),
+                    exit_code: None,
+                    reason: Some("cancelled by the driver".into()),
+                    nodes: None,
+                };
+                let error = format!("slurm job {job} cancelled");
                 return Ok(TaskEnd {
                     status: NodeStatus::Cancelled,
-                    ..TaskEnd::failed(format!("slurm job {job} cancelled"), None)
+                    job: Some(record(job, state, log)),
+                    ..TaskEnd::failed(error, None)
                 });
             }
             let state = job_state(&job);
@@ -220,10 +228,7 @@ impl Slurm {
         if end.seconds == 0.0 {
             end.seconds = started.elapsed().as_secs_f64();
         }
-        end.note = Some(match end.note.take() {
-            Some(n) => format!("{n}; slurm job {job}"),
-            None => format!("slurm job {job}"),
-        });
+        end.job = Some(record(job, state, log));
         Ok(end)
     }
 
@@ -290,6 +295,17 @@ fn job_state(job: &str) -> JobState {
         exit_code: None,
         reason: None,
         nodes: None,
+    }
+}
+
+fn record(id: String, state: JobState, log: PathBuf) -> JobRecord {
+    JobRecord {
+        scheduler: "slurm".into(),
+        id,
+        state: state.state,
+        exit_code: state.exit_code,
+        nodes: state.nodes,
+        log,
     }
 }
 
