@@ -60,8 +60,7 @@ fn run_file(args: Args) -> Result<i32, Exit> {
         Exit(super::EXIT_USAGE)
     };
     let (config, _) = ProjectConfig::load_for(&project_dir).map_err(|e| usage(&e))?;
-    let executor: Box<dyn Executor> = match args.executor.or(config.executor).unwrap_or_default()
-    {
+    let executor: Box<dyn Executor> = match args.executor.or(config.executor).unwrap_or_default() {
         ExecutorKind::Local => Box::new(exec::Local),
         ExecutorKind::Slurm => {
             exec::slurm::available().map_err(|e| usage(&e))?;

@@ -64,8 +64,8 @@ impl ProjectConfig {
             }
             Err(e) => return Err(ExecError::Io { path, source: e }),
         };
-        let config = Self::parse(&text)
-            .map_err(|e| ExecError::Usage(format!("{}: {e}", path.display())))?;
+        let config =
+            Self::parse(&text).map_err(|e| ExecError::Usage(format!("{}: {e}", path.display())))?;
         Ok((config, Some(path)))
     }
 

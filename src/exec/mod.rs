@@ -23,12 +23,12 @@ pub mod run;
 pub mod slurm;
 
 pub use cache::{Cache, EntryState, NodeLock, CACHE_ENV};
+pub use compute::{NodeTask, TaskEnd};
+pub use executor::{Executor, Local};
 pub use index::{Index, IndexRecord};
 pub use progress::{Console, Events, Silent};
 pub use record::{write_results, RunRecord};
 pub use registry::{Registry, StdRegistry};
-pub use compute::{NodeTask, TaskEnd};
-pub use executor::{Executor, Local};
 pub use run::{execute, execute_on, NodeOutcome, NodeStatus, RunOptions, RunReport};
 
 use std::path::PathBuf;

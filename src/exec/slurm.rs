@@ -81,7 +81,11 @@ impl JobState {
         if let Some(r) = self.reason.as_deref().filter(|r| *r != "None") {
             s.push_str(&format!(", reason {r}"));
         }
-        if let Some(n) = self.nodes.as_deref().filter(|n| !n.is_empty() && *n != "(null)") {
+        if let Some(n) = self
+            .nodes
+            .as_deref()
+            .filter(|n| !n.is_empty() && *n != "(null)")
+        {
             s.push_str(&format!(", on {n}"));
         }
         s
@@ -324,7 +328,12 @@ fn log_tail(log: &Path) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-            format!("log {} (last {} lines):\n{}", log.display(), tail.len(), tail.join("\n"))
+            format!(
+                "log {} (last {} lines):\n{}",
+                log.display(),
+                tail.len(),
+                tail.join("\n")
+            )
         }
         Err(e) => format!("log {}: {e}", log.display()),
     }
@@ -359,12 +368,17 @@ mod tests {
             s.describe(),
             "FAILED, exit code 3:0, reason NonZeroExitCode, on localhost"
         );
-        assert!(!parse_scontrol("JobId=8 JobState=PENDING").unwrap().finished());
+        assert!(!parse_scontrol("JobId=8 JobState=PENDING")
+            .unwrap()
+            .finished());
         assert!(parse_scontrol("slurm_load_jobs error: Invalid job id").is_none());
     }
 
     #[test]
     fn paths_are_quoted_for_the_shell() {
-        assert_eq!(shell_quote(Path::new("/a b/c'd")).unwrap(), r"'/a b/c'\''d'");
+        assert_eq!(
+            shell_quote(Path::new("/a b/c'd")).unwrap(),
+            r"'/a b/c'\''d'"
+        );
     }
 }
