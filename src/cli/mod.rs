@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod cache;
 pub mod check;
+pub mod exec_node;
 pub mod explain;
 pub mod export;
 pub mod fmt;
@@ -56,6 +57,10 @@ pub enum Command {
     Export(export::Args),
     /// Run a benchmark.
     Bench(bench::Args),
+    /// Compute one node from a serialised task (what a Slurm job of `run --executor
+    /// slurm` runs; internal).
+    #[command(hide = true)]
+    ExecNode(exec_node::Args),
 }
 
 /// Parses the process arguments and runs the subcommand; returns the exit status.
@@ -79,5 +84,6 @@ pub fn main() -> i32 {
         Command::Sample(a) => sample::run(a),
         Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::ExecNode(a) => exec_node::run(a),
     }
 }

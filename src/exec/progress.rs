@@ -137,7 +137,23 @@ impl Events for Console {
         }
         let text = match o.status {
             NodeStatus::Cached => return,
-            NodeStatus::Computed => format!("[done] {} ({:.1}s)", o.name, o.seconds),
+            NodeStatus::Computed => format!(
+                "[done] {} ({:.1}s){}",
+                o.name,
+                o.seconds,
+                o.job
+                    .as_ref()
+                    .map(|j| format!(
+                        " in {} job {}{}",
+                        j.scheduler,
+                        j.id,
+                        j.nodes
+                            .as_deref()
+                            .map(|n| format!(" on {n}"))
+                            .unwrap_or_default()
+                    ))
+                    .unwrap_or_default()
+            ),
             _ => format!(
                 "[{}] {}{}",
                 o.status.word(),

