@@ -13,17 +13,7 @@ use super::plan::RuntimeArgs;
 use crate::ml::model::adapter::attach_adapter;
 use crate::ml::optim::{AdamWConfig, Learner};
 use crate::ml::sample::{generate_ids, SampleConfig};
-use crate::ml::{Activation, CausalLm, Gpt, GptConfig, MlError, Runtime};
-
-impl RuntimeArgs {
-    /// The runtime these flags name (default: CPU, f32).
-    fn runtime(&self) -> Result<Runtime, MlError> {
-        Runtime::from_settings(
-            self.device.as_deref().unwrap_or("cpu"),
-            self.dtype.as_deref().unwrap_or("f32"),
-        )
-    }
-}
+use crate::ml::{Activation, CausalLm, Gpt, GptConfig, MlError};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -220,16 +210,16 @@ fn random_batch(
     rng: &mut ChaCha8Rng,
     m: &Model,
     vocab: usize,
+    dev: &candle_core::Device,
 ) -> Result<(Tensor, Tensor, Tensor), MlError> {
     let n = m.batch * m.context;
     let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
     let tg: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
     let shape = (m.batch, m.context);
-    let dev = m.runtime.runtime()?.device;
     Ok((
-        Tensor::from_vec(ids, shape, &dev)?,
-        Tensor::from_vec(tg, shape, &dev)?,
-        Tensor::ones(shape, candle_core::DType::F32, &dev)?,
+        Tensor::from_vec(ids, shape, dev)?,
+        Tensor::from_vec(tg, shape, dev)?,
+        Tensor::ones(shape, candle_core::DType::F32, dev)?,
     ))
 }
 
@@ -245,19 +235,20 @@ fn train(m: &Model) -> Result<String, MlError> {
         .iter()
         .map(|v| v.as_tensor().elem_count())
         .sum();
+    let device = model.device().clone();
     let mut learner = Learner::new(model, AdamWConfig::default(), 1.0)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut timed = 0.0;
     let mut cpu = 0.0;
     let mut last_loss = 0.0;
     for step in 0..m.warmup + m.steps {
-        let (ids, tg, mask) = random_batch(&mut rng, m, vocab)?;
+        let (ids, tg, mask) = random_batch(&mut rng, m, vocab, &device)?;
         let c0 = cpu_secs().unwrap_or(0.0);
         let t0 = Instant::now();
         // The SFT trainer's own step: data-parallel shards, clip, AdamW.
         last_loss = learner.step_on_batch(&ids, &tg, &mask, 1e-3)?.loss;
         // The GPU runs ahead of the host: a step is done when its kernels are.
-        learner.model.device().synchronize()?;
+        device.synchronize()?;
         if step >= m.warmup {
             timed += t0.elapsed().as_secs_f64();
             cpu += cpu_secs().unwrap_or(0.0) - c0;

@@ -45,6 +45,15 @@ pub struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
+    /// The runtime these flags name, without an experiment (`bench`): CPU and f32 unless
+    /// given.
+    pub fn runtime(&self) -> Result<crate::ml::Runtime, crate::ml::MlError> {
+        crate::ml::Runtime::from_settings(
+            self.device.as_deref().unwrap_or("cpu"),
+            self.dtype.as_deref().unwrap_or("f32"),
+        )
+    }
+
     /// Writes the overrides into `program`'s settings; refuses what this build cannot run.
     pub fn apply(&self, program: &mut Program) -> Result<(), Exit> {
         for (key, value) in [("device", &self.device), ("dtype", &self.dtype)] {

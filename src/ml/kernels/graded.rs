@@ -10,6 +10,12 @@
 use candle_core::{backend::BackendStorage, CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
 use candle_core::{Tensor, D};
 
+/// The forward of every op here: a copy of the value computed outside the graph (`v`, a
+/// fresh contiguous tensor), whatever the device.
+fn identity<S: BackendStorage>(v: &S, l: &Layout) -> candle_core::Result<(S, Shape)> {
+    Ok((v.try_clone(l)?, l.shape().clone()))
+}
+
 /// Identity on the second argument; backward: softmax's, to the first.
 struct SoftmaxGrad;
 
@@ -25,7 +31,7 @@ impl CustomOp2 for SoftmaxGrad {
         y: &CpuStorage,
         l: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Ok((y.try_clone(l)?, l.shape().clone()))
+        identity(y, l)
     }
 
     #[cfg(feature = "cuda")]
@@ -36,7 +42,7 @@ impl CustomOp2 for SoftmaxGrad {
         y: &candle_core::CudaStorage,
         l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        Ok((y.try_clone(l)?, l.shape().clone()))
+        identity(y, l)
     }
 
     fn bwd(
@@ -77,7 +83,7 @@ impl CustomOp3 for PickedLogProbGrad {
         v: &CpuStorage,
         l: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Ok((v.try_clone(l)?, l.shape().clone()))
+        identity(v, l)
     }
 
     #[cfg(feature = "cuda")]
@@ -90,7 +96,7 @@ impl CustomOp3 for PickedLogProbGrad {
         v: &candle_core::CudaStorage,
         l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        Ok((v.try_clone(l)?, l.shape().clone()))
+        identity(v, l)
     }
 
     fn bwd(
@@ -147,6 +153,21 @@ mod tests {
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
+    /// `ours` and `reference` (functions of `x`) agree, and so do the gradients of
+    /// `sum(f(x) ⊙ w)` with respect to `x`.
+    fn assert_same_values_and_grads(x: &Var, ours: &Tensor, reference: &Tensor, w: &Tensor) {
+        for (a, b) in flat(ours).iter().zip(flat(reference)) {
+            assert!((a - b).abs() < 1e-12, "{a} {b}");
+        }
+        let grad = |f: &Tensor| {
+            let g = (f * w).unwrap().sum_all().unwrap().backward().unwrap();
+            flat(g.get(x.as_tensor()).unwrap())
+        };
+        for (a, b) in grad(ours).iter().zip(grad(reference)) {
+            assert!((a - b).abs() < 1e-12, "{a} {b}");
+        }
+    }
+
     #[test]
     fn softmax_and_its_gradient_match_the_composed_ops() {
         let x = var(values(15, 1), (3, 5));
@@ -155,23 +176,7 @@ mod tests {
         let max = x.as_tensor().max_keepdim(D::Minus1).unwrap().detach();
         let e = x.as_tensor().broadcast_sub(&max).unwrap().exp().unwrap();
         let reference = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
-        for (a, b) in flat(&ours).iter().zip(flat(&reference)) {
-            assert!((a - b).abs() < 1e-12);
-        }
-        let ga = (&ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let gb = (&reference * &w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (ga, gb) = (
-            flat(ga.get(x.as_tensor()).unwrap()),
-            flat(gb.get(x.as_tensor()).unwrap()),
-        );
-        for (a, b) in ga.iter().zip(gb) {
-            assert!((a - b).abs() < 1e-12, "{a} {b}");
-        }
+        assert_same_values_and_grads(&x, &ours, &reference, &w);
     }
 
     #[test]
@@ -186,23 +191,7 @@ mod tests {
             .unwrap()
             .squeeze(1)
             .unwrap();
-        for (a, b) in flat(&ours).iter().zip(flat(&reference)) {
-            assert!((a - b).abs() < 1e-12);
-        }
-        let ga = (&ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let gb = (&reference * &w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (ga, gb) = (
-            flat(ga.get(x.as_tensor()).unwrap()),
-            flat(gb.get(x.as_tensor()).unwrap()),
-        );
-        for (a, b) in ga.iter().zip(gb) {
-            assert!((a - b).abs() < 1e-12, "{a} {b}");
-        }
+        assert_same_values_and_grads(&x, &ours, &reference, &w);
         assert_eq!(ours.dtype(), DType::F64);
     }
 }

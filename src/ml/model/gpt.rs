@@ -12,7 +12,7 @@ use crate::ml::fused_linear::{self, Act};
 use crate::ml::init;
 use crate::ml::layers;
 use crate::ml::model::kv_cache::LayerKv;
-use crate::ml::model::llama::attend_composed;
+use crate::ml::model::llama::{attend_composed, square_mask};
 use crate::ml::model::{self, widen, CausalLm, KvCache, Lora, Model, ModelDims, Params};
 use crate::ml::runtime::Runtime;
 use crate::ml::{fused_attention, fused_head};
@@ -183,6 +183,20 @@ impl Gpt {
             && self.params.vars()[0].dtype() == DType::F32
     }
 
+    /// The composed path's causal mask for a full pass (`None` on the fused path, whose
+    /// attention masks inside the kernel).
+    fn square(&self, b: usize, t: usize) -> Result<Option<Tensor>> {
+        if self.fast() {
+            return Ok(None);
+        }
+        let dtype = self
+            .params
+            .compute()
+            .unwrap_or_else(|| self.params.vars()[0].dtype());
+        let mask = square_mask((b, self.cfg.heads, 1, t), dtype, &self.device)?;
+        Ok(Some(mask))
+    }
+
     /// `x · w (+ b)` (Conv1D orientation), then `act`.
     fn linear_act(&self, x: &Tensor, w: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
         if self.fast() {
@@ -313,6 +327,11 @@ impl Gpt {
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        let square = match (bias, &cache) {
+            (None, None) => self.square(b, t)?,
+            _ => None,
+        };
+        let bias = bias.or(square.as_ref());
         let mut x = self.embed(ids, pos)?;
         for l in 0..self.cfg.layers {
             let kv =
@@ -339,9 +358,10 @@ impl Gpt {
             )));
         }
         let (b, t, pos) = self.positions(ids)?;
+        let square = self.square(b, t)?;
         let mut x = self.embed(ids, &pos)?;
         for l in 0..blocks {
-            x = self.block(&x, l, b, t, None, None)?;
+            x = self.block(&x, l, b, t, square.as_ref(), None)?;
         }
         Ok(widen(&x)?.reshape((b, t, self.cfg.width))?)
     }
@@ -422,14 +442,9 @@ impl Gpt {
             (k, v) = LayerKv::append(slot, &k, &v, self.cfg.context)?;
         }
         if !self.fast() {
-            let square;
-            let bias = match bias {
-                Some(b) => b,
-                None => {
-                    square = layers::causal_bias(t, t, &self.device)?;
-                    &square
-                }
-            };
+            let bias = bias.ok_or_else(|| {
+                MlError::Invalid("composed attention without its causal mask".into())
+            })?;
             let y = attend_composed(&q, &k, &v, bias, scale, false)?;
             return self.lin(&y, l, APROJ_W, APROJ_B);
         }
@@ -498,10 +513,9 @@ impl CausalLm for Gpt {
     }
 
     fn place(&mut self, rt: &Runtime) -> Result<()> {
-        self.params.to_device(&rt.device)?;
+        self.params.place(rt)?;
         self.device = rt.device.clone();
-        let compute = (rt.dtype != DType::F32).then_some(rt.dtype);
-        self.params.set_compute(compute)
+        Ok(())
     }
 
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {

@@ -209,6 +209,20 @@ pub fn attend_composed(
         .reshape((b * t, nh * d))?)
 }
 
+/// The composed path's causal mask for square attention, broadcast to the scores' shape
+/// `[b, kv_heads, rep, t, t]` in `dtype`: made, copied to the device and broadcast once per
+/// forward pass, so that each layer's add is contiguous.
+pub fn square_mask(
+    (b, nkv, rep, t): (usize, usize, usize, usize),
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let m = layers::causal_bias(t, t, device)?.to_dtype(dtype)?;
+    Ok(m.reshape((1, 1, 1, t, t))?
+        .broadcast_as((b, nkv, rep, t, t))?
+        .contiguous()?)
+}
+
 impl Llama {
     /// A model with fresh weights: N(0, initializer_range) matrices (0.02 unless the
     /// config says otherwise), zero biases, unit norms. The same `(cfg, seed)` always gives
@@ -499,14 +513,9 @@ impl Llama {
                 llama_ops::gqa_causal_attention(&q, &k, &v, (b, t), (nh, nkv), scale)?
             }
             None => {
-                let own;
-                let mask = match square {
-                    Some(m) => m,
-                    None => {
-                        own = layers::causal_bias(t, t, &self.device)?;
-                        &own
-                    }
-                };
+                let mask = square.ok_or_else(|| {
+                    MlError::Invalid("composed attention without its causal mask".into())
+                })?;
                 attend_composed(
                     &heads(&q, nh)?,
                     &heads(&k, nkv)?,
@@ -541,20 +550,11 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let (cos, sin) = self.rope_rows(positions)?;
-        // The composed path's causal mask, made, copied to the device and broadcast to the
-        // scores' shape once per pass (each layer's add is then contiguous).
         let square = match cached.is_none() && !self.fast() {
             true => {
-                let (nkv, rep) = (
-                    self.cfg.num_key_value_heads,
-                    self.cfg.num_attention_heads / self.cfg.num_key_value_heads.max(1),
-                );
-                let m = layers::causal_bias(t, t, &self.device)?.to_dtype(self.dtype())?;
-                Some(
-                    m.reshape((1, 1, 1, t, t))?
-                        .broadcast_as((b, nkv, rep, t, t))?
-                        .contiguous()?,
-                )
+                let nkv = self.cfg.num_key_value_heads;
+                let rep = self.cfg.num_attention_heads / nkv.max(1);
+                Some(square_mask((b, nkv, rep, t), self.dtype(), &self.device)?)
             }
             false => None,
         };
@@ -656,13 +656,12 @@ impl CausalLm for Llama {
     }
 
     fn place(&mut self, rt: &Runtime) -> Result<()> {
-        self.params.to_device(&rt.device)?;
+        self.params.place(rt)?;
         let (cos, sin) = rope_tables(&self.cfg, &rt.device)?;
         self.cos = cos.to_dtype(rt.dtype)?;
         self.sin = sin.to_dtype(rt.dtype)?;
         self.device = rt.device.clone();
-        let compute = (rt.dtype != DType::F32).then_some(rt.dtype);
-        self.params.set_compute(compute)
+        Ok(())
     }
 
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {

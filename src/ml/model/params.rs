@@ -82,14 +82,15 @@ impl Params {
         self.compute
     }
 
-    /// Moves every variable to `device` (marks, names and compute dtype kept).
-    pub fn to_device(&mut self, device: &candle_core::Device) -> Result<()> {
+    /// Moves every variable to `rt.device` (names and marks kept) and computes in
+    /// `rt.dtype` from now on (`None` for f32: the variables' own dtype).
+    pub fn place(&mut self, rt: &crate::ml::runtime::Runtime) -> Result<()> {
         for v in &mut self.vars {
-            if !v.as_tensor().device().same_device(device) {
-                *v = Var::from_tensor(&v.as_tensor().to_device(device)?)?;
+            if !v.as_tensor().device().same_device(&rt.device) {
+                *v = Var::from_tensor(&v.as_tensor().to_device(&rt.device)?)?;
             }
         }
-        self.set_compute(self.compute)
+        self.set_compute((rt.dtype != DType::F32).then_some(rt.dtype))
     }
 
     /// Marks every parameter frozen.
