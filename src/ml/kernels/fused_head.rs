@@ -15,6 +15,19 @@ use crate::ml::kernels::{matmul, rows_mut, slice, softmax_in_place, with_f32, Ma
 
 /// `logits[n×v] = h[n×c] · wteᵀ` (`wte` is `[v, c]`).
 fn logits(h: &[f32], wte: &[f32], n: usize, c: usize, v: usize) -> candle_core::Result<Vec<f32>> {
+    logits_with(h, wte, Mat::trans(0, c), n, c, v)
+}
+
+/// The logits with the embedding read through `wm`: `wteᵀ` of `[v, c]`, or a `[c, v]`
+/// copy as is (one product for both layouts, so both give the same bits).
+fn logits_with(
+    h: &[f32],
+    w: &[f32],
+    wm: Mat,
+    n: usize,
+    c: usize,
+    v: usize,
+) -> candle_core::Result<Vec<f32>> {
     let mut out = vec![0f32; n * v];
     matmul(
         (n, v, c),
@@ -23,10 +36,24 @@ fn logits(h: &[f32], wte: &[f32], n: usize, c: usize, v: usize) -> candle_core::
         false,
         h,
         Mat::rows(0, c),
-        wte,
-        Mat::trans(0, c),
+        w,
+        wm,
     )?;
     Ok(out)
+}
+
+/// [`tied_head`]'s forward from the embedding laid out `[width, vocab]` (`wteᵀ`), for
+/// decoding steps (see `llama_ops`, "Decoding steps"); no gradient.
+pub fn tied_head_t(h: &Tensor, wte_t: &Tensor) -> candle_core::Result<Tensor> {
+    let (c, v) = wte_t.dims2()?;
+    if c == 0 || h.dims().last() != Some(&c) {
+        candle_core::bail!("head: hidden {:?} vs wteᵀ {:?}", h.dims(), wte_t.dims());
+    }
+    let n = h.elem_count() / c;
+    let out = with_f32(h, |hs| {
+        with_f32(wte_t, |w| logits_with(hs, w, Mat::rows(0, v), n, c, v))
+    })?;
+    Tensor::from_vec(out, (n, v), h.device())
 }
 
 /// `(dh, dwte)` from the logits' gradient `gl` `[n, v]`.

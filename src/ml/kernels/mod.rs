@@ -216,6 +216,49 @@ fn k_block((m, n, k): (usize, usize, usize), d: Mat, a: Mat, b: Mat) -> usize {
     k.div_ceil(k.div_ceil(KC))
 }
 
+/// Whether an `[m, k] · [k, n]` product takes gemm's general (packing) path whichever
+/// way its right operand is laid out, so that reading a weight as `[in, out]` instead of
+/// `wᵀ` of `[out, in]` only skips a copy and keeps the bits (`llama_ops`, "Decoding
+/// steps"). The shapes gemm routes elsewhere ([`k_block`]'s `fixed` cases: dot-product
+/// kernels for tiny outputs, matrix-vector products, `m, n <= 64`) reduce in another order
+/// for each layout, so they keep the `[out, in]` weight.
+pub fn layout_free(m: usize, n: usize, k: usize) -> bool {
+    m > 1 && n > 1 && k > 2 && m.saturating_mul(n) > 16 * 16 && (m > 64 || n > 64)
+}
+
+/// The transpose `[cols, rows]` of the row-major `[rows, cols]` matrix `a`, copied in
+/// 32 x 32 tiles (row bands in parallel): candle's strided copy walks the source one
+/// element at a time and took a tenth of a generation making SmolLM2's `[in, out]` copies.
+pub fn transpose(a: &[f32], rows: usize, cols: usize) -> candle_core::Result<Vec<f32>> {
+    use rayon::prelude::*;
+    const T: usize = 32;
+    if rows.checked_mul(cols) != Some(a.len()) {
+        candle_core::bail!("transpose: {} elements for {rows} x {cols}", a.len());
+    }
+    let mut out = vec![0f32; a.len()];
+    if a.is_empty() {
+        return Ok(out);
+    }
+    // Output rows `j0..j0 + T` (input columns) per band: each band writes its own rows.
+    let band = |(b, o): (usize, &mut [f32])| {
+        let j0 = b * T;
+        let jn = o.len() / rows;
+        for i0 in (0..rows).step_by(T) {
+            for j in 0..jn {
+                for i in i0..(i0 + T).min(rows) {
+                    o[j * rows + i] = a[i * cols + j0 + j];
+                }
+            }
+        }
+    };
+    if a.len() >= PAR_MIN && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(T * rows).enumerate().for_each(band);
+    } else {
+        out.chunks_mut(T * rows).enumerate().for_each(band);
+    }
+    Ok(out)
+}
+
 /// Applies `f` to rows of `cols` elements, in parallel when large.
 pub fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     use rayon::prelude::*;
@@ -382,6 +425,21 @@ pub fn sum_squares(x: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_moves_every_element_on_ragged_tiles() {
+        for (r, c) in [(1, 1), (3, 70), (70, 3), (33, 65), (200, 100)] {
+            let a: Vec<f32> = (0..r * c).map(|v| v as f32).collect();
+            let t = transpose(&a, r, c).unwrap();
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(t[j * r + i], a[i * c + j], "{r}x{c} at {i},{j}");
+                }
+            }
+        }
+        assert!(transpose(&[1.0; 5], 2, 3).is_err());
+        assert!(transpose(&[], 0, 7).unwrap().is_empty());
+    }
 
     #[test]
     fn k_blocks_are_fixed_where_gemm_would_size_them_from_the_cache() {

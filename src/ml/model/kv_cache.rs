@@ -1,5 +1,7 @@
 //! Per-layer keys and values of the tokens seen so far, for incremental generation.
 
+use std::collections::HashMap;
+
 use candle_core::Tensor;
 
 use crate::ml::error::{MlError, Result};
@@ -12,6 +14,10 @@ pub const MIN_POSITIONS: usize = 256;
 #[derive(Debug, Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
+    /// Weight matrices laid out `[in, out]` for decoding steps, by parameter index (see
+    /// `llama_ops`, "Decoding steps"). Made on first use and dropped with the cache: a
+    /// model trained between two generations (RL) never decodes with stale copies.
+    transposed: HashMap<usize, Tensor>,
 }
 
 /// One layer's keys and values, in buffers written in place. Growing them by concatenation
@@ -31,6 +37,7 @@ impl KvCache {
     pub fn new(layers: usize) -> Self {
         KvCache {
             layers: (0..layers).map(|_| None).collect(),
+            transposed: HashMap::new(),
         }
     }
 
@@ -51,6 +58,19 @@ impl KvCache {
         if self.layers.len() != layers {
             *self = KvCache::new(layers);
         }
+    }
+
+    /// Parameter `i` (the matrix `w` `[out, in]`) laid out `[in, out]`, made on first use.
+    pub fn transposed(&mut self, i: usize, w: &Tensor) -> Result<Tensor> {
+        if let Some(t) = self.transposed.get(&i) {
+            return Ok(t.clone());
+        }
+        let (rows, cols) = w.dims2()?;
+        let data =
+            crate::ml::kernels::with_f32(w, |a| crate::ml::kernels::transpose(a, rows, cols))?;
+        let t = Tensor::from_vec(data, (cols, rows), w.device())?;
+        self.transposed.insert(i, t.clone());
+        Ok(t)
     }
 
     /// Layer `l`'s slot (empty until the first [`LayerKv::append`]).

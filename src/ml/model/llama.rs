@@ -433,17 +433,34 @@ impl Llama {
         }
     }
 
-    fn lin(&self, x: &Tensor, (w, b): (usize, Option<usize>)) -> Result<Tensor> {
+    /// `x · wᵀ (+ b)` plus the adapter's delta; `step`: a decoding step's cache, whose
+    /// `[in, out]` copy of the weight the fused path reads (same bits, no packing).
+    fn lin(
+        &self,
+        x: &Tensor,
+        (w, b): (usize, Option<usize>),
+        step: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let bias = b.map(|b| self.w(b)).transpose()?;
-        let y = if self.fast() {
-            llama_ops::linear(x, &self.w(w)?, bias.as_ref())?
-        } else {
-            linear_composed(x, &self.w(w)?, bias.as_ref())?
+        let y = match step {
+            Some(cache) if self.fast() && self.layout_free(x, w)? => {
+                llama_ops::linear_t(x, &cache.transposed(w, &self.w(w)?)?, bias.as_ref())?
+            }
+            _ if self.fast() => llama_ops::linear(x, &self.w(w)?, bias.as_ref())?,
+            _ => linear_composed(x, &self.w(w)?, bias.as_ref())?,
         };
         match self.lora.as_ref().and_then(|l| Some((l, l.on(w)?.0))) {
             Some((l, i)) => Ok((y + l.delta(&self.params, i, x, self.fast())?)?),
             None => Ok(y),
         }
+    }
+
+    /// Whether `x · wᵀ` for parameter `w` `[out, in]` keeps its bits from a `[in, out]` copy
+    /// ([`crate::ml::kernels::layout_free`]).
+    fn layout_free(&self, x: &Tensor, w: usize) -> Result<bool> {
+        let (n, k) = self.w(w)?.dims2()?;
+        let m = x.elem_count() / k.max(1);
+        Ok(crate::ml::kernels::layout_free(m, n, k))
     }
 
     fn adapted(&self, w: usize) -> bool {
@@ -458,14 +475,22 @@ impl Llama {
         }
     }
 
-    fn mlp(&self, x: &Tensor, blk: &Block) -> Result<Tensor> {
+    fn mlp(&self, x: &Tensor, blk: &Block, mut step: Option<&mut KvCache>) -> Result<Tensor> {
         let plain = blk.gate.1.is_none() && blk.up.1.is_none();
-        let a = if self.fast() && plain && !self.adapted(blk.gate.0) && !self.adapted(blk.up.0) {
-            llama_ops::swiglu(x, &self.w(blk.gate.0)?, &self.w(blk.up.0)?)?
-        } else {
-            (silu_composed(&self.lin(x, blk.gate)?)? * self.lin(x, blk.up)?)?
+        let fused = self.fast() && plain && !self.adapted(blk.gate.0) && !self.adapted(blk.up.0);
+        let a = match step.as_deref_mut() {
+            Some(cache) if fused && self.layout_free(x, blk.gate.0)? => {
+                let wg = cache.transposed(blk.gate.0, &self.w(blk.gate.0)?)?;
+                let wu = cache.transposed(blk.up.0, &self.w(blk.up.0)?)?;
+                llama_ops::swiglu_t(x, &wg, &wu)?
+            }
+            _ if fused => llama_ops::swiglu(x, &self.w(blk.gate.0)?, &self.w(blk.up.0)?)?,
+            _ => {
+                (silu_composed(&self.lin(x, blk.gate, step.as_deref_mut())?)?
+                    * self.lin(x, blk.up, step.as_deref_mut())?)?
+            }
         };
-        self.lin(&a, blk.down)
+        self.lin(&a, blk.down, step)
     }
 
     /// Token embeddings `[b*t, hidden]`: the residual stream, f32 under bf16 compute.
@@ -481,8 +506,8 @@ impl Llama {
         ))
     }
 
-    /// One block on the residual stream `x` `[b*t, hidden]`. `cached`: the additive mask
-    /// and this layer's cache slot (generation); `None`: square causal attention.
+    /// One block on the residual stream `x` `[b*t, hidden]`. `cached`: the additive mask,
+    /// the cache and this block's layer (generation); `None`: square causal attention.
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
@@ -492,7 +517,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         square: Option<&Tensor>,
-        cached: Option<(&Tensor, &mut Option<LayerKv>)>,
+        mut cached: Option<(&Tensor, &mut KvCache, usize)>,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (nh, nkv, d) = (
@@ -501,14 +526,19 @@ impl Llama {
             cfg.head_dim,
         );
         let scale = 1.0 / (d as f64).sqrt();
+        // A decoding step (one new token per row) reads the `[in, out]` weight copies.
+        let mut step = match cached.as_mut() {
+            Some((_, cache, _)) if t == 1 => Some(&mut **cache),
+            _ => None,
+        };
         let h = self.rms(x, blk.ln1)?;
-        let q = self.rope(&self.lin(&h, blk.q)?, cos, sin)?;
-        let k = self.rope(&self.lin(&h, blk.k)?, cos, sin)?;
-        let v = self.lin(&h, blk.v)?;
+        let q = self.rope(&self.lin(&h, blk.q, step.as_deref_mut())?, cos, sin)?;
+        let k = self.rope(&self.lin(&h, blk.k, step.as_deref_mut())?, cos, sin)?;
+        let v = self.lin(&h, blk.v, step)?;
         let heads = |x: &Tensor, n: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?)
         };
-        let a = match cached {
+        let a = match cached.as_mut() {
             None if self.fast() => {
                 llama_ops::gqa_causal_attention(&q, &k, &v, (b, t), (nh, nkv), scale)?
             }
@@ -525,7 +555,11 @@ impl Llama {
                     false,
                 )?
             }
-            Some((bias, slot)) => {
+            Some((bias, cache, l)) => {
+                let l = *l;
+                let slot = cache
+                    .layer_mut(l)
+                    .ok_or_else(|| MlError::Invalid(format!("key/value cache has no layer {l}")))?;
                 let (k, v) = LayerKv::append(
                     slot,
                     &heads(&k, nkv)?,
@@ -535,9 +569,13 @@ impl Llama {
                 attend_composed(&heads(&q, nh)?, &k, &v, bias, scale, self.fast())?
             }
         };
-        let x = residual_add(x, &self.lin(&a, blk.o)?)?;
+        let mut step = match cached {
+            Some((_, cache, _)) if t == 1 => Some(cache),
+            _ => None,
+        };
+        let x = residual_add(x, &self.lin(&a, blk.o, step.as_deref_mut())?)?;
         let h = self.rms(&x, blk.ln2)?;
-        residual_add(&x, &self.mlp(&h, blk)?)
+        residual_add(&x, &self.mlp(&h, blk, step)?)
     }
 
     /// The residual stream `[b*t, hidden]` after the first `upto` blocks.
@@ -560,15 +598,9 @@ impl Llama {
         };
         let mut x = self.embed(ids)?;
         for (l, blk) in self.blocks.iter().take(upto).enumerate() {
-            let c = match cached.as_mut() {
-                Some((bias, cache)) => {
-                    let slot = cache.layer_mut(l).ok_or_else(|| {
-                        MlError::Invalid(format!("key/value cache has no layer {l}"))
-                    })?;
-                    Some((*bias, slot))
-                }
-                None => None,
-            };
+            let c = cached
+                .as_mut()
+                .map(|(bias, cache)| (*bias, &mut **cache, l));
             x = self.block(&x, blk, (b, t), &cos, &sin, square.as_ref(), c)?;
         }
         Ok(x)
@@ -613,6 +645,18 @@ impl Llama {
             Ok(fused_head::tied_head(h, &self.head_weight()?)?)
         } else {
             widen(&h.matmul(&self.head_weight()?.t()?)?)
+        }
+    }
+
+    /// [`Llama::head`] of a generation step of `t` new tokens per row: a decoding step
+    /// (`t == 1`) on the fused path reads the cache's `[width, vocab]` copy.
+    fn head_step(&self, h: &Tensor, t: usize, cache: &mut KvCache) -> Result<Tensor> {
+        let i = self.lm_head.unwrap_or(self.embed);
+        if t == 1 && self.fast() && self.layout_free(h, i)? {
+            let wt = cache.transposed(i, &self.head_weight()?)?;
+            Ok(fused_head::tied_head_t(h, &wt)?)
+        } else {
+            self.head(h)
         }
     }
 }
@@ -687,7 +731,9 @@ impl CausalLm for Llama {
         let (b, t) = ids.dims2()?;
         let x = self.cached_stream(ids, positions, bias, cache)?;
         let h = self.rms(&x, self.norm)?;
-        Ok(self.head(&h)?.reshape((b, t, self.cfg.vocab_size))?)
+        Ok(self
+            .head_step(&h, t, cache)?
+            .reshape((b, t, self.cfg.vocab_size))?)
     }
 
     fn forward_cached_last(
@@ -705,7 +751,7 @@ impl CausalLm for Llama {
         // Norm and head are per row: the last rows alone give the same bits.
         let x = x.index_select(&last_rows(b, t, &self.device)?, 0)?;
         let h = self.rms(&x, self.norm)?;
-        self.head(&h)
+        self.head_step(&h, t, cache)
     }
 
     fn token_logprobs(&self, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {

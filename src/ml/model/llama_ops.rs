@@ -70,6 +70,20 @@ fn linear_fwd(
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     let (n, k) = wl.shape().dims2()?;
     let m = rows_of(xl, k, "linear")?;
+    let out = linear_rows(x, (m, n, k), w, Mat::trans(0, k), b)?;
+    Ok((CpuStorage::F32(out), out_shape(xl, n)))
+}
+
+/// `x · w (+ b)` `[m, n]` for `x` `[m, k]`, the weight `w` read through `wm` (`wᵀ` of an
+/// `[n, k]` weight, or an `[k, n]` one as is): one product for both layouts, so both give
+/// the same bits.
+fn linear_rows(
+    x: &[f32],
+    (m, n, k): (usize, usize, usize),
+    w: &[f32],
+    wm: Mat,
+    b: Option<&[f32]>,
+) -> candle_core::Result<Vec<f32>> {
     let mut out = match b {
         Some(b) => {
             if b.len() != n {
@@ -91,9 +105,9 @@ fn linear_fwd(
         x,
         Mat::rows(0, k),
         w,
-        Mat::trans(0, k),
+        wm,
     )?;
-    Ok((CpuStorage::F32(out), out_shape(xl, n)))
+    Ok(out)
 }
 
 /// `(dx, dw, db)` of `y = x · wᵀ + b` from `g` `[m, n]`; `dw` and `db` only when `w` is
@@ -435,6 +449,18 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 fn project(x: &[f32], w: &[f32], m: usize, f: usize, k: usize) -> candle_core::Result<Vec<f32>> {
+    project_with(x, w, Mat::trans(0, k), m, f, k)
+}
+
+/// `x · w` `[m, f]` with the weight read through `wm` (see [`linear_rows`]).
+fn project_with(
+    x: &[f32],
+    w: &[f32],
+    wm: Mat,
+    m: usize,
+    f: usize,
+    k: usize,
+) -> candle_core::Result<Vec<f32>> {
     let mut out = vec![0f32; m * f];
     matmul(
         (m, f, k),
@@ -444,9 +470,21 @@ fn project(x: &[f32], w: &[f32], m: usize, f: usize, k: usize) -> candle_core::R
         x,
         Mat::rows(0, k),
         w,
-        Mat::trans(0, k),
+        wm,
     )?;
     Ok(out)
+}
+
+/// `silu(g) ⊙ u`, row by row.
+fn swiglu_combine(g: &[f32], u: &[f32], m: usize, f: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m * f];
+    rows_mut(&mut out, f, |i, r| {
+        let (gr, ur) = (&g[i * f..(i + 1) * f], &u[i * f..(i + 1) * f]);
+        for ((o, &gv), &uv) in r.iter_mut().zip(gr).zip(ur) {
+            *o = gv * sigmoid(gv) * uv;
+        }
+    });
+    out
 }
 
 impl SwiGlu {
@@ -481,13 +519,7 @@ impl CustomOp3 for SwiGlu {
             || project(x, wu, m, f, k),
         );
         let (g, u) = (g?, u?);
-        let mut out = vec![0f32; m * f];
-        rows_mut(&mut out, f, |i, r| {
-            let (gr, ur) = (&g[i * f..(i + 1) * f], &u[i * f..(i + 1) * f]);
-            for ((o, &gv), &uv) in r.iter_mut().zip(gr).zip(ur) {
-                *o = gv * sigmoid(gv) * uv;
-            }
-        });
+        let out = swiglu_combine(&g, &u, m, f);
         if let Ok(mut s) = self.saved.lock() {
             *s = Some((g, u));
         }
@@ -632,6 +664,64 @@ pub fn swiglu(x: &Tensor, wg: &Tensor, wu: &Tensor) -> candle_core::Result<Tenso
             saved: Mutex::new(None),
         },
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding steps from weights laid out `[in, out]`.
+//
+// Why: a decoding step multiplies a few rows by every weight matrix, and gemm (0.19) copies
+// ("packs") an operand that it cannot read column by column; for `x · wᵀ` with `w`
+// `[out, in]` that operand is the weight, so each step re-copied every matrix of the model
+// (41% of SmolLM2's generation time). Laid out `[in, out]` (made once per generation, see
+// `KvCache::transposed`), the same products read the weights in place. Packing only copies,
+// so these give the bits of [`linear`], [`swiglu`] and the fused head (a test checks).
+// Forward only: nothing trains through a decoding step.
+
+/// `(rows, in)` of `x` against a weight `[in, out]`.
+fn step_dims(x: &Tensor, wt: &Tensor) -> candle_core::Result<(usize, usize, usize)> {
+    let (k, n) = wt.dims2()?;
+    let m = rows_of(x.layout(), k, "decode step")?;
+    Ok((m, n, k))
+}
+
+/// The output shape `[.., out]` of `x` `[.., in]`.
+fn step_shape(x: &Tensor, n: usize) -> Shape {
+    out_shape(x.layout(), n)
+}
+
+/// [`linear`]'s forward from `wt` `[in, out]` (= `wᵀ`).
+pub fn linear_t(x: &Tensor, wt: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let (m, n, k) = step_dims(x, wt)?;
+    let out = with_f32(x, |xs| {
+        with_f32(wt, |w| match b {
+            Some(b) => with_f32(b, |bs| {
+                linear_rows(xs, (m, n, k), w, Mat::rows(0, n), Some(bs))
+            }),
+            None => linear_rows(xs, (m, n, k), w, Mat::rows(0, n), None),
+        })
+    })?;
+    Tensor::from_vec(out, step_shape(x, n), x.device())
+}
+
+/// [`swiglu`]'s forward from `wgt`, `wut` `[in, ff]`.
+pub fn swiglu_t(x: &Tensor, wgt: &Tensor, wut: &Tensor) -> candle_core::Result<Tensor> {
+    let (m, f, k) = step_dims(x, wgt)?;
+    if wut.dims() != wgt.dims() {
+        candle_core::bail!("swiglu: gate {:?} vs up {:?}", wgt.dims(), wut.dims());
+    }
+    let out = with_f32(x, |xs| {
+        with_f32(wgt, |wg| {
+            with_f32(wut, |wu| {
+                let (g, u) = join2(
+                    m * f * k >= 1 << 18,
+                    || project_with(xs, wg, Mat::rows(0, f), m, f, k),
+                    || project_with(xs, wu, Mat::rows(0, f), m, f, k),
+                );
+                Ok(swiglu_combine(&g?, &u?, m, f))
+            })
+        })
+    })?;
+    Tensor::from_vec(out, step_shape(x, f), x.device())
 }
 
 // ---------------------------------------------------------------------------------------
