@@ -228,7 +228,7 @@ fn chat(obj: &mut Map<String, Value>) -> Result<Example, String> {
         };
         let content = content_text(m.remove("content"))
             .map_err(|e| format!("field `{}`: {e}", at("content")))?;
-        let expected = if turns.len() % 2 == 0 {
+        let expected = if turns.len().is_multiple_of(2) {
             "user"
         } else {
             "assistant"
@@ -259,7 +259,7 @@ fn chat(obj: &mut Map<String, Value>) -> Result<Example, String> {
     if turns.is_empty() {
         return Err("field `messages`: no user message".into());
     }
-    if turns.len() % 2 == 1 {
+    if !turns.len().is_multiple_of(2) {
         return Err("field `messages`: the last message must be the assistant's answer".into());
     }
     let response = turns.pop().unwrap_or_default();
