@@ -15,7 +15,7 @@ pub fn is_csv(path: &Path) -> bool {
 }
 
 /// Calls `f(line, fields)` for each row of `reader`, at most `limit` rows; blank lines
-/// are not rows. Stops at the first error (from the file or from `f`).
+/// are not rows (in CSV, a record of empty fields is one, and fails as a row). Stops at the first error (from the file or from `f`).
 pub fn for_each_row(
     reader: impl BufRead,
     path: &Path,
@@ -109,26 +109,18 @@ fn csv_rows(
             ));
         }
     }
-    let mut rows = 0usize;
-    for record in rdr.records() {
-        if limit.is_some_and(|l| rows >= l) {
-            break;
-        }
+    for record in rdr.records().take(limit.unwrap_or(usize::MAX)) {
         let record = record.map_err(|e| csv_error(path, &e))?;
         let line = record
             .position()
             .and_then(|p| usize::try_from(p.line()).ok())
             .unwrap_or(0);
-        if record.iter().all(|c| c.trim().is_empty()) {
-            continue;
-        }
         let obj: Map<String, Value> = headers
             .iter()
             .zip(record.iter())
             .map(|(h, c)| (h.clone(), Value::String(c.to_string())))
             .collect();
         f(line, obj)?;
-        rows += 1;
     }
     Ok(())
 }
