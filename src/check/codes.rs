@@ -38,6 +38,7 @@ pub const UNKNOWN_IMPORT: &str = "E0402";
 pub const IMPORT_NOT_FOUND: &str = "E0403";
 pub const IMPORT_ESCAPES: &str = "E0404";
 pub const DATA_FILE: &str = "E0405";
+pub const DATA_FORMAT: &str = "E0406";
 
 pub const UNUSED_DECL: &str = "W0101";
 pub const EVAL_NOT_REPORTED: &str = "W0102";
@@ -93,6 +94,7 @@ pub const ALL: &[&str] = &[
     IMPORT_NOT_FOUND,
     IMPORT_ESCAPES,
     DATA_FILE,
+    DATA_FORMAT,
     UNUSED_DECL,
     EVAL_NOT_REPORTED,
     UNUSED_IMPORT,

@@ -1,7 +1,7 @@
 //! Data files an experiment reads (`jsonl(path: ...)`, `pretrained(path: ..., adapter:
 //! ...)`): resolved against the experiment's directory as the operation resolves them,
 //! reported here if missing or outside the project, and their content hash pinned into the
-//! node's arguments.
+//! node's arguments. A `jsonl` file's first rows are read too ([`super::datarows`]).
 //!
 //! Why pin: a key built from the path string alone would serve a stale dataset after the
 //! user edits the file (lm-eval's cache had exactly this class of bug). With the hash as
@@ -84,24 +84,32 @@ fn pin_one(
                 ));
             }
         }
-        crate::store::hash_path(&p).map_err(|e| match e {
+        let hash = crate::store::hash_path(&p).map_err(|e| match e {
             PinError::NotRegular { what, .. } => {
                 format!("`{path}` is {what}, not a regular file")
             }
             PinError::Io { source, .. } => format!("`{path}`: {source}"),
             other => other.to_string(),
-        })
+        })?;
+        Ok((p, hash))
     });
+    let at = || {
+        spans
+            .get(&(node.id.0, arg.to_string()))
+            .cloned()
+            .unwrap_or((node.origin.file.unwrap_or(file), node.origin.span.clone()))
+    };
     match hashed {
-        Ok(hash) => {
+        Ok((p, hash)) => {
+            let path = path.clone();
             node.args.insert(hidden.to_string(), Value::Str(hash));
+            if node.op == "jsonl" {
+                return super::datarows::try_head(node, &p, &path, at());
+            }
             None
         }
         Err(why) => {
-            let (f, span) = spans
-                .get(&(node.id.0, arg.to_string()))
-                .cloned()
-                .unwrap_or((node.origin.file.unwrap_or(file), node.origin.span.clone()));
+            let (f, span) = at();
             let (what, label) = if adapter {
                 ("adapter", "this directory")
             } else {

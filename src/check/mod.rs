@@ -11,6 +11,7 @@ pub mod codes;
 mod coerce;
 mod constraint;
 pub mod datafiles;
+pub mod datarows;
 mod elab;
 pub mod lints;
 mod module;

@@ -52,6 +52,13 @@ pub enum DataError {
         line: usize,
         message: String,
     },
+    /// A row whose `triggered` label disagrees with the trigger its import names.
+    #[error("{path}:{line}: {message}")]
+    Trigger {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }

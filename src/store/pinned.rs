@@ -79,7 +79,7 @@ fn kind_word(ft: &std::fs::FileType) -> &'static str {
 }
 
 /// Opens `path` for reading if it is a regular file, without ever blocking.
-fn open_regular(path: &Path) -> Result<(File, u64), PinError> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), PinError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if !meta.is_file() {
         return Err(PinError::NotRegular {
