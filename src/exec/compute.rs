@@ -67,6 +67,14 @@ pub struct JobRecord {
     pub nodes: Option<String>,
     /// Its stdout and stderr.
     pub log: PathBuf,
+    /// Earlier jobs of the node, `id STATE`, that ended without a fault of its own
+    /// (`NODE_FAIL`, `PREEMPTED`) and were submitted again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<String>,
+    /// Submitted by another driver (one that was killed, or runs beside this one) and
+    /// followed by this one instead of submitting the node again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 impl TaskEnd {

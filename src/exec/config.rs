@@ -8,6 +8,7 @@
 //! [slurm]
 //! sbatch_args = ["--partition=gpu", "--time=02:00:00"]   # added to every sbatch
 //! poll_ms = 500                                           # how often job states are read
+//! resubmit = 2                 # resubmissions after NODE_FAIL / PREEMPTED / BOOT_FAIL
 //! ```
 
 use serde::Deserialize;
@@ -42,9 +43,15 @@ pub struct SlurmConfig {
     /// Extra `sbatch` arguments for every job (partition, account, time limit, ...).
     #[serde(default)]
     pub sbatch_args: Vec<String>,
-    /// Milliseconds between two reads of a job's state (default 500).
+    /// Milliseconds between two reads of the jobs' states (default 500).
     pub poll_ms: Option<u64>,
+    /// How many times a node whose job ended `NODE_FAIL`, `PREEMPTED` or `BOOT_FAIL` is
+    /// submitted again (default [`DEFAULT_RESUBMIT`]).
+    pub resubmit: Option<u32>,
 }
+
+/// Resubmissions of a node lost to a failed host or preemption, unless configured.
+pub const DEFAULT_RESUBMIT: u32 = 2;
 
 impl ProjectConfig {
     /// The config of the project `dir` belongs to, and the file it came from (`None`: no
@@ -83,12 +90,13 @@ mod tests {
         let c = ProjectConfig::parse("").unwrap();
         assert_eq!(c.executor, None);
         let c = ProjectConfig::parse(
-            "executor = \"slurm\"\n[slurm]\nsbatch_args = [\"--partition=gpu\"]\npoll_ms = 100\n",
+            "executor = \"slurm\"\n[slurm]\nsbatch_args = [\"--partition=gpu\"]\npoll_ms = 100\nresubmit = 0\n",
         )
         .unwrap();
         assert_eq!(c.executor, Some(ExecutorKind::Slurm));
         assert_eq!(c.slurm.sbatch_args, vec!["--partition=gpu".to_string()]);
         assert_eq!(c.slurm.poll_ms, Some(100));
+        assert_eq!(c.slurm.resubmit, Some(0));
         assert!(ProjectConfig::parse("exector = \"slurm\"")
             .unwrap_err()
             .contains("exector"));

@@ -152,8 +152,8 @@ pub fn gc(cache: &Cache, plans: &[Plan], dry_run: bool) -> Result<GcReport, Exec
             remove(sub, &name, &key_of(&name))?;
         }
     }
-    // Lock files stay: deleting one while another process has it open would let two
-    // processes hold "the" lock of a key at once. They are empty.
+    // Lock files are left to their holders: one exists only while its lock is held
+    // (`lockfile.rs`), and a stale one is broken by the next process that wants it.
     drop(guard);
     Ok(report)
 }

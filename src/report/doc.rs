@@ -484,11 +484,13 @@ fn provenance(b: &mut Builder) {
             p.line()
         )));
     }
+    // Shown only when some node ran as a batch job: local reports keep their columns.
+    let jobs = data.nodes.iter().any(|n| n.ran_on.is_some());
     let rows = data
         .nodes
         .iter()
         .map(|n| {
-            vec![
+            let mut row = vec![
                 n.name.clone(),
                 n.kind.keyword().to_string(),
                 n.op.clone(),
@@ -502,22 +504,27 @@ fn provenance(b: &mut Builder) {
                     NodeState::Cached => "cached".into(),
                     other => other.describe(),
                 },
-            ]
+            ];
+            if jobs {
+                row.push(n.ran_on.clone().unwrap_or_else(|| "-".into()));
+            }
+            row
         })
         .collect();
-    b.blocks.push(Block::Table {
-        head: [
-            "node",
-            "kind",
-            "op",
-            "op version",
-            "key",
-            "seed",
-            "seconds",
-            "status",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows,
-    });
+    let mut head = [
+        "node",
+        "kind",
+        "op",
+        "op version",
+        "key",
+        "seed",
+        "seconds",
+        "status",
+    ]
+    .map(String::from)
+    .to_vec();
+    if jobs {
+        head.push("ran on".into());
+    }
+    b.blocks.push(Block::Table { head, rows });
 }
