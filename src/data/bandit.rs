@@ -266,8 +266,9 @@ fn blocks(text: &str, open: &str, close: &str) -> String {
 
 /// The project's CWE family for a bandit finding, by test id (see the module docs for
 /// why not by bandit's CWE id). `None`: a test this project does not count, among them the
-/// import-only blacklist tests (B403 `import pickle`, B404 `import subprocess`) and B603
-/// (any `subprocess` call without a shell), which flag the secure idioms as well.
+/// import-only blacklist tests (B403 `import pickle`, B404 `import subprocess`), B603
+/// (any `subprocess` call without a shell) and B607 (a program without its full path),
+/// which flag the secure idioms as well.
 pub fn family_of(test_id: &str) -> Option<Cwe> {
     Some(match test_id {
         // SQL built from strings; Django `extra` and `RawSQL`.
