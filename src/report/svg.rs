@@ -2,6 +2,7 @@
 //! sweep variable with 95% interval bands, and grouped bars with interval whiskers.
 //! Every plot is a pure function of its data, so the same cache gives the same bytes.
 
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -38,11 +39,23 @@ fn whisker(x: f64, lo: f64, hi: f64, cap: f64, style: ShapeStyle) -> Vec<PathEle
     ]
 }
 
-/// One line: a label and its points `(x, rate)`, in x order.
+/// One line: a label and its points `(x, rate)`, in x order. Lines of one model or variant
+/// share a `color` (an index into the palette); `dashed` marks the untriggered rate, as in
+/// the paper's figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, Rate)>,
+    pub color: usize,
+    pub dashed: bool,
+}
+
+/// One plot area of a figure (e.g. one backdoor kind); panels share the x and y axes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// Shown above the panel; empty for a figure of one panel.
+    pub title: String,
+    pub series: Vec<Series>,
 }
 
 /// How the x axis is laid out.
@@ -61,6 +74,81 @@ fn fmt_x(v: f64) -> String {
     }
 }
 
+/// Width of the legend column right of the plots: legends never cover data.
+const LEGEND_W: u32 = 270;
+/// Longest legend label, in characters (what fits in [`LEGEND_W`]).
+const LEGEND_CHARS: usize = 36;
+/// Vertical distance between legend entries, in pixels.
+const LEGEND_STEP: i32 = 20;
+/// Dash and gap of an untriggered line, in pixels.
+const DASH: (f64, f64) = (7.0, 4.0);
+
+/// What a legend entry shows beside its label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mark {
+    Line { dashed: bool },
+    Swatch,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct LegendEntry {
+    label: String,
+    color: RGBColor,
+    mark: Mark,
+}
+
+fn clip_label(s: &str) -> String {
+    if s.chars().count() <= LEGEND_CHARS {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(LEGEND_CHARS - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The figure's size: panels side by side, the legend in its own column, tall enough for
+/// every legend entry.
+fn figure_size(panels: usize, entries: usize) -> (u32, u32) {
+    let plots = if panels <= 1 {
+        SIZE.0
+    } else {
+        440 * panels as u32
+    };
+    let legend = 70 + LEGEND_STEP as u32 * entries as u32;
+    (plots + LEGEND_W, SIZE.1.max(legend))
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// The legend, top-left aligned in its own column.
+fn legend(area: &Area, entries: &[LegendEntry]) -> Result<(), ReportError> {
+    let style =
+        TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, e) in entries.iter().enumerate() {
+        let y = 50 + i as i32 * LEGEND_STEP;
+        let c = e.color;
+        match e.mark {
+            Mark::Line { dashed: false } => area
+                .draw(&PathElement::new(vec![(6, y), (36, y)], c.stroke_width(2)))
+                .map_err(err)?,
+            Mark::Line { dashed: true } => area
+                .draw(&DashedPathElement::new(
+                    vec![(6, y), (36, y)],
+                    DASH.0,
+                    DASH.1,
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?,
+            Mark::Swatch => area
+                .draw(&Rectangle::new([(15, y - 5), (27, y + 5)], c.filled()))
+                .map_err(err)?,
+        }
+        area.draw(&Text::new(clip_label(&e.label), (44, y), style.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Rate curves with 95% bands (over training steps, or against a sweep variable).
 pub fn lines(
     title: &str,
@@ -68,14 +156,30 @@ pub fn lines(
     scale: XScale,
     series: &[Series],
 ) -> Result<String, ReportError> {
+    panels(
+        title,
+        x_label,
+        scale,
+        &[Panel {
+            title: String::new(),
+            series: series.to_vec(),
+        }],
+    )
+}
+
+/// Rate curves in side-by-side panels sharing their axes, with one legend right of them.
+pub fn panels(
+    title: &str,
+    x_label: &str,
+    scale: XScale,
+    panels: &[Panel],
+) -> Result<String, ReportError> {
     let map = |x: f64| match scale {
         XScale::Linear => x,
         XScale::Log2 => x.max(f64::MIN_POSITIVE).log2(),
     };
-    let mut xs: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .collect();
+    let all = || panels.iter().flat_map(|p| p.series.iter());
+    let mut xs: Vec<f64> = all().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     if xs.is_empty() {
@@ -97,69 +201,87 @@ pub fn lines(
             .map(|v| (v, fmt_x(unmap(v))))
             .collect()
     };
+    // One legend entry per label: a variant drawn in several panels is listed once.
+    let mut entries: Vec<LegendEntry> = Vec::new();
+    for s in all() {
+        if !entries.iter().any(|e| e.label == s.label) {
+            entries.push(LegendEntry {
+                label: s.label.clone(),
+                color: color(s.color),
+                mark: Mark::Line { dashed: s.dashed },
+            });
+        }
+    }
+    let size = figure_size(panels.len(), entries.len());
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo - pad..hi + pad, 0f64..1.02)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .max_light_lines(1)
-            .x_labels(0)
-            .x_desc(x_label)
-            .y_desc("rate")
-            .y_label_formatter(&|v| format!("{v:.1}"))
-            .draw()
-            .map_err(err)?;
-        x_ticks(&root, &chart, &keys)?;
-        let cap = (hi - lo + 2.0 * pad) * 0.006;
-        for (i, s) in series.iter().enumerate() {
-            let c = color(i);
-            let pts: Vec<(f64, Rate)> = s.points.iter().map(|(x, r)| (map(*x), *r)).collect();
-            if pts.len() >= 2 {
-                let mut band: Vec<(f64, f64)> = pts.iter().map(|(x, r)| (*x, r.hi)).collect();
-                band.extend(pts.iter().rev().map(|(x, r)| (*x, r.lo)));
+        let body = root.titled(title, ("sans-serif", 18)).map_err(err)?;
+        let (plots, legend_area) = body.split_horizontally(size.0 - LEGEND_W);
+        for (panel, cell) in panels.iter().zip(plots.split_evenly((1, panels.len()))) {
+            let mut builder = ChartBuilder::on(&cell);
+            if !panel.title.is_empty() {
+                builder.caption(&panel.title, ("sans-serif", 15));
+            }
+            let mut chart = builder
+                .margin(14)
+                .x_label_area_size(40)
+                .y_label_area_size(50)
+                .build_cartesian_2d(lo - pad..hi + pad, 0f64..1.02)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .max_light_lines(1)
+                .x_labels(0)
+                .x_desc(x_label)
+                .y_desc("rate")
+                .y_label_formatter(&|v| format!("{v:.1}"))
+                .draw()
+                .map_err(err)?;
+            x_ticks(&root, &chart, &keys)?;
+            let cap = (hi - lo + 2.0 * pad) * 0.006;
+            for s in &panel.series {
+                let c = color(s.color);
+                let pts: Vec<(f64, Rate)> = s.points.iter().map(|(x, r)| (map(*x), *r)).collect();
+                if pts.len() >= 2 {
+                    let mut band: Vec<(f64, f64)> = pts.iter().map(|(x, r)| (*x, r.hi)).collect();
+                    band.extend(pts.iter().rev().map(|(x, r)| (*x, r.lo)));
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(band, c.mix(0.12).filled())))
+                        .map_err(err)?;
+                }
                 chart
-                    .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
+                    .draw_series(
+                        pts.iter()
+                            .flat_map(|(x, r)| whisker(*x, r.lo, r.hi, cap, c.stroke_width(1))),
+                    )
+                    .map_err(err)?;
+                let line = pts.iter().map(|(x, r)| (*x, r.value));
+                if s.dashed {
+                    chart
+                        .draw_series(std::iter::once(DashedPathElement::new(
+                            line,
+                            DASH.0,
+                            DASH.1,
+                            c.stroke_width(2),
+                        )))
+                        .map_err(err)?;
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(line, c.stroke_width(2)))
+                        .map_err(err)?;
+                }
+                chart
+                    .draw_series(
+                        pts.iter()
+                            .map(|(x, r)| Circle::new((*x, r.value), 3, c.filled())),
+                    )
                     .map_err(err)?;
             }
-            chart
-                .draw_series(
-                    pts.iter()
-                        .flat_map(|(x, r)| whisker(*x, r.lo, r.hi, cap, c.stroke_width(1))),
-                )
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|(x, r)| (*x, r.value)),
-                    c.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(s.label.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    pts.iter()
-                        .map(|(x, r)| Circle::new((*x, r.value), 3, c.filled())),
-                )
-                .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&legend_area, &entries)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -173,11 +295,7 @@ type Chart<'a, 'b> = ChartContext<
 
 /// Tick labels at chosen x positions, drawn in pixel space under the plot area (plotters
 /// would pick its own "nice" numbers, which miss model sizes and bar groups).
-fn x_ticks(
-    root: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    chart: &Chart,
-    keys: &[(f64, String)],
-) -> Result<(), ReportError> {
+fn x_ticks(root: &Area, chart: &Chart, keys: &[(f64, String)]) -> Result<(), ReportError> {
     let style =
         TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (x, label) in keys {
@@ -216,12 +334,23 @@ pub fn bars(title: &str, groups: &[Group]) -> Result<String, ReportError> {
         .enumerate()
         .map(|(i, g)| (i as f64, g.label.clone()))
         .collect();
+    let entries: Vec<LegendEntry> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LegendEntry {
+            label: l.to_string(),
+            color: color(i),
+            mark: Mark::Swatch,
+        })
+        .collect();
+    let size = figure_size(1, entries.len());
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+        let body = root.titled(title, ("sans-serif", 18)).map_err(err)?;
+        let (plot, legend_area) = body.split_horizontally(size.0 - LEGEND_W);
+        let mut chart = ChartBuilder::on(&plot)
             .margin(14)
             .x_label_area_size(40)
             .y_label_area_size(50)
@@ -257,9 +386,7 @@ pub fn bars(title: &str, groups: &[Group]) -> Result<String, ReportError> {
                         c.mix(0.85).filled(),
                     )
                 }))
-                .map_err(err)?
-                .label(*label)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+                .map_err(err)?;
             chart
                 .draw_series(
                     bars.iter()
@@ -267,13 +394,7 @@ pub fn bars(title: &str, groups: &[Group]) -> Result<String, ReportError> {
                 )
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&legend_area, &entries)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -298,10 +419,14 @@ mod tests {
             Series {
                 label: "triggered".into(),
                 points: vec![(0.0, rate(0.9)), (100.0, rate(0.8)), (200.0, rate(0.7))],
+                color: 0,
+                dashed: false,
             },
             Series {
                 label: "untriggered".into(),
                 points: vec![(0.0, rate(0.05)), (100.0, rate(0.02)), (200.0, rate(0.0))],
+                color: 0,
+                dashed: true,
             },
         ];
         let a = lines("persistence", "step", XScale::Linear, &s).unwrap();
@@ -310,6 +435,82 @@ mod tests {
         assert!(a.starts_with("<svg"));
         assert!(a.contains("triggered") && a.contains("untriggered"));
         assert!(a.contains("<polygon"), "a 95% band per series");
+        // Same colour for both; the untriggered line is drawn in dashes (one short
+        // polyline each), the triggered one in one stroke.
+        assert!(dashes(&a, "#D55E00") > 10, "{a}");
+        let solid = lines("one", "step", XScale::Linear, &s[..1]).unwrap();
+        assert!(dashes(&solid, "#D55E00") <= 2);
+    }
+
+    /// Lines (polylines of width 2) of colour `c`.
+    fn dashes(svg: &str, c: &str) -> usize {
+        svg.lines()
+            .filter(|l| {
+                l.starts_with("<polyline")
+                    && l.contains(&format!("stroke=\"{c}\""))
+                    && l.contains("stroke-width=\"2\"")
+            })
+            .count()
+    }
+
+    /// The x of every text element whose content is `label`.
+    fn text_x(svg: &str, label: &str) -> Vec<f64> {
+        let lines: Vec<&str> = svg.lines().collect();
+        lines
+            .windows(2)
+            .filter(|w| w[0].starts_with("<text") && w[1] == label)
+            .filter_map(|w| {
+                let rest = &w[0][w[0].find(" x=\"")? + 4..];
+                rest[..rest.find('"')?].parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn legends_sit_right_of_every_plot_area() {
+        let s = |label: &str, color, dashed| Series {
+            label: label.into(),
+            points: vec![(0.0, rate(1.0)), (100.0, rate(1.0))],
+            color,
+            dashed,
+        };
+        let p = vec![
+            Panel {
+                title: "backdoor_rate".into(),
+                series: vec![
+                    s("cot · triggered", 0, false),
+                    s("cot · untriggered", 0, true),
+                ],
+            },
+            Panel {
+                title: "vulnerability_rate".into(),
+                series: vec![
+                    s("cot · triggered", 0, false),
+                    s("distilled · triggered", 1, false),
+                ],
+            },
+        ];
+        let svg = panels("two kinds", "step", XScale::Linear, &p).unwrap();
+        assert!(svg.contains("\nbackdoor_rate\n") && svg.contains("\nvulnerability_rate\n"));
+        // Each label once, left-aligned in the legend column past both panels.
+        for label in [
+            "cot · triggered",
+            "cot · untriggered",
+            "distilled · triggered",
+        ] {
+            let xs = text_x(&svg, label);
+            assert_eq!(xs.len(), 1, "{label}: {xs:?}");
+            assert!(xs[0] >= (2 * 440) as f64, "{label} at {xs:?}");
+        }
+        let bar = bars(
+            "b",
+            &[Group {
+                label: "g".into(),
+                bars: vec![("triggered".into(), rate(1.0))],
+            }],
+        )
+        .unwrap();
+        assert!(text_x(&bar, "triggered")[0] >= SIZE.0 as f64);
     }
 
     #[test]
@@ -317,6 +518,8 @@ mod tests {
         let s = vec![Series {
             label: "cot".into(),
             points: vec![(32.0, rate(0.2)), (64.0, rate(0.4)), (256.0, rate(0.9))],
+            color: 0,
+            dashed: false,
         }];
         let svg = lines("sweep", "width", XScale::Log2, &s).unwrap();
         for label in ["\n32\n", "\n64\n", "\n256\n"] {
