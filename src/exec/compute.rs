@@ -32,6 +32,9 @@ pub struct NodeTask {
     pub project_dir: PathBuf,
     /// Resolved arguments: references are the input entries' artifact directories.
     pub args: BTreeMap<String, ArgValue>,
+    /// What the node's Slurm job asks for (the local executor ignores it).
+    #[serde(default)]
+    pub resources: crate::plan::resources::NodeResources,
 }
 
 /// How computing a [`NodeTask`] ended; what `exec-node` writes back for the driver.

@@ -435,6 +435,7 @@ impl Runner<'_> {
             forced,
             project_dir: self.opts.project_dir.clone(),
             args,
+            resources: crate::plan::resources::for_node(self.program, node),
         };
         let env = TaskEnv {
             cache: self.cache,

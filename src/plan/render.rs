@@ -68,7 +68,7 @@ pub fn text(plan: &Plan) -> String {
     let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     let _ = writeln!(out, "experiment {}", plan.experiment);
     for n in &plan.nodes {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "  {:<width$}  {}  {:<9} {}",
             n.name,
@@ -76,6 +76,12 @@ pub fn text(plan: &Plan) -> String {
             n.kind.keyword(),
             status_text(n)
         );
+        match &n.slurm {
+            Some(r) => {
+                let _ = writeln!(out, "  [slurm: {}]", r.describe());
+            }
+            None => out.push('\n'),
+        }
     }
     let cached = plan
         .nodes
