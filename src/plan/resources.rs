@@ -145,7 +145,7 @@ pub fn default_for(node: &Node) -> Resources {
 pub fn for_node(program: &Program, node: &Node) -> NodeResources {
     let mut given = Resources::default();
     for (targets, r) in rules(program) {
-        if targets.is_none_or(|t| t.iter().any(|n| *n == node.base)) {
+        if targets.is_none_or(|t| t.contains(&node.base)) {
             given = given.overlay(&r);
         }
     }
@@ -223,7 +223,7 @@ pub fn parse_memory(s: &str) -> Option<u64> {
     };
     let n: f64 = num.trim().parse().ok()?;
     let mb = (n * scale).ceil();
-    (n.is_finite() && n > 0.0 && mb >= 1.0 && mb < 1e15).then_some(mb as u64)
+    (n.is_finite() && n > 0.0 && (1.0..1e15).contains(&mb)).then_some(mb as u64)
 }
 
 /// `"30m"`, `"2h"`, `"1d"`, `"1h30m"`, `"1d12h"` or Slurm's `"HH:MM:SS"` / `"D-HH:MM:SS"`
@@ -283,9 +283,9 @@ fn slurm_time(t: &str) -> Option<u64> {
 
 /// MiB in the largest unit that divides it: `8G`, `1536M`.
 pub fn memory_text(mb: u64) -> String {
-    if mb % (1024 * 1024) == 0 {
+    if mb.is_multiple_of(1024 * 1024) {
         format!("{}T", mb / (1024 * 1024))
-    } else if mb % 1024 == 0 {
+    } else if mb.is_multiple_of(1024) {
         format!("{}G", mb / 1024)
     } else {
         format!("{mb}M")

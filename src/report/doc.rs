@@ -102,6 +102,9 @@ struct Builder<'a> {
     figures: usize,
 }
 
+/// One curve of a step panel: (panel, variant, rate name, points by step).
+type StepLine = (usize, String, String, Vec<(f64, Rate)>);
+
 impl Builder<'_> {
     fn figure(&mut self, caption: String, svg: Result<String, ReportError>) {
         match svg {
@@ -233,7 +236,7 @@ impl Builder<'_> {
         let mut ops: Vec<&str> = Vec::new();
         let mut variants: Vec<String> = Vec::new();
         let mut starts = Vec::new();
-        let mut lines: Vec<(usize, String, String, Vec<(f64, Rate)>)> = Vec::new();
+        let mut lines: Vec<StepLine> = Vec::new();
         for e in done {
             let variant = match (done.len(), e.sweep.is_empty()) {
                 (1, _) => String::new(),
