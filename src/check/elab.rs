@@ -926,6 +926,7 @@ impl<'w> Elab<'w> {
                         .map(|(k, tv)| (k.clone(), tv.v.clone().unwrap_or(Value::None)))
                         .collect(),
                     doc: naming.and_then(|n| n.doc.clone()),
+                    replicate: None,
                     origin: ir::Origin {
                         file: Some(ofile),
                         span: ospan,

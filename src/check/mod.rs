@@ -16,6 +16,7 @@ mod elab;
 pub mod lints;
 mod module;
 pub mod render;
+mod replicate;
 mod resources;
 pub mod source;
 pub mod stdlib;
@@ -226,6 +227,9 @@ fn finish(w: World, targets: &[usize], files: usize) -> CheckOutput {
             };
             diagnostics.extend(datafiles::pin(&mut prog, dir, &el.arg_spans, file));
             diagnostics.extend(adapters::check(&prog, dir, &el.arg_spans, file));
+            // Last: every check above reads the program as written, one node per
+            // declaration and sweep combination.
+            replicate::expand(&mut prog);
         }
         if targets.len() == 1 && !library {
             program = Some(prog);

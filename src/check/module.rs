@@ -16,7 +16,10 @@ use crate::syntax::ast::{self, DeclKind, Expr, ExprKind, Item, ReportItem, Span}
 /// The most combinations one sweep may expand to.
 const MAX_COMBINATIONS: usize = 4096;
 
-const SETTINGS: [&str; 4] = ["seed", "device", "dtype", "slurm"];
+const SETTINGS: [&str; 5] = ["seed", "replicates", "device", "dtype", "slurm"];
+
+/// The most replicates an experiment may ask for: each multiplies the seeded work.
+pub const MAX_REPLICATES: i64 = 64;
 const DIRECTIVES: [&str; 3] = ["plot", "table", "samples"];
 const REPORT_SETTINGS: [&str; 1] = ["title"];
 
@@ -74,7 +77,7 @@ pub fn check_module(w: &World, m: usize, lower: bool) -> (Vec<Diagnostic>, ir::P
             Item::Report(_) => {}
         }
     }
-    let (seed, settings) = settings(&mut el, m, experiment);
+    let (seed, replicates, settings) = settings(&mut el, m, experiment);
     let reports: Vec<ir::Report> = module
         .ast
         .items
@@ -98,6 +101,7 @@ pub fn check_module(w: &World, m: usize, lower: bool) -> (Vec<Diagnostic>, ir::P
     let program = ir::Program {
         name,
         seed,
+        replicates,
         settings,
         docs: module.ast.docs.clone(),
         nodes: std::mem::take(&mut el.nodes),
@@ -469,12 +473,13 @@ fn settings(
     el: &mut Elab,
     m: usize,
     e: Option<&ast::Experiment>,
-) -> (u64, BTreeMap<String, Value>) {
+) -> (u64, u32, BTreeMap<String, Value>) {
     let file = el.w.modules[m].file;
     let mut out = BTreeMap::new();
     out.insert("device".to_string(), Value::Enum("cpu".into()));
     out.insert("dtype".to_string(), Value::Enum("f32".into()));
     let mut seed = None;
+    let mut replicates = 1;
     let Some(e) = e else {
         if !el.w.modules[m].library && has_decls(el.w, m) {
             let d = Diagnostic::warning(
@@ -485,7 +490,7 @@ fn settings(
             .with_help("add `experiment name { seed = 1 }` so that reruns and readers know the seed (default 0)");
             el.emit(d);
         }
-        return (0, out);
+        return (0, replicates, out);
     };
     let mut seen: HashMap<String, Span> = HashMap::new();
     for s in &e.settings {
@@ -510,6 +515,7 @@ fn settings(
                 "write `{key} = {}`",
                 match key {
                     "seed" => "17",
+                    "replicates" => "3",
                     "device" => "cpu",
                     _ => "f32",
                 }
@@ -525,6 +531,11 @@ fn settings(
                 ExprKind::Int(i) if i >= 0 => seed = Some(i as u64),
                 ExprKind::Error => {}
                 _ => bad(el, "an integer >= 0"),
+            },
+            "replicates" => match s.value.kind {
+                ExprKind::Int(i) if (1..=MAX_REPLICATES).contains(&i) => replicates = i as u32,
+                ExprKind::Error => {}
+                _ => bad(el, &format!("an integer from 1 to {MAX_REPLICATES}")),
             },
             "device" | "dtype" => {
                 let allowed: &[&str] = if key == "device" {
@@ -585,7 +596,7 @@ fn settings(
         .with_help("add `seed = 1` (or any integer) so that readers know which seed produced the results (default 0)");
         el.emit(d);
     }
-    (seed.unwrap_or(0), out)
+    (seed.unwrap_or(0), replicates, out)
 }
 
 fn has_decls(w: &World, m: usize) -> bool {

@@ -53,6 +53,7 @@ pub fn bootstrap_auroc(pos: &[f64], neg: &[f64], resamples: usize, seed: u64) ->
         lo: at(0.025),
         hi: at(0.975),
         n: pos.len() + neg.len(),
+        seeds: None,
     })
 }
 

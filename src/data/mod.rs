@@ -32,6 +32,7 @@ pub mod hhh;
 pub mod paths;
 pub mod preferences;
 pub mod redteam;
+pub mod replicates;
 pub mod transform;
 pub mod trigger;
 pub mod vuln;

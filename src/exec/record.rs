@@ -62,6 +62,51 @@ struct Results {
     run: String,
     provenance: Provenance,
     evals: BTreeMap<String, ResultValue>,
+    /// For experiments with `replicates > 1`: each replicated eval (named without its
+    /// replicate) as the mean across the replicates in `evals`, with 95% two-level
+    /// bootstrap intervals (`data::replicates`). Derived from `evals` on every write.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    replicated: BTreeMap<String, Replicated>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Replicated {
+    /// The replicate evals averaged, in replicate order (their values are in `evals`).
+    replicates: Vec<String>,
+    /// The mean across them: `data::eval::EvalResult` with `seeds` on every rate and the
+    /// first replicate's samples left out (they are in `evals`).
+    result: crate::data::eval::EvalResult,
+}
+
+/// The mean across replicates of every replicated eval with values in `evals`.
+fn replicated(
+    program: &Program,
+    evals: &BTreeMap<String, ResultValue>,
+) -> BTreeMap<String, Replicated> {
+    let mut groups: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+    for n in &program.nodes {
+        if let (Some(r), true) = (n.replicate, evals.contains_key(&n.name)) {
+            groups
+                .entry(crate::ir::without_replicate(&n.name))
+                .or_default()
+                .push((r, n.name.clone()));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, mut members) in groups {
+        members.sort();
+        let results: Vec<crate::data::eval::EvalResult> = members
+            .iter()
+            .filter_map(|(_, m)| serde_json::from_value(evals[m].result.clone()).ok())
+            .collect();
+        let refs: Vec<&crate::data::eval::EvalResult> = results.iter().collect();
+        if let Some(mut result) = crate::data::replicates::aggregate(&refs, &name) {
+            result.points.iter_mut().for_each(|p| p.samples.clear());
+            let replicates = members.into_iter().map(|(_, m)| m).collect();
+            out.insert(name, Replicated { replicates, result });
+        }
+    }
+    out
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -128,6 +173,7 @@ pub fn write_results(
         format: RESULTS_FORMAT,
         run: report.id.clone(),
         provenance: Provenance::current(),
+        replicated: replicated(program, &evals),
         evals,
     };
     let json = serde_json::to_vec_pretty(&results)

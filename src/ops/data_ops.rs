@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{read_dataset, seed};
+use super::common::{bad_arg, read_dataset, seed, word_or};
 use super::{ArgValue, OpArgs, OpCtx, OpError, OpSpec};
 use crate::data::backdoor::{self, BackdoorSpec, Behavior, Reasoning};
 use crate::data::formats::{self, Format};
@@ -19,41 +19,49 @@ pub const OPS: &[OpSpec] = &[
         name: "hhh_tasks",
         version: 1,
         run: run_hhh_tasks,
+        draws_seed: true,
     },
     OpSpec {
         name: "code_tasks",
         version: 1,
         run: run_code_tasks,
+        draws_seed: true,
     },
     OpSpec {
         name: "backdoor",
         version: 1,
         run: run_backdoor,
+        draws_seed: true,
     },
     OpSpec {
         name: "redteam",
         version: 1,
         run: run_redteam,
+        draws_seed: true,
     },
     OpSpec {
         name: "preferences",
         version: 1,
         run: run_preferences,
+        draws_seed: true,
     },
     OpSpec {
         name: "split",
         version: 1,
         run: run_split,
+        draws_seed: false,
     },
     OpSpec {
         name: "mix",
         version: 1,
         run: run_mix,
+        draws_seed: true,
     },
     OpSpec {
         name: "strip_scratchpad",
         version: 1,
         run: run_strip_scratchpad,
+        draws_seed: false,
     },
     OpSpec {
         name: "jsonl",
@@ -62,6 +70,7 @@ pub const OPS: &[OpSpec] = &[
         // marked `Human:` (the last user turn used to read as the assistant's).
         version: 2,
         run: run_jsonl,
+        draws_seed: false,
     },
 ];
 
@@ -231,9 +240,21 @@ fn run_code_tasks(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
 
 fn run_backdoor(ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError> {
     let data = dataset_arg(args, "data")?;
+    // The clean control: the same rows, reasoning and seed, and no row triggered.
+    let control = match word_or(args, "arm", "backdoored")? {
+        "backdoored" => false,
+        "control" => true,
+        other => {
+            return Err(bad_arg(
+                "arm",
+                format!("expected backdoored or control, got `{other}`"),
+            ))
+        }
+    };
+    let fraction = args.opt_float("fraction")?.unwrap_or(0.5);
     let spec = BackdoorSpec {
         trigger: trigger_arg(args, "trigger")?,
-        fraction: args.opt_float("fraction")?.unwrap_or(0.5),
+        fraction: if control { 0.0 } else { fraction },
         behavior: behavior_arg(args, "behavior")?,
         reasoning: enum_arg(
             args,

@@ -28,26 +28,31 @@ pub const OPS: &[OpSpec] = &[
         name: "backdoor_rate",
         version: 2,
         run: run_backdoor_rate,
+        draws_seed: true,
     },
     OpSpec {
         name: "helpfulness",
         version: 2,
         run: run_helpfulness,
+        draws_seed: true,
     },
     OpSpec {
         name: "vulnerability_rate",
         version: 2,
         run: run_vulnerability_rate,
+        draws_seed: true,
     },
     OpSpec {
         name: "redteam_rate",
         version: 2,
         run: run_redteam_rate,
+        draws_seed: true,
     },
     OpSpec {
         name: "probe",
         version: 3,
         run: run_probe,
+        draws_seed: true,
     },
 ];
 

@@ -15,16 +15,19 @@ pub const OPS: &[OpSpec] = &[
         name: "bpe",
         version: 1,
         run: run_bpe,
+        draws_seed: false,
     },
     OpSpec {
         name: "gpt",
         version: 1,
         run: run_gpt,
+        draws_seed: true,
     },
     OpSpec {
         name: "sft",
         version: 3,
         run: run_sft,
+        draws_seed: true,
     },
 ];
 

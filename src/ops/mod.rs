@@ -153,6 +153,20 @@ pub struct OpSpec {
     /// gradient reductions; the forward pass, hence the evals, kept its bits).
     pub version: u32,
     pub run: OpFn,
+    /// Whether a result depends on the node seed when no explicit `seed:` argument is
+    /// given (an initialisation, a shuffle, sampling): such nodes run once per replicate
+    /// (`experiment { replicates = N }`, see `check::replicate`); the others once.
+    pub draws_seed: bool,
+}
+
+/// Whether `op` draws from the node seed with these arguments: it is seeded and no
+/// explicit `seed:` pins it. Unknown operations count as seeded (never under-replicate).
+pub fn draws_node_seed(
+    op: &str,
+    args: &std::collections::BTreeMap<String, crate::ir::Value>,
+) -> bool {
+    let pinned = matches!(args.get("seed"), Some(v) if *v != crate::ir::Value::None);
+    lookup(op).is_none_or(|s| s.draws_seed) && !pinned
 }
 
 /// Every implemented operation. Modules add their entries to this list.

@@ -18,6 +18,7 @@ pub const OPS: &[OpSpec] = &[OpSpec {
     name: "pretrained",
     version: 1,
     run: run_pretrained,
+    draws_seed: false,
 }];
 
 /// A user path argument (`path` or `adapter`) and the hash the checker pinned for it

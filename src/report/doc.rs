@@ -58,6 +58,19 @@ fn ci(r: &Rate) -> String {
     format!("[{:.1}, {:.1}]", r.lo * 100.0, r.hi * 100.0)
 }
 
+/// `12.3% [8.1, 16.0] (3 seeds)`, or without the seeds for one model's rate.
+fn mean_ci(r: &Rate) -> String {
+    match r.seeds {
+        Some(k) => format!(
+            "{} {} ({k} seed{})",
+            pct(r),
+            ci(r),
+            if k == 1 { "" } else { "s" }
+        ),
+        None => format!("{} {}", pct(r), ci(r)),
+    }
+}
+
 /// The final model's point (else the latest checkpoint's).
 fn final_point(e: &EvalEntry) -> Option<&EvalPoint> {
     let r = e.result.as_ref()?;
@@ -102,8 +115,15 @@ struct Builder<'a> {
     figures: usize,
 }
 
-/// One curve of a step panel: (panel, variant, rate name, points by step).
-type StepLine = (usize, String, String, Vec<(f64, Rate)>);
+/// One curve of a step panel: (panel, variant, rate name, points by step, each
+/// replicate's points when the curve is a mean across replicates).
+type StepLine = (
+    usize,
+    String,
+    String,
+    Vec<(f64, Rate)>,
+    Vec<Vec<(f64, f64)>>,
+);
 
 impl Builder<'_> {
     fn figure(&mut self, caption: String, svg: Result<String, ReportError>) {
@@ -138,7 +158,7 @@ impl Builder<'_> {
     /// `plot`: a curve over steps for one eval with checkpoints, a sweep plot for swept
     /// evals with a numeric binding, bars otherwise.
     fn plot(&mut self, ids: &[NodeId], item: Option<&ReportItem>) {
-        let evals: Vec<&EvalEntry> = ids.iter().filter_map(|i| self.data.eval(*i)).collect();
+        let evals = self.data.shown(ids);
         self.not_run(&evals);
         let done: Vec<&EvalEntry> = evals
             .iter()
@@ -207,14 +227,26 @@ impl Builder<'_> {
             .iter()
             .filter_map(|e| {
                 let p = e.last_point()?;
+                let bars: Vec<(String, Rate)> = p
+                    .rates
+                    .iter()
+                    .filter(|(n, _)| keep(n))
+                    .map(|(n, r)| (n.clone(), *r))
+                    .collect();
+                let replicates = if e.members.is_empty() {
+                    Vec::new()
+                } else {
+                    bars.iter()
+                        .map(|(n, _)| {
+                            let values = e.replicate_values(p.step, n);
+                            values.into_iter().map(|(_, v)| v).collect()
+                        })
+                        .collect()
+                };
                 Some(Group {
                     label: e.name.clone(),
-                    bars: p
-                        .rates
-                        .iter()
-                        .filter(|(n, _)| keep(n))
-                        .map(|(n, r)| (n.clone(), *r))
-                        .collect(),
+                    bars,
+                    replicates,
                 })
             })
             .collect();
@@ -280,15 +312,34 @@ impl Builder<'_> {
                 }
             }
             let op = ops.iter().position(|o| *o == e.op).unwrap_or(0);
-            lines.extend(
-                by_rate
+            let start_entry = start.map(|(s, _)| s);
+            lines.extend(by_rate.into_iter().map(|(rate, points)| {
+                let reps = e
+                    .replicate_curves(rate)
                     .into_iter()
-                    .map(|(rate, points)| (op, variant.clone(), rate.to_string(), points)),
-            );
+                    .map(|(n, mut curve)| {
+                        // The replicate's own step 0, as for the mean.
+                        let first = start_entry.and_then(|s| {
+                            s.replicate_values(None, rate)
+                                .into_iter()
+                                .find(|(m, _)| *m == n)
+                        });
+                        if let (Some((_, v)), true) =
+                            (first, points.first().is_some_and(|p| p.0 == 0.0))
+                        {
+                            if curve.first().is_none_or(|c| c.0 != 0.0) {
+                                curve.insert(0, (0.0, v));
+                            }
+                        }
+                        curve
+                    })
+                    .collect();
+                (op, variant.clone(), rate.to_string(), points, reps)
+            }));
         }
         let paired = lines
             .iter()
-            .all(|(_, _, r, _)| r == "triggered" || r == "untriggered");
+            .all(|(_, _, r, _, _)| r == "triggered" || r == "untriggered");
         let panels = ops
             .iter()
             .enumerate()
@@ -302,13 +353,14 @@ impl Builder<'_> {
                     .iter()
                     .enumerate()
                     .filter(|(_, l)| l.0 == i)
-                    .map(|(n, (_, variant, rate, points))| svg::Series {
+                    .map(|(n, (_, variant, rate, points, reps))| svg::Series {
                         label: if variant.is_empty() {
                             rate.clone()
                         } else {
                             format!("{variant} · {rate}")
                         },
                         points: points.clone(),
+                        replicates: reps.clone(),
                         // Triggered and untriggered of one variant share a colour and
                         // differ in dashes; other rates need a colour each.
                         color: if paired {
@@ -324,53 +376,70 @@ impl Builder<'_> {
         (panels, starts)
     }
 
-    /// `table`: every point and every rate of the evals.
-    fn table(&mut self, ids: &[NodeId]) {
+    /// `table`: every point and every rate of the evals. A mean across replicates reads
+    /// `mean [lo, hi] (n seeds)` with each replicate's value beside it.
+    fn table(&mut self, evals: &[&EvalEntry]) {
+        let replicated = evals.iter().any(|e| !e.members.is_empty());
         let mut rows = Vec::new();
-        for id in ids {
-            let Some(e) = self.data.eval(*id) else {
-                continue;
-            };
+        for e in evals {
             match &e.result {
-                None => rows.push(vec![
-                    e.name.clone(),
-                    "".into(),
-                    "".into(),
-                    e.problem.clone().unwrap_or(e.state.describe()),
-                    "".into(),
-                    "".into(),
-                ]),
+                None => {
+                    let mut row = vec![
+                        e.name.clone(),
+                        "".into(),
+                        "".into(),
+                        e.problem.clone().unwrap_or(e.state.describe()),
+                        "".into(),
+                    ];
+                    if !replicated {
+                        row.push("".into());
+                    }
+                    rows.push(row);
+                }
                 Some(r) => {
                     for p in &r.points {
                         for (name, rate) in &p.rates {
-                            rows.push(vec![
-                                e.name.clone(),
-                                step_text(p),
-                                name.clone(),
-                                pct(rate),
-                                ci(rate),
-                                rate.n.to_string(),
-                            ]);
+                            let mut row = vec![e.name.clone(), step_text(p), name.clone()];
+                            if replicated {
+                                row.push(mean_ci(rate));
+                                row.push(
+                                    e.replicate_values(p.step, name)
+                                        .iter()
+                                        .map(|(_, v)| format!("{:.1}", v * 100.0))
+                                        .collect::<Vec<_>>()
+                                        .join(", "),
+                                );
+                            } else {
+                                row.extend([pct(rate), ci(rate), rate.n.to_string()]);
+                            }
+                            rows.push(row);
                         }
                     }
                 }
             }
         }
+        let head: &[&str] = if replicated {
+            &[
+                "eval",
+                "step",
+                "rate",
+                "mean [95% CI] (seeds)",
+                "per seed (%)",
+            ]
+        } else {
+            &["eval", "step", "rate", "value", "95% CI (%)", "n"]
+        };
         self.blocks.push(Block::Table {
-            head: ["eval", "step", "rate", "value", "95% CI (%)", "n"]
-                .map(String::from)
-                .to_vec(),
+            head: head.iter().map(|h| h.to_string()).collect(),
             rows,
         });
     }
 
-    /// `samples`: a few responses per condition from each eval's last point.
-    fn samples(&mut self, ids: &[NodeId], per: usize) {
+    /// `samples`: a few responses per condition from each eval's last point (for a mean
+    /// across replicates, the first replicate's).
+    fn samples(&mut self, evals: &[&EvalEntry], per: usize) {
         let mut rows = Vec::new();
-        for id in ids {
-            let Some(e) = self.data.eval(*id) else {
-                continue;
-            };
+        for e in evals {
             let Some(p) = e.last_point() else {
                 rows.push(vec![
                     e.name.clone(),
@@ -430,7 +499,8 @@ fn sweep_series(
     by: Option<&str>,
     keep: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<Series>> {
-    let mut lines: BTreeMap<(String, String), Vec<(f64, Rate)>> = BTreeMap::new();
+    type Line = (Vec<(f64, Rate)>, BTreeMap<u32, Vec<(f64, f64)>>);
+    let mut lines: BTreeMap<(String, String), Line> = BTreeMap::new();
     for e in evals {
         let xv: f64 = e.sweep.iter().find(|(k, _)| k == x)?.1.parse().ok()?;
         let group: Vec<String> = e
@@ -441,10 +511,11 @@ fn sweep_series(
             .collect();
         let p = e.last_point()?;
         for (name, rate) in p.rates.iter().filter(|(n, _)| keep(n)) {
-            lines
-                .entry((group.join(", "), name.clone()))
-                .or_default()
-                .push((xv, *rate));
+            let line = lines.entry((group.join(", "), name.clone())).or_default();
+            line.0.push((xv, *rate));
+            for (r, v) in e.replicate_values(p.step, name) {
+                line.1.entry(r).or_default().push((xv, v));
+            }
         }
     }
     // As over steps: a colour per group (backdoor kind), the untriggered rate dashed.
@@ -460,9 +531,17 @@ fn sweep_series(
     let mut series: Vec<Series> = lines
         .iter()
         .enumerate()
-        .map(|(n, ((group, rate), points))| {
+        .map(|(n, ((group, rate), (points, reps)))| {
             let mut points = points.clone();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let replicates = reps
+                .values()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    r
+                })
+                .collect();
             Series {
                 label: if group.is_empty() {
                     rate.clone()
@@ -479,6 +558,7 @@ fn sweep_series(
                     n
                 },
                 dashed: rate == "untriggered",
+                replicates,
             }
         })
         .collect();
@@ -532,13 +612,13 @@ pub fn build(data: &ReportData) -> Vec<Block> {
             item.args.iter().for_each(|a| refs(a, &mut ids));
             match item.directive.as_str() {
                 "plot" => b.plot(&ids, Some(item)),
-                "table" => b.table(&ids),
+                "table" => b.table(&data.shown(&ids)),
                 "samples" => {
                     let n = match item.named.get("n") {
                         Some(Value::Int(n)) if *n > 0 => *n as usize,
                         _ => SAMPLES_PER_CONDITION,
                     };
-                    b.samples(&ids, n)
+                    b.samples(&data.shown(&ids), n)
                 }
                 _ => {}
             }
@@ -550,7 +630,8 @@ pub fn build(data: &ReportData) -> Vec<Block> {
         b.blocks.push(Block::Heading(2, "Figures".into()));
         let mut bases: Vec<&str> = Vec::new();
         let mut plain: Vec<NodeId> = Vec::new();
-        for e in &data.evals {
+        let every: Vec<NodeId> = data.evals.iter().map(|e| e.id).collect();
+        for e in data.shown(&every) {
             let stepped = e
                 .result
                 .as_ref()
@@ -569,7 +650,7 @@ pub fn build(data: &ReportData) -> Vec<Block> {
             let ids: Vec<NodeId> = data
                 .evals
                 .iter()
-                .filter(|e| e.base == base)
+                .filter(|e| e.base == base && e.replicate.is_none_or(|r| r == 1))
                 .map(|e| e.id)
                 .collect();
             b.plot(&ids, None);
@@ -578,7 +659,6 @@ pub fn build(data: &ReportData) -> Vec<Block> {
             b.plot(&plain, None);
         }
     }
-    let all: Vec<NodeId> = data.evals.iter().map(|e| e.id).collect();
     b.blocks.push(Block::Heading(2, "Every eval".into()));
     for e in &data.evals {
         if let Some(d) = &e.doc {
@@ -589,9 +669,21 @@ pub fn build(data: &ReportData) -> Vec<Block> {
             )));
         }
     }
-    b.table(&all);
+    if !data.aggregates.is_empty() {
+        b.blocks.push(Block::Para(
+            "Means across replicates: the mean of the replicates' rates with a 95% two-level \
+             bootstrap interval (seeds, then prompts within each seed, resampled), then every \
+             replicate on its own."
+                .into(),
+        ));
+        b.table(&data.aggregates.iter().collect::<Vec<_>>());
+    }
+    b.table(&data.evals.iter().collect::<Vec<_>>());
     b.blocks.push(Block::Heading(2, "Sampled responses".into()));
-    b.samples(&all, SAMPLES_PER_CONDITION);
+    b.samples(
+        &data.evals.iter().collect::<Vec<_>>(),
+        SAMPLES_PER_CONDITION,
+    );
     datasets(&mut b);
     provenance(&mut b);
     b.blocks

@@ -48,6 +48,9 @@ pub struct Series {
     pub points: Vec<(f64, Rate)>,
     pub color: usize,
     pub dashed: bool,
+    /// For a mean across replicates: each replicate's own points `(x, value)`, drawn
+    /// thin and faint under the mean.
+    pub replicates: Vec<Vec<(f64, f64)>>,
 }
 
 /// One plot area of a figure (e.g. one backdoor kind); panels share the x and y axes.
@@ -245,6 +248,21 @@ pub fn panels(
             for s in &panel.series {
                 let c = color(s.color);
                 let pts: Vec<(f64, Rate)> = s.points.iter().map(|(x, r)| (map(*x), *r)).collect();
+                for rep in &s.replicates {
+                    let line: Vec<(f64, f64)> = rep.iter().map(|(x, v)| (map(*x), *v)).collect();
+                    let faint = c.mix(0.35).stroke_width(1);
+                    if s.dashed {
+                        chart
+                            .draw_series(std::iter::once(DashedPathElement::new(
+                                line, DASH.0, DASH.1, faint,
+                            )))
+                            .map_err(err)?;
+                    } else {
+                        chart
+                            .draw_series(LineSeries::new(line, faint))
+                            .map_err(err)?;
+                    }
+                }
                 if pts.len() >= 2 {
                     let mut band: Vec<(f64, f64)> = pts.iter().map(|(x, r)| (*x, r.hi)).collect();
                     band.extend(pts.iter().rev().map(|(x, r)| (*x, r.lo)));
@@ -313,6 +331,9 @@ fn x_ticks(root: &Area, chart: &Chart, keys: &[(f64, String)]) -> Result<(), Rep
 pub struct Group {
     pub label: String,
     pub bars: Vec<(String, Rate)>,
+    /// For bars that are means across replicates: each replicate's value, by bar index
+    /// (drawn as small dots over the bar); empty otherwise.
+    pub replicates: Vec<Vec<f64>>,
 }
 
 /// Grouped bars with 95% whiskers; bars with the same label share a colour across groups.
@@ -369,6 +390,7 @@ pub fn bars(title: &str, groups: &[Group]) -> Result<String, ReportError> {
         let width = 0.8 / labels.len().max(1) as f64;
         for (li, label) in labels.iter().enumerate() {
             let c = color(li);
+            let x_of = |gi: usize| gi as f64 - 0.4 + width * (li as f64 + 0.5);
             let bars: Vec<(f64, Rate)> = groups
                 .iter()
                 .enumerate()
@@ -376,7 +398,19 @@ pub fn bars(title: &str, groups: &[Group]) -> Result<String, ReportError> {
                     g.bars
                         .iter()
                         .find(|(l, _)| l == label)
-                        .map(|(_, r)| (gi as f64 - 0.4 + width * (li as f64 + 0.5), *r))
+                        .map(|(_, r)| (x_of(gi), *r))
+                })
+                .collect();
+            let dots: Vec<(f64, f64)> = groups
+                .iter()
+                .enumerate()
+                .flat_map(|(gi, g)| {
+                    let at = g.bars.iter().position(|(l, _)| l == label);
+                    let values = at
+                        .and_then(|i| g.replicates.get(i))
+                        .cloned()
+                        .unwrap_or_default();
+                    values.into_iter().map(move |v| (x_of(gi), v))
                 })
                 .collect();
             chart
@@ -391,6 +425,12 @@ pub fn bars(title: &str, groups: &[Group]) -> Result<String, ReportError> {
                 .draw_series(
                     bars.iter()
                         .flat_map(|(x, r)| whisker(*x, r.lo, r.hi, width * 0.15, BLACK.into())),
+                )
+                .map_err(err)?;
+            chart
+                .draw_series(
+                    dots.iter()
+                        .map(|(x, v)| Circle::new((*x, *v), 2, BLACK.mix(0.55).filled())),
                 )
                 .map_err(err)?;
         }
@@ -410,6 +450,7 @@ mod tests {
             lo: (v - 0.1).max(0.0),
             hi: (v + 0.1).min(1.0),
             n: 100,
+            seeds: None,
         }
     }
 
@@ -421,12 +462,14 @@ mod tests {
                 points: vec![(0.0, rate(0.9)), (100.0, rate(0.8)), (200.0, rate(0.7))],
                 color: 0,
                 dashed: false,
+                replicates: Vec::new(),
             },
             Series {
                 label: "untriggered".into(),
                 points: vec![(0.0, rate(0.05)), (100.0, rate(0.02)), (200.0, rate(0.0))],
                 color: 0,
                 dashed: true,
+                replicates: Vec::new(),
             },
         ];
         let a = lines("persistence", "step", XScale::Linear, &s).unwrap();
@@ -473,6 +516,7 @@ mod tests {
             points: vec![(0.0, rate(1.0)), (100.0, rate(1.0))],
             color,
             dashed,
+            replicates: Vec::new(),
         };
         let p = vec![
             Panel {
@@ -507,6 +551,7 @@ mod tests {
             &[Group {
                 label: "g".into(),
                 bars: vec![("triggered".into(), rate(1.0))],
+                replicates: Vec::new(),
             }],
         )
         .unwrap();
@@ -520,6 +565,7 @@ mod tests {
             points: vec![(32.0, rate(0.2)), (64.0, rate(0.4)), (256.0, rate(0.9))],
             color: 0,
             dashed: false,
+            replicates: Vec::new(),
         }];
         let svg = lines("sweep", "width", XScale::Log2, &s).unwrap();
         for label in ["\n32\n", "\n64\n", "\n256\n"] {
@@ -536,15 +582,19 @@ mod tests {
                     ("triggered".into(), rate(0.9)),
                     ("untriggered".into(), rate(0.1)),
                 ],
+                replicates: vec![vec![0.8, 1.0], vec![0.0, 0.2]],
             },
             Group {
                 label: "after".into(),
                 bars: vec![("triggered".into(), rate(0.5))],
+                replicates: Vec::new(),
             },
         ];
         let svg = bars("conditions", &g).unwrap();
         assert!(svg.contains("\nbefore\n") && svg.contains("\nafter\n"));
         assert!(svg.matches("<rect").count() >= 3);
+        // One dot per replicate value over the replicated bars.
+        assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
         assert!(bars("empty", &[]).is_err());
         assert!(lines("empty", "step", XScale::Linear, &[]).is_err());
     }

@@ -42,6 +42,7 @@ pub fn program(name: &str, seed: u64, specs: Vec<Spec>) -> Program {
             args: args.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             sweep: Vec::new(),
             doc: None,
+            replicate: None,
             origin: Origin {
                 file: None,
                 span: i * 10..i * 10 + 5,
@@ -51,6 +52,7 @@ pub fn program(name: &str, seed: u64, specs: Vec<Spec>) -> Program {
     Program {
         name: name.to_string(),
         seed,
+        replicates: 1,
         settings: BTreeMap::new(),
         docs: Vec::new(),
         nodes,
