@@ -57,6 +57,7 @@ pub const CHECKPOINTS_UNUSED: &str = "W0208";
 pub const NO_CHECKPOINTS: &str = "W0209";
 pub const SEED_NOT_SET: &str = "W0210";
 pub const UNKNOWN_SETTING: &str = "W0211";
+pub const NO_CLEAN_CONTROL: &str = "W0212";
 
 /// Every checker code, for documentation tests.
 pub const ALL: &[&str] = &[
@@ -114,4 +115,5 @@ pub const ALL: &[&str] = &[
     NO_CHECKPOINTS,
     SEED_NOT_SET,
     UNKNOWN_SETTING,
+    NO_CLEAN_CONTROL,
 ];

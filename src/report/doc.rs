@@ -137,18 +137,29 @@ impl Builder<'_> {
         }
     }
 
+    /// Names the evals without a result; for a mean across replicates, the replicates
+    /// without one (the mean is over the others).
     fn not_run(&mut self, evals: &[&EvalEntry]) {
-        let missing: Vec<String> = evals
-            .iter()
-            .filter(|e| e.result.is_none())
-            .map(|e| {
-                format!(
+        let mut missing: Vec<String> = Vec::new();
+        for e in evals {
+            let own = [*e];
+            let members: Vec<&EvalEntry> = if e.members.is_empty() {
+                own.to_vec()
+            } else {
+                let data = self.data;
+                e.members
+                    .iter()
+                    .filter_map(|m| data.evals.iter().find(|x| x.id == *m))
+                    .collect()
+            };
+            for m in members.into_iter().filter(|m| m.result.is_none()) {
+                missing.push(format!(
                     "`{}` ({})",
-                    e.name,
-                    e.problem.clone().unwrap_or(e.state.describe())
-                )
-            })
-            .collect();
+                    m.name,
+                    m.problem.clone().unwrap_or(m.state.describe())
+                ));
+            }
+        }
         if !missing.is_empty() {
             self.blocks
                 .push(Block::Para(format!("No result: {}.", missing.join(", "))));
