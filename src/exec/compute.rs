@@ -10,8 +10,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Instant;
 
+pub use super::outcome::JobRecord;
+use super::outcome::{MetricPoint, NodeStatus};
 use super::progress::Events;
-use super::run::{MetricPoint, NodeStatus};
 use super::{fsutil, Cache, EntryState, ExecError, Registry};
 use crate::ops::{ArgValue, OpArgs, OpCtx, OpError, Progress, ProgressUpdate};
 
@@ -53,31 +54,6 @@ pub struct TaskEnd {
     /// The batch job that ran it (Slurm executor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobRecord>,
-}
-
-/// The batch job a node ran in: kept in the run record, so a result can be traced to the
-/// job, its final state and the host it ran on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRecord {
-    /// `slurm`.
-    pub scheduler: String,
-    pub id: String,
-    /// The job's final state (`COMPLETED`, `FAILED`, `TIMEOUT`, ...).
-    pub state: String,
-    /// `code:signal`, when the scheduler said.
-    pub exit_code: Option<String>,
-    /// The hosts it ran on, when the scheduler said.
-    pub nodes: Option<String>,
-    /// Its stdout and stderr.
-    pub log: PathBuf,
-    /// Earlier jobs of the node, `id STATE`, that ended without a fault of its own
-    /// (`NODE_FAIL`, `PREEMPTED`) and were submitted again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub earlier: Vec<String>,
-    /// Submitted by another driver (one that was killed, or runs beside this one) and
-    /// followed by this one instead of submitting the node again.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub adopted: bool,
 }
 
 impl TaskEnd {
@@ -170,8 +146,8 @@ fn compute(
 ) -> Result<String, Stop> {
     let work_dir = cache.work_dir(&task.key);
     end.note = resume_note(&work_dir, task.forced, end.note.take()).map_err(Stop::Exec)?;
-    fsutil::create_dir_all(&work_dir).map_err(Stop::Exec)?;
-    let staging = cache.staging(&task.key).map_err(Stop::Exec)?;
+    fsutil::create_dir_all(&work_dir).map_err(|e| Stop::Exec(e.into()))?;
+    let staging = cache.staging(&task.key).map_err(|e| Stop::Exec(e.into()))?;
     let progress = NodeProgress {
         name: &task.name,
         events,
@@ -203,9 +179,11 @@ fn compute(
     end.metrics = progress.metrics.into_inner().unwrap_or_default();
     match result {
         Ok(()) => {
-            let content = cache.publish(staging, &task.key).map_err(Stop::Exec)?;
+            let content = cache
+                .publish(staging, &task.key)
+                .map_err(|e| Stop::Exec(e.into()))?;
             // The node is complete: its resumable checkpoints are no longer needed.
-            fsutil::remove_tree(&work_dir).map_err(Stop::Exec)?;
+            fsutil::remove_tree(&work_dir).map_err(|e| Stop::Exec(e.into()))?;
             Ok(content)
         }
         Err(e) => {

@@ -15,9 +15,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::cache::list_names;
 use super::fsutil::{self, io};
 use super::{Cache, ExecError};
+use crate::cache::entries::list_names;
 
 /// A live run's lease; removed when dropped.
 pub struct Lease {
@@ -72,7 +72,8 @@ impl Lease {
             .map_err(|_| ExecError::Corrupt("the lease lock is poisoned".into()))?;
         f.write_all(format!("{key}\n").as_bytes())
             .and_then(|()| f.flush())
-            .map_err(io(&self.path))
+            .map_err(io(&self.path))?;
+        Ok(())
     }
 }
 

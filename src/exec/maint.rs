@@ -3,9 +3,9 @@
 use serde::Serialize;
 use std::collections::BTreeSet;
 
-use super::cache::list_names;
 use super::manifest::{Manifest, MANIFEST_FILE};
 use super::{fsutil, lease, Cache, EntryState, ExecError};
+use crate::cache::entries::list_names;
 use crate::plan::Plan;
 use crate::store::workdir;
 

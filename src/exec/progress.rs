@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::run::{NodeOutcome, NodeStatus};
+use super::outcome::{NodeOutcome, NodeStatus};
 use crate::ops::ProgressUpdate;
 
 /// Receives scheduler events; must be callable from every worker thread.

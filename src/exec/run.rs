@@ -7,14 +7,15 @@
 //! again (another process may have computed it meanwhile), runs the operation into a
 //! staging directory and publishes it by rename.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Condvar, Mutex};
 
 use super::compute::{panic_text, NodeTask};
-use super::executor::{Executor, Local, TaskEnv};
+use super::executor::{Arrival, Executor, Local, TaskEnv};
+pub use super::outcome::{MetricPoint, NodeOutcome, NodeStatus};
 use super::progress::Events;
 use super::{fsutil, Cache, EntryState, ExecError, IndexRecord, Registry};
 use crate::ir::{NodeId, Program, Value};
@@ -32,60 +33,6 @@ pub struct RunOptions<'a> {
     pub project_dir: PathBuf,
     /// Set by Ctrl-C: running operations stop, nothing new starts.
     pub cancel: &'a AtomicBool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeStatus {
-    /// Served from the cache (possibly computed meanwhile by a concurrent run).
-    Cached,
-    Computed,
-    Failed,
-    NotImplemented,
-    /// Not run because an input failed, is not implemented or was cancelled.
-    Skipped,
-    Cancelled,
-}
-
-impl NodeStatus {
-    pub fn word(self) -> &'static str {
-        match self {
-            NodeStatus::Cached => "cached",
-            NodeStatus::Computed => "computed",
-            NodeStatus::Failed => "failed",
-            NodeStatus::NotImplemented => "not implemented",
-            NodeStatus::Skipped => "skipped",
-            NodeStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MetricPoint {
-    pub name: String,
-    pub step: u64,
-    pub value: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeOutcome {
-    pub node: NodeId,
-    pub name: String,
-    pub op: String,
-    pub key: Option<String>,
-    /// Content hash of the result (cached or computed).
-    pub content: Option<String>,
-    pub status: NodeStatus,
-    pub seconds: f64,
-    pub metrics: Vec<MetricPoint>,
-    pub error: Option<String>,
-    /// Something the user should know, e.g. a corrupt entry that was replaced.
-    pub note: Option<String>,
-    /// The batch job that computed it (`--executor slurm`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job: Option<super::compute::JobRecord>,
-    #[serde(skip)]
-    pub parts: Option<KeyParts>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +83,8 @@ struct Runner<'a> {
     lease: super::lease::Lease,
     state: Mutex<State>,
     wake: Condvar,
+    /// Nodes taken from the ready queue and not yet handed over (see [`Arrival`]).
+    arriving: AtomicUsize,
 }
 
 /// Runs what `opts.targets` need and is not cached, in this process. Failures of single
@@ -214,6 +163,7 @@ pub fn execute_on(
             left,
         }),
         wake: Condvar::new(),
+        arriving: AtomicUsize::new(0),
         dag,
     };
     let jobs = opts.jobs.clamp(1, left.max(1));
@@ -264,13 +214,15 @@ pub fn execute_on(
 impl Runner<'_> {
     fn worker(&self) {
         loop {
-            let id = {
+            let (id, arrival) = {
                 let Ok(mut st) = self.state.lock() else {
                     return;
                 };
                 loop {
                     if let Some(id) = st.ready.pop_front() {
-                        break id;
+                        // Counted before the queue's lock is released: whoever waits for
+                        // siblings never sees this node neither queued nor arriving.
+                        break (id, Arrival::new(&self.arriving));
                     }
                     if st.left == 0 {
                         return;
@@ -285,13 +237,16 @@ impl Runner<'_> {
                 self.outcome(id, NodeStatus::Cancelled, None)
             } else {
                 // Last resort: a bug in the executor itself fails the node, not the run.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(id)))
-                    .unwrap_or_else(|p| {
-                        let mut o = self.outcome(id, NodeStatus::Failed, None);
-                        o.error = Some(format!("internal error: {}", panic_text(&*p)));
-                        o
-                    })
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.process(id, &arrival)
+                }))
+                .unwrap_or_else(|p| {
+                    let mut o = self.outcome(id, NodeStatus::Failed, None);
+                    o.error = Some(format!("internal error: {}", panic_text(&*p)));
+                    o
+                })
             };
+            drop(arrival);
             self.events.finished(&outcome);
             self.finish(outcome);
         }
@@ -375,7 +330,7 @@ impl Runner<'_> {
             .collect()
     }
 
-    fn process(&self, id: NodeId) -> NodeOutcome {
+    fn process(&self, id: NodeId, arrival: &Arrival) -> NodeOutcome {
         let node = self.program.node(id);
         let Some(version) = self.registry.version(&node.op) else {
             let mut o = self.outcome(id, NodeStatus::NotImplemented, None);
@@ -442,6 +397,7 @@ impl Runner<'_> {
             registry: self.registry,
             events: self.events,
             cancel: self.opts.cancel,
+            arrival,
         };
         let end = self.executor.run(&task, o.note.take(), &env);
         o.status = end.status;

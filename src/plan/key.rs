@@ -10,10 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::canon;
+use crate::cache::KEY_FORMAT;
 use crate::ir::{Node, Program, Value};
-
-/// Bump when the key scheme or the cache entry layout changes: every key changes with it.
-pub const KEY_FORMAT: u32 = 1;
 
 /// Optional parameters added to an operation after its results were first cached, as
 /// `(op, parameter)`: at `none` (their default, meaning "as before the parameter existed")

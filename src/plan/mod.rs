@@ -4,18 +4,22 @@
 
 pub mod canon;
 pub mod graph;
+pub mod index;
 pub mod key;
 pub mod render;
 pub mod resources;
 
+pub use crate::cache::KEY_FORMAT;
 pub use graph::Dag;
-pub use key::{diff, Change, Env, KeyParts, KEY_FORMAT};
+pub use key::{diff, Change, Env, KeyParts};
 
 use serde::Serialize;
 
-use crate::exec::{Cache, EntryState, Index, Registry};
+use crate::cache::{Cache, EntryState};
 use crate::ir::{Node, NodeId, Program};
+use crate::ops::Registry;
 use crate::syntax::ast::DeclKind;
+use index::{Index, IndexRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -150,7 +154,7 @@ pub fn why_of(change: &Change, input_names: &[String]) -> Why {
 /// its name. `pending` names inputs not computed yet.
 pub fn reasons(
     parts: &KeyParts,
-    previous: Option<&crate::exec::IndexRecord>,
+    previous: Option<&IndexRecord>,
     input_names: &[String],
     pending: Vec<String>,
 ) -> Vec<Why> {

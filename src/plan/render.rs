@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
+use super::index::IndexRecord;
 use super::{Plan, PlanNode, Status, Why};
-use crate::exec::IndexRecord;
 
 impl std::fmt::Display for Why {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

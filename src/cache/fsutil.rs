@@ -3,16 +3,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::ExecError;
+use super::CacheError;
 
-pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
-    move |source| ExecError::Io {
+pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-pub fn create_dir_all(path: &Path) -> Result<(), ExecError> {
+pub fn create_dir_all(path: &Path) -> Result<(), CacheError> {
     std::fs::create_dir_all(path).map_err(io(path))
 }
 
@@ -32,7 +32,7 @@ pub fn unique_suffix() -> String {
 /// see the old content or the new one, never a mix. No fsync: everything written here is
 /// either verified on read (manifests) or only explanatory (index, run records), so a
 /// power cut costs a recomputation, never a wrong result, and a no-op rerun stays fast.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_all(dir)?;
     let name = path
@@ -53,7 +53,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
 
 /// Removes a directory tree, or whatever else is at `path` (a file where a directory was
 /// expected, a link: never followed), if anything is there.
-pub fn remove_tree(path: &Path) -> Result<(), ExecError> {
+pub fn remove_tree(path: &Path) -> Result<(), CacheError> {
     let result = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
@@ -62,7 +62,7 @@ pub fn remove_tree(path: &Path) -> Result<(), ExecError> {
     match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ExecError::Io {
+        Err(e) => Err(CacheError::Io {
             path: path.to_path_buf(),
             source: e,
         }),

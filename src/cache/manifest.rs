@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::fsutil::io;
-use super::ExecError;
+use super::CacheError;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -29,7 +29,7 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileHash>,
 }
 
-pub fn hash_file(path: &Path) -> Result<FileHash, ExecError> {
+pub fn hash_file(path: &Path) -> Result<FileHash, CacheError> {
     let mut f = std::fs::File::open(path).map_err(io(path))?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -50,12 +50,12 @@ pub fn hash_file(path: &Path) -> Result<FileHash, ExecError> {
 
 /// Hashes every file under `dir`. Symbolic links are refused: an artifact must be self
 /// contained, or the hash would not cover what a reader sees.
-pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, FileHash>, ExecError> {
+pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, FileHash>, CacheError> {
     fn walk(
         root: &Path,
         dir: &Path,
         out: &mut BTreeMap<String, FileHash>,
-    ) -> Result<(), ExecError> {
+    ) -> Result<(), CacheError> {
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             let path = entry.path();
@@ -72,7 +72,7 @@ pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, FileHash>, ExecError> {
                     .join("/");
                 out.insert(rel, hash_file(&path)?);
             } else {
-                return Err(ExecError::Corrupt(format!(
+                return Err(CacheError::Corrupt(format!(
                     "{} is neither a file nor a directory",
                     path.display()
                 )));
@@ -98,10 +98,10 @@ pub fn content_hash(files: &BTreeMap<String, FileHash>) -> String {
 }
 
 impl Manifest {
-    pub fn of_dir(dir: &Path, key: &str) -> Result<Manifest, ExecError> {
+    pub fn of_dir(dir: &Path, key: &str) -> Result<Manifest, CacheError> {
         let files = hash_tree(dir)?;
         Ok(Manifest {
-            format: crate::plan::KEY_FORMAT,
+            format: super::KEY_FORMAT,
             key: key.to_string(),
             content: content_hash(&files),
             files,

@@ -1,4 +1,4 @@
-//! How the executor reaches operations: through a [`Registry`], so tests can inject fake
+//! How the executor and the planner reach operations: through a [`Registry`], so tests can inject fake
 //! operations (with counters) and the CLI uses the real one ([`StdRegistry`], i.e.
 //! [`crate::ops::lookup`]).
 
@@ -10,7 +10,7 @@ pub trait Registry: Sync {
     fn run(&self, op: &str, ctx: &OpCtx, args: &OpArgs) -> Result<(), OpError>;
 }
 
-/// The operations of [`crate::ops::registry`], plus the hidden `__bench_*` operations used
+/// The operations of [`crate::ops::registry()`], plus the hidden `__bench_*` operations used
 /// by `bench/noop_rerun.sh` (the checker never emits a name starting with `__`).
 pub struct StdRegistry;
 
