@@ -280,6 +280,7 @@ impl Slurm {
     /// Polls `sub`'s job until it ends, the driver is interrupted or Slurm stops answering.
     fn follow(&self, sub: &Submission, task: &NodeTask, env: &TaskEnv) -> Followed {
         let mut last = String::new();
+        let mut last_line = String::new();
         let mut unanswered: Option<Instant> = None;
         loop {
             if env.cancel.load(Ordering::Relaxed) {
@@ -308,6 +309,15 @@ impl Slurm {
                     if state.state != last {
                         self.say(env, task, format!("slurm job {} {}", sub.job, state.state));
                         last = state.state.clone();
+                    }
+                    // The job's own progress (its `[run]` lines), relayed as the node's.
+                    if state.state == "RUNNING" {
+                        if let Some(line) = last_progress(&sub.log, &task.name) {
+                            if line != last_line {
+                                self.say(env, task, format!("slurm job {}: {line}", sub.job));
+                                last_line = line;
+                            }
+                        }
                     }
                     if state.finished() {
                         return Followed::Finished(state);
@@ -514,6 +524,29 @@ fn paren(s: &str) -> String {
     format!("({s})")
 }
 
+/// How much of the end of a job's log is read for its latest progress line.
+const PROGRESS_TAIL_BYTES: u64 = 8192;
+
+/// The latest progress line of node `name` in a job's log (`[run] name: 30/300 loss ...`
+/// as `exec-node` prints it), without its prefix. Reads only the log's end; `None` while
+/// the log is missing or has no such line.
+fn last_progress(log: &Path, name: &str) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(PROGRESS_TAIL_BYTES)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.take(PROGRESS_TAIL_BYTES).read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let prefix = format!("[run] {name}: ");
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+}
+
 /// The last lines of a job's log, for the error of a failed node.
 fn log_tail(log: &Path) -> String {
     match std::fs::read(log) {
@@ -553,5 +586,19 @@ mod tests {
             shell_quote(Path::new("/a b/c'd")).unwrap(),
             r"'/a b/c'\''d'"
         );
+    }
+
+    #[test]
+    fn the_latest_progress_line_of_the_node_is_relayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("slurm-7.log");
+        assert_eq!(last_progress(&log, "s"), None, "no log yet");
+        let mut text = String::from("[run] s: started\n");
+        text += &"noise from a library\n".repeat(2000);
+        text += "[run] s: 30/300 loss 2.1\n[run] other: 5/9\n[run] s: 60/300 loss 1.7\nwarning\n";
+        std::fs::write(&log, text).unwrap();
+        assert_eq!(last_progress(&log, "s").as_deref(), Some("60/300 loss 1.7"));
+        assert_eq!(last_progress(&log, "other").as_deref(), Some("5/9"));
+        assert_eq!(last_progress(&log, "missing"), None);
     }
 }
