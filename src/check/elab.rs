@@ -3,7 +3,7 @@
 //! elaborated once per combination of their variables.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::codes;
 use super::coerce::{coerce, Mismatch};
@@ -592,7 +592,7 @@ impl<'w> Elab<'w> {
             );
             return Tv::error();
         }
-        let sig: Rc<Sig> = match self.w.lookup(cx.module, &callee.name).cloned() {
+        let sig: Arc<Sig> = match self.w.lookup(cx.module, &callee.name).cloned() {
             Some(sym) => {
                 if let Some(i) = sym.import {
                     self.used_imports.insert((cx.module, i));

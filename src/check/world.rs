@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 
 use super::codes;
 use super::stdlib;
@@ -48,6 +48,7 @@ pub struct Import {
     pub span: Span,
 }
 
+#[derive(Clone)]
 pub struct Module {
     pub file: FileId,
     /// `Some("backdoor")` for `std.backdoor`.
@@ -83,6 +84,7 @@ pub struct Sig {
     pub ret: Ty,
 }
 
+#[derive(Clone)]
 pub struct World {
     pub sources: SourceMap,
     pub modules: Vec<Module>,
@@ -91,13 +93,22 @@ pub struct World {
     /// Diagnostics found while loading (syntax, imports, duplicates, types in signatures),
     /// tagged with the module they belong to.
     pub load_diags: Vec<(usize, Diagnostic)>,
-    sigs: HashMap<(usize, usize), Rc<Sig>>,
+    sigs: HashMap<(usize, usize), Arc<Sig>>,
     by_path: HashMap<PathBuf, usize>,
 }
 
 impl World {
-    /// A world holding the embedded standard library.
+    /// A world holding the embedded standard library: a copy of one loaded once per
+    /// process. The stdlib is embedded and loading it touches no file system, so every
+    /// load gives the same world; copying it skips re-parsing it for every check (the
+    /// `parse_check` fuzz target and editors check many small texts).
     pub fn new() -> World {
+        static STD: OnceLock<World> = OnceLock::new();
+        STD.get_or_init(World::load_stdlib).clone()
+    }
+
+    /// Parses the embedded standard library and resolves its imports.
+    fn load_stdlib() -> World {
         let mut w = World {
             sources: SourceMap::new(),
             modules: Vec::new(),
@@ -289,7 +300,7 @@ impl World {
             }
             self.sigs.insert(
                 (m, i),
-                Rc::new(Sig {
+                Arc::new(Sig {
                     name,
                     module: m,
                     item: i,
@@ -555,7 +566,7 @@ impl World {
         v
     }
 
-    pub fn sig(&self, module: usize, item: usize) -> Option<Rc<Sig>> {
+    pub fn sig(&self, module: usize, item: usize) -> Option<Arc<Sig>> {
         self.sigs.get(&(module, item)).cloned()
     }
 
@@ -575,5 +586,55 @@ impl World {
 impl Default for World {
     fn default() -> Self {
         World::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(w: &World) -> (Vec<ast::File>, Vec<Vec<String>>, String, Vec<String>) {
+        let scopes = w
+            .modules
+            .iter()
+            .map(|m| {
+                let mut names: Vec<String> = m.scope.keys().cloned().collect();
+                names.sort();
+                names
+            })
+            .collect();
+        let mut prelude: Vec<String> = w.prelude.keys().cloned().collect();
+        prelude.sort();
+        (
+            w.modules.iter().map(|m| m.ast.clone()).collect(),
+            scopes,
+            format!("{:?}", w.load_diags),
+            prelude,
+        )
+    }
+
+    #[test]
+    fn the_shared_stdlib_is_what_loading_it_gives_and_checks_do_not_change_it() {
+        let fresh = World::load_stdlib();
+        let mut first = World::new();
+        assert_eq!(summary(&first), summary(&fresh));
+        // A check adds its files (and their diagnostics) to its own copy only.
+        first.add_user_source(
+            PathBuf::from("a.sleeper"),
+            super::super::source::SourceText {
+                text: "use std.nope\nx = ".into(),
+                invalid_utf8: None,
+            },
+            None,
+        );
+        let m = first.modules.len() - 1;
+        first.resolve_imports(m, None);
+        assert!(first.load_diags.len() > fresh.load_diags.len());
+        let second = World::new();
+        assert_eq!(summary(&second), summary(&fresh));
+        assert_eq!(
+            second.sources.files().count(),
+            fresh.sources.files().count()
+        );
     }
 }

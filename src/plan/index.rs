@@ -39,6 +39,11 @@ fn file_stem(experiment: &str) -> String {
     format!("{safe}-{}", &h[..8])
 }
 
+/// An index file's bytes; empty if they are not an index (see [`Cache::read_index`]).
+pub fn parse_index(bytes: &[u8]) -> Index {
+    serde_json::from_slice(bytes).unwrap_or_default()
+}
+
 impl Cache {
     fn index_path(&self, experiment: &str) -> PathBuf {
         self.root()
@@ -50,8 +55,7 @@ impl Cache {
     /// never trusted for results).
     pub fn read_index(&self, experiment: &str) -> Index {
         std::fs::read(self.index_path(experiment))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .map(|b| parse_index(&b))
             .unwrap_or_default()
     }
 

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::pinned::{read_regular, stream_hashed, tree_files, PinError};
 
@@ -94,10 +94,8 @@ pub fn verify(work_dir: &Path) -> Result<bool, String> {
         return Ok(false);
     }
     let manifest_path = work_dir.join(MANIFEST);
-    let manifest: WorkManifest = match read_regular(&manifest_path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|e| format!("its manifest is not valid: {e}"))?
-        }
+    let bytes = match read_regular(&manifest_path) {
+        Ok(bytes) => bytes,
         Err(PinError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Err(
                 "it has no manifest (left by a run killed before its first saved state, or \
@@ -107,6 +105,15 @@ pub fn verify(work_dir: &Path) -> Result<bool, String> {
         }
         Err(e) => return Err(format!("its manifest cannot be read: {e}")),
     };
+    verify_manifest(&bytes, &files)
+}
+
+/// The rest of [`verify`] once the work dir is listed and its manifest read: checks the
+/// manifest's bytes against `files` (`/`-separated path relative to the work dir -> path
+/// on disk). Split out so that the manifest's reader can be fuzzed without writing it.
+pub fn verify_manifest(bytes: &[u8], files: &BTreeMap<String, PathBuf>) -> Result<bool, String> {
+    let manifest: WorkManifest =
+        serde_json::from_slice(bytes).map_err(|e| format!("its manifest is not valid: {e}"))?;
     if manifest.format != FORMAT {
         return Err(format!("its manifest has format {}", manifest.format));
     }
