@@ -153,6 +153,21 @@ impl Program {
     pub fn find(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
+
+    /// The replicated nodes grouped by their name without the replicate (`kept[w=1]`), in
+    /// program order, each group's copies in replicate order (the order the checker emits
+    /// them in). What reports and `results.json` average over.
+    pub fn replicate_groups(&self) -> Vec<(String, Vec<&Node>)> {
+        let mut groups: Vec<(String, Vec<&Node>)> = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.replicate.is_some()) {
+            let name = without_replicate(&n.name);
+            match groups.iter_mut().find(|(g, _)| *g == name) {
+                Some((_, members)) => members.push(n),
+                None => groups.push((name, vec![n])),
+            }
+        }
+        groups
+    }
 }
 
 /// `kept` -> `kept[replicate=2]`, `kept[width=128]` -> `kept[width=128, replicate=2]`.

@@ -46,12 +46,11 @@ pub fn bootstrap_auroc(pos: &[f64], neg: &[f64], resamples: usize, seed: u64) ->
             auroc(&p, &n)
         })
         .collect();
-    stats.sort_by(f64::total_cmp);
-    let at = |q: f64| stats[((q * resamples as f64).floor() as usize).min(resamples - 1)];
+    let (lo, hi) = super::bootstrap::percentile_interval(&mut stats, resamples);
     Some(Rate {
         value,
-        lo: at(0.025),
-        hi: at(0.975),
+        lo,
+        hi,
         n: pos.len() + neg.len(),
         seeds: None,
     })

@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 /// Resamples per interval: enough for stable 2.5% / 97.5% percentiles at our sizes.
 pub const RESAMPLES: usize = 1000;
 
+/// The 95% percentile interval of bootstrap statistics: `stats` sorted, then the values at
+/// the 2.5% and 97.5% positions of `resamples` (`resamples` >= 1; the position is clamped to
+/// the last of them, as every bootstrap here has always indexed).
+pub(crate) fn percentile_interval(stats: &mut [f64], resamples: usize) -> (f64, f64) {
+    stats.sort_by(f64::total_cmp);
+    let at = |q: f64| stats[((q * resamples as f64).floor() as usize).min(resamples - 1)];
+    (at(0.025), at(0.975))
+}
+
 /// A rate with its 95% bootstrap interval over `n` independent units.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rate {
@@ -79,12 +88,11 @@ pub fn bootstrap_replicates(reps: &[Replicate], resamples: usize, seed: u64) -> 
             total / k as f64
         })
         .collect();
-    stats.sort_by(f64::total_cmp);
-    let at = |q: f64| stats[((q * resamples as f64).floor() as usize).min(resamples - 1)];
+    let (lo, hi) = percentile_interval(&mut stats, resamples);
     Some(Rate {
         value,
-        lo: at(0.025),
-        hi: at(0.975),
+        lo,
+        hi,
         n: reps.iter().map(Replicate::units).sum(),
         seeds: Some(k),
     })
@@ -107,15 +115,11 @@ pub fn bootstrap_rate(verdicts: &[bool], resamples: usize, seed: u64) -> Option<
             c as f64 / n as f64
         })
         .collect();
-    stats.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        let i = ((q * resamples as f64).floor() as usize).min(resamples - 1);
-        stats[i]
-    };
+    let (lo, hi) = percentile_interval(&mut stats, resamples);
     Some(Rate {
         value,
-        lo: at(0.025),
-        hi: at(0.975),
+        lo,
+        hi,
         n,
         seeds: None,
     })

@@ -83,26 +83,23 @@ fn replicated(
     program: &Program,
     evals: &BTreeMap<String, ResultValue>,
 ) -> BTreeMap<String, Replicated> {
-    let mut groups: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
-    for n in &program.nodes {
-        if let (Some(r), true) = (n.replicate, evals.contains_key(&n.name)) {
-            groups
-                .entry(crate::ir::without_replicate(&n.name))
-                .or_default()
-                .push((r, n.name.clone()));
-        }
-    }
     let mut out = BTreeMap::new();
-    for (name, mut members) in groups {
-        members.sort();
-        let results: Vec<crate::data::eval::EvalResult> = members
+    for (name, nodes) in program.replicate_groups() {
+        // The replicates with a readable value in `evals`, in replicate order.
+        let members: Vec<(String, crate::data::eval::EvalResult)> = nodes
             .iter()
-            .filter_map(|(_, m)| serde_json::from_value(evals[m].result.clone()).ok())
+            .filter_map(|n| {
+                let value = evals.get(&n.name)?;
+                Some((
+                    n.name.clone(),
+                    serde_json::from_value(value.result.clone()).ok()?,
+                ))
+            })
             .collect();
-        let refs: Vec<&crate::data::eval::EvalResult> = results.iter().collect();
+        let refs: Vec<&crate::data::eval::EvalResult> = members.iter().map(|(_, r)| r).collect();
         if let Some(mut result) = crate::data::replicates::aggregate(&refs, &name) {
             result.points.iter_mut().for_each(|p| p.samples.clear());
-            let replicates = members.into_iter().map(|(_, m)| m).collect();
+            let replicates = members.into_iter().map(|(m, _)| m).collect();
             out.insert(name, Replicated { replicates, result });
         }
     }

@@ -179,19 +179,17 @@ impl ReportData {
 
 /// The mean across replicates of every replicated eval in `evals`, in first-replicate
 /// order. Its state is the worst of its members' (a replicate not run yet shows).
-fn aggregates(evals: &[EvalEntry]) -> Vec<EvalEntry> {
-    let mut groups: Vec<(String, Vec<&EvalEntry>)> = Vec::new();
-    for e in evals.iter().filter(|e| e.replicate.is_some()) {
-        let name = crate::ir::without_replicate(&e.name);
-        match groups.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, members)) => members.push(e),
-            None => groups.push((name, vec![e])),
-        }
-    }
-    groups
+fn aggregates(program: &Program, evals: &[EvalEntry]) -> Vec<EvalEntry> {
+    program
+        .replicate_groups()
         .into_iter()
-        .map(|(name, members)| {
-            let first = members[0];
+        .filter_map(|(name, nodes)| {
+            let members: Vec<&EvalEntry> = nodes
+                .iter()
+                .filter_map(|n| evals.iter().find(|e| e.id == n.id))
+                .collect();
+            // Only evals have entries: other replicated nodes give an empty group.
+            let first = *members.first()?;
             let member_results: Vec<(u32, EvalResult)> = members
                 .iter()
                 .filter_map(|m| Some((m.replicate?, m.result.clone()?)))
@@ -204,7 +202,7 @@ fn aggregates(evals: &[EvalEntry]) -> Vec<EvalEntry> {
                 .find(|s| **s != NodeState::Cached)
                 .cloned()
                 .unwrap_or(NodeState::Cached);
-            EvalEntry {
+            Some(EvalEntry {
                 id: first.id,
                 name,
                 base: first.base.clone(),
@@ -219,7 +217,7 @@ fn aggregates(evals: &[EvalEntry]) -> Vec<EvalEntry> {
                 replicate: None,
                 members: members.iter().map(|m| m.id).collect(),
                 member_results,
-            }
+            })
         })
         .collect()
 }
@@ -493,7 +491,7 @@ pub fn collect(
             member_results: Vec::new(),
         });
     }
-    let aggregates = aggregates(&evals);
+    let aggregates = aggregates(program, &evals);
     Ok(ReportData {
         experiment: program.name.clone(),
         docs: program.docs.clone(),

@@ -142,9 +142,8 @@ impl Builder<'_> {
     fn not_run(&mut self, evals: &[&EvalEntry]) {
         let mut missing: Vec<String> = Vec::new();
         for e in evals {
-            let own = [*e];
             let members: Vec<&EvalEntry> = if e.members.is_empty() {
-                own.to_vec()
+                vec![*e]
             } else {
                 let data = self.data;
                 e.members
