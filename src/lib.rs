@@ -16,5 +16,6 @@ pub mod ml;
 pub mod ops;
 pub mod plan;
 pub mod report;
+pub mod seed;
 pub mod store;
 pub mod syntax;

