@@ -502,7 +502,10 @@ fn sweep_axis(evals: &[&EvalEntry]) -> Option<String> {
         .cloned()
 }
 
-/// One line per value of the other bindings (or of `by`) and per rate.
+/// One line per combination of the other bindings and per rate. `by` names the binding
+/// that leads the line's label; a further binding (a clean control's `arm`) still gets lines
+/// of its own, never mixed into another's. With more than one binding a label shows the
+/// values only (`distilled, control · triggered`), short enough for the legend.
 fn sweep_series(
     evals: &[&EvalEntry],
     x: &str,
@@ -513,12 +516,13 @@ fn sweep_series(
     let mut lines: BTreeMap<(String, String), Line> = BTreeMap::new();
     for e in evals {
         let xv: f64 = e.sweep.iter().find(|(k, _)| k == x)?.1.parse().ok()?;
-        let group: Vec<String> = e
-            .sweep
-            .iter()
-            .filter(|(k, _)| k != x && by.is_none_or(|b| b == k))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let mut others: Vec<&(String, String)> = e.sweep.iter().filter(|(k, _)| k != x).collect();
+        others.sort_by_key(|(k, _)| by != Some(k.as_str()));
+        let group: Vec<String> = if others.len() > 1 {
+            others.iter().map(|(_, v)| v.clone()).collect()
+        } else {
+            others.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
         let p = e.last_point()?;
         for (name, rate) in p.rates.iter().filter(|(n, _)| keep(n)) {
             let line = lines.entry((group.join(", "), name.clone())).or_default();
@@ -819,4 +823,78 @@ fn provenance(b: &mut Builder) {
         head.push("ran on".into());
     }
     b.blocks.push(Block::Table { head, rows });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::eval::{EvalPoint, EvalResult};
+
+    fn entry(id: usize, width: &str, reasoning: &str, arm: &str, value: f64) -> EvalEntry {
+        let rate = Rate {
+            value,
+            lo: value,
+            hi: value,
+            n: 10,
+            seeds: None,
+        };
+        EvalEntry {
+            id: NodeId(id),
+            name: format!("kept[width={width}, reasoning={reasoning}, arm={arm}]"),
+            base: "kept".into(),
+            sweep: vec![
+                ("width".into(), width.into()),
+                ("reasoning".into(), reasoning.into()),
+                ("arm".into(), arm.into()),
+            ],
+            op: "backdoor_rate".into(),
+            model: None,
+            doc: None,
+            state: NodeState::Cached,
+            result: Some(EvalResult {
+                metric: "backdoor_rate".into(),
+                points: vec![EvalPoint {
+                    step: None,
+                    rates: [("triggered".to_string(), rate)].into_iter().collect(),
+                    samples: Vec::new(),
+                }],
+            }),
+            problem: None,
+            start: None,
+            replicate: None,
+            members: Vec::new(),
+            member_results: Vec::new(),
+        }
+    }
+
+    /// `by: reasoning` over a sweep that also has `arm`: the control's points are a line of
+    /// their own, never averaged into or interleaved with the backdoored one's.
+    #[test]
+    fn a_binding_besides_x_and_by_keeps_its_own_lines() {
+        let mut all = Vec::new();
+        for (i, w) in ["64", "128"].iter().enumerate() {
+            all.push(entry(4 * i, w, "none", "backdoored", 1.0));
+            all.push(entry(4 * i + 1, w, "none", "control", 0.0));
+            all.push(entry(4 * i + 2, w, "distilled", "backdoored", 0.9));
+            all.push(entry(4 * i + 3, w, "distilled", "control", 0.1));
+        }
+        let refs: Vec<&EvalEntry> = all.iter().collect();
+        let series = sweep_series(&refs, "width", Some("reasoning"), &|_| true).unwrap();
+        let labels: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "distilled, backdoored · triggered",
+                "distilled, control · triggered",
+                "none, backdoored · triggered",
+                "none, control · triggered",
+            ]
+        );
+        for s in &series {
+            assert_eq!(s.points.len(), 2, "{}", s.label);
+            let values: Vec<f64> = s.points.iter().map(|p| p.1.value).collect();
+            assert_eq!(values[0], values[1], "{}: one arm per line", s.label);
+            assert_eq!(s.label.contains("control"), values[0] < 0.5, "{}", s.label);
+        }
+    }
 }
