@@ -566,6 +566,19 @@ impl<'w> Elab<'w> {
                             "this value may be `none`, which this parameter does not accept",
                         );
                     }
+                } else if let Some(w) = enum_words(expected).into_iter().find(|w| {
+                    matches!(
+                        self.w.lookup(m, w).map(|s| &s.kind),
+                        Some(SymKind::Decl { .. })
+                    )
+                }) {
+                    // A word of the enum is also a declared name: where no enum is expected
+                    // yet (a sweep list), the name wins and the word never arrives.
+                    d = d.with_help(format!(
+                        "`{w}` is both a word of this parameter and the name of a declaration; \
+                         in a sweep list (or anywhere no enum is expected) the name wins: \
+                         rename the declaration"
+                    ));
                 }
                 d
             }
