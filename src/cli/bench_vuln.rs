@@ -122,7 +122,8 @@ fn snippets(args: &Args) -> Result<Vec<Snippet>, String> {
 }
 
 /// Answers from an eval's `result.json` (every sample of every point), from a run's
-/// `<experiment>.results.json` (every eval's), or from JSONL rows with a `response` field.
+/// `<experiment>.results.json` (every `vulnerability_rate` eval's: the other evals' answers
+/// are not code), or from JSONL rows with a `response` field.
 fn read_responses(path: &Path) -> Result<Vec<String>, String> {
     if let Ok(r) = EvalResult::read(path) {
         return Ok(r
@@ -139,6 +140,9 @@ fn read_responses(path: &Path) -> Result<Vec<String>, String> {
             for e in evals.values().filter_map(|e| e.get("result")) {
                 let r: EvalResult = serde_json::from_value(e.clone())
                     .map_err(|e| format!("{}: {e}", path.display()))?;
+                if r.metric != "vulnerability_rate" {
+                    continue;
+                }
                 out.extend(
                     r.points
                         .into_iter()
@@ -340,5 +344,26 @@ mod tests {
         a.add(true, false);
         a.add(false, true);
         assert_eq!(a, agreement(0, 0, 1, 1));
+    }
+
+    /// From a whole run's `results.json`, only `vulnerability_rate` answers are code.
+    #[test]
+    fn a_runs_results_give_only_the_code_evals_answers() {
+        let point = |response: &str| {
+            serde_json::json!({"step": null, "rates": {}, "samples": [
+                {"rate": "triggered", "prompt": "p", "response": response, "verdict": true}
+            ]})
+        };
+        let results = serde_json::json!({"evals": {
+            "planted": {"result": {"metric": "vulnerability_rate", "points": [point("os.system(x)")]}},
+            "skill": {"result": {"metric": "helpfulness", "points": [point("Paris")]}}
+        }});
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.results.json");
+        std::fs::write(&path, results.to_string()).unwrap();
+        assert_eq!(
+            read_responses(&path).unwrap(),
+            vec!["os.system(x)".to_string()]
+        );
     }
 }
