@@ -159,11 +159,17 @@ impl Program {
     /// them in). What reports and `results.json` average over.
     pub fn replicate_groups(&self) -> Vec<(String, Vec<&Node>)> {
         let mut groups: Vec<(String, Vec<&Node>)> = Vec::new();
+        // Group index by name: a linear search per node would be quadratic in the node
+        // count (up to 4,096 combinations x 64 replicates).
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
         for n in self.nodes.iter().filter(|n| n.replicate.is_some()) {
             let name = without_replicate(&n.name);
-            match groups.iter_mut().find(|(g, _)| *g == name) {
-                Some((_, members)) => members.push(n),
-                None => groups.push((name, vec![n])),
+            match index.get(&name) {
+                Some(&i) => groups[i].1.push(n),
+                None => {
+                    index.insert(name.clone(), groups.len());
+                    groups.push((name, vec![n]));
+                }
             }
         }
         groups

@@ -180,13 +180,15 @@ impl ReportData {
 /// The mean across replicates of every replicated eval in `evals`, in first-replicate
 /// order. Its state is the worst of its members' (a replicate not run yet shows).
 fn aggregates(program: &Program, evals: &[EvalEntry]) -> Vec<EvalEntry> {
+    let by_id: std::collections::HashMap<NodeId, &EvalEntry> =
+        evals.iter().map(|e| (e.id, e)).collect();
     program
         .replicate_groups()
         .into_iter()
         .filter_map(|(name, nodes)| {
             let members: Vec<&EvalEntry> = nodes
                 .iter()
-                .filter_map(|n| evals.iter().find(|e| e.id == n.id))
+                .filter_map(|n| by_id.get(&n.id).copied())
                 .collect();
             // Only evals have entries: other replicated nodes give an empty group.
             let first = *members.first()?;
