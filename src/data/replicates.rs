@@ -23,6 +23,29 @@ fn replicate<'a>(rate: &Rate, verdicts: &'a [bool]) -> Replicate<'a> {
     }
 }
 
+/// The unit verdicts behind rate `name` of point `p`: its samples. `helpfulness`'s
+/// `accuracy` keeps no samples of its own: it is the union of its `family:` rates, whose
+/// samples are then its units (without them its mean across replicates would resample
+/// seeds only, an interval several times too narrow). Other rates without samples of their
+/// own (a vulnerability rate per CWE) get none, and their means resample seeds only.
+fn units_of(p: &EvalPoint, name: &str) -> Vec<bool> {
+    let own: Vec<bool> = p
+        .samples
+        .iter()
+        .filter(|s| s.rate == name)
+        .map(|s| s.verdict)
+        .collect();
+    if own.is_empty() && name == "accuracy" {
+        return p
+            .samples
+            .iter()
+            .filter(|s| s.rate.starts_with("family:"))
+            .map(|s| s.verdict)
+            .collect();
+    }
+    own
+}
+
 /// The mean across `members` (one eval's replicates that have results, in replicate
 /// order), named `label` (the eval's name without its replicate). Its points are the
 /// steps every member measured; each rate the members share becomes their mean with a
@@ -48,16 +71,7 @@ pub fn aggregate(members: &[&EvalResult], label: &str) -> Option<EvalResult> {
             else {
                 continue;
             };
-            let verdicts: Vec<Vec<bool>> = each
-                .iter()
-                .map(|(q, _)| {
-                    q.samples
-                        .iter()
-                        .filter(|s| &s.rate == name)
-                        .map(|s| s.verdict)
-                        .collect()
-                })
-                .collect();
+            let verdicts: Vec<Vec<bool>> = each.iter().map(|(q, _)| units_of(q, name)).collect();
             let reps: Vec<Replicate> = each
                 .iter()
                 .zip(&verdicts)
@@ -133,5 +147,52 @@ mod tests {
         assert_eq!(partial.points.len(), 1);
         assert_eq!(partial.points[0].step, None);
         assert!(aggregate(&[], "kept").is_none());
+    }
+
+    /// A helpfulness point: `accuracy` over 20 answers in two families, its samples tagged
+    /// by family only.
+    fn helpfulness(hits: usize) -> EvalResult {
+        let samples: Vec<Sample> = (0..20)
+            .map(|i| Sample {
+                rate: format!("family:{}", if i % 2 == 0 { "a" } else { "b" }),
+                prompt: format!("p{i}"),
+                response: String::new(),
+                verdict: i < hits,
+            })
+            .collect();
+        let rate = |n: usize, k: usize| Rate {
+            value: k as f64 / n as f64,
+            lo: 0.0,
+            hi: 1.0,
+            n,
+            seeds: None,
+        };
+        let a = samples.iter().filter(|s| s.rate == "family:a" && s.verdict);
+        let b = samples.iter().filter(|s| s.rate == "family:b" && s.verdict);
+        let rates = [
+            ("accuracy".to_string(), rate(20, hits)),
+            ("family:a".to_string(), rate(10, a.count())),
+            ("family:b".to_string(), rate(10, b.count())),
+        ];
+        EvalResult {
+            metric: "helpfulness".into(),
+            points: vec![EvalPoint {
+                step: None,
+                rates: rates.into_iter().collect(),
+                samples,
+            }],
+        }
+    }
+
+    #[test]
+    fn accuracy_resamples_the_answers_of_its_families() {
+        // Three seeds with the same accuracy: a seeds-only interval would be a point; with
+        // the answers resampled it spans the prompt noise of 60 answers.
+        let r = helpfulness(4);
+        let agg = aggregate(&[&r, &r, &r], "skill").unwrap();
+        let acc = &agg.points[0].rates["accuracy"];
+        assert!((acc.value - 0.2).abs() < 1e-12);
+        assert_eq!((acc.n, acc.seeds), (60, Some(3)));
+        assert!(acc.lo < 0.15 && acc.hi > 0.25, "{acc:?}");
     }
 }
