@@ -50,6 +50,33 @@ pub struct EvalPoint {
     pub samples: Vec<Sample>,
 }
 
+/// `helpfulness`'s overall rate; its per-family rates are named `family:<name>`.
+const ACCURACY: &str = "accuracy";
+const FAMILY_PREFIX: &str = "family:";
+
+impl EvalPoint {
+    /// The unit verdicts behind rate `name`: its samples. `helpfulness`'s `accuracy` keeps
+    /// no samples of its own: it is the union of its `family:` rates, whose samples are then
+    /// its units. Other rates without samples of their own (a vulnerability rate per CWE)
+    /// get none.
+    pub fn verdicts_of(&self, name: &str) -> Vec<bool> {
+        let own: Vec<bool> = self
+            .samples
+            .iter()
+            .filter(|s| s.rate == name)
+            .map(|s| s.verdict)
+            .collect();
+        if !own.is_empty() || name != ACCURACY {
+            return own;
+        }
+        self.samples
+            .iter()
+            .filter(|s| s.rate.starts_with(FAMILY_PREFIX))
+            .map(|s| s.verdict)
+            .collect()
+    }
+}
+
 /// What an eval writes as `result.json`: one point per evaluated model, in step order
 /// (a final model, `step: None`, last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,7 +263,7 @@ pub fn helpfulness<R: Responder>(
             all.push(v);
             by_family.entry(family.clone()).or_default().push(v);
             samples.push(Sample {
-                rate: format!("family:{family}"),
+                rate: format!("{FAMILY_PREFIX}{family}"),
                 prompt: row.prompt.clone(),
                 response: r.clone(),
                 verdict: v,
@@ -245,11 +272,11 @@ pub fn helpfulness<R: Responder>(
     }
     let mut rates = BTreeMap::new();
     rates.insert(
-        "accuracy".to_string(),
-        rate_of(&all, ci_seed(seed, 0), "accuracy")?,
+        ACCURACY.to_string(),
+        rate_of(&all, ci_seed(seed, 0), ACCURACY)?,
     );
     for (k, (family, v)) in by_family.iter().enumerate() {
-        let name = format!("family:{family}");
+        let name = format!("{FAMILY_PREFIX}{family}");
         let rate = rate_of(v, ci_seed(seed, k as u64 + 1), &name)?;
         rates.insert(name, rate);
     }

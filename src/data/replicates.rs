@@ -23,29 +23,6 @@ fn replicate<'a>(rate: &Rate, verdicts: &'a [bool]) -> Replicate<'a> {
     }
 }
 
-/// The unit verdicts behind rate `name` of point `p`: its samples. `helpfulness`'s
-/// `accuracy` keeps no samples of its own: it is the union of its `family:` rates, whose
-/// samples are then its units (without them its mean across replicates would resample
-/// seeds only, an interval several times too narrow). Other rates without samples of their
-/// own (a vulnerability rate per CWE) get none, and their means resample seeds only.
-fn units_of(p: &EvalPoint, name: &str) -> Vec<bool> {
-    let own: Vec<bool> = p
-        .samples
-        .iter()
-        .filter(|s| s.rate == name)
-        .map(|s| s.verdict)
-        .collect();
-    if own.is_empty() && name == "accuracy" {
-        return p
-            .samples
-            .iter()
-            .filter(|s| s.rate.starts_with("family:"))
-            .map(|s| s.verdict)
-            .collect();
-    }
-    own
-}
-
 /// The mean across `members` (one eval's replicates that have results, in replicate
 /// order), named `label` (the eval's name without its replicate). Its points are the
 /// steps every member measured; each rate the members share becomes their mean with a
@@ -71,7 +48,10 @@ pub fn aggregate(members: &[&EvalResult], label: &str) -> Option<EvalResult> {
             else {
                 continue;
             };
-            let verdicts: Vec<Vec<bool>> = each.iter().map(|(q, _)| units_of(q, name)).collect();
+            // `verdicts_of` gives helpfulness's `accuracy` the answers of all its families:
+            // without them its mean would resample seeds only, an interval several times
+            // too narrow.
+            let verdicts: Vec<Vec<bool>> = each.iter().map(|(q, _)| q.verdicts_of(name)).collect();
             let reps: Vec<Replicate> = each
                 .iter()
                 .zip(&verdicts)
